@@ -1,0 +1,246 @@
+"""The public entry point: ``align(X_source, X_target, config) -> Alignment``."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, GWConfig
+from gwalign.distances import (DijkstraDistances, DistanceProvider, LandmarkDistances,
+                               PrecomputedDistances)
+from gwalign.engine import ops
+from gwalign.engine.plan import FactoredPlan
+from gwalign.engine.solver import ProgressCallback, SolveResult, solve_sampled_gw
+from gwalign.graph import KNNGraph, knn_graph
+from gwalign.validate import as_linear_cost, as_marginal, as_matrix, as_square_distances
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA if available (else CPU, with a warning); explicit CUDA must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        warnings.warn("no CUDA device found: running on the CPU", RuntimeWarning, stacklevel=2)
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} was asked for, but this machine has no CUDA device")
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) exist")
+    return torch.device(name)
+
+
+@dataclass
+class Alignment:
+    """Result of :func:`align`: an implicit coupling and what produced it.
+
+    The coupling is never stored densely; its methods stream over it.
+    """
+
+    plan: FactoredPlan
+    solve: SolveResult
+    config: GWConfig
+    graphs: tuple[Optional[KNNGraph], Optional[KNNGraph]]
+    distance_mode: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(source cells N, target cells K)."""
+        return self.plan.shape
+
+    @property
+    def gw_objective(self) -> float:
+        """Unbiased estimate of the GW objective (normalised geodesic distances)."""
+        return self.solve.objective
+
+    @property
+    def history(self) -> list[float]:
+        """GW objective estimate after each outer iteration."""
+        return self.solve.history
+
+    @property
+    def converged(self) -> bool:
+        return self.solve.converged
+
+    @property
+    def n_iter(self) -> int:
+        return self.solve.n_iter
+
+    @property
+    def n_bridges(self) -> tuple[int, int]:
+        """Bridge edges added to connect each side's kNN graph."""
+        return tuple(0 if g is None else g.n_bridges for g in self.graphs)  # type: ignore[return-value]
+
+    def row_marginal(self) -> np.ndarray:
+        """Mass of each source cell (``T 1``)."""
+        return ops.row_mass(self.plan).cpu().numpy()
+
+    def col_marginal(self) -> np.ndarray:
+        """Mass of each target cell (``Tᵀ 1``)."""
+        return ops.col_mass(self.plan).cpu().numpy()
+
+    def apply(self, z) -> np.ndarray:
+        """``T @ Z`` for Z with one row per target cell."""
+        return ops.apply(self.plan, self._tensor(z)).cpu().numpy()
+
+    def apply_t(self, z) -> np.ndarray:
+        """``Tᵀ @ Z`` for Z with one row per source cell."""
+        return ops.apply_t(self.plan, self._tensor(z)).cpu().numpy()
+
+    def project_to_source(self, z_target) -> np.ndarray:
+        """Barycentric projection of target values onto source cells: ``(T Z) / (T 1)``."""
+        z = self._tensor(z_target)
+        mass = ops.row_mass(self.plan)
+        out = ops.apply(self.plan, z)
+        return (out / (mass[:, None] if out.ndim == 2 else mass)).cpu().numpy()
+
+    def project_to_target(self, z_source) -> np.ndarray:
+        """Barycentric projection of source values onto target cells: ``(Tᵀ Z) / (Tᵀ 1)``."""
+        z = self._tensor(z_source)
+        mass = ops.col_mass(self.plan)
+        out = ops.apply_t(self.plan, z)
+        return (out / (mass[:, None] if out.ndim == 2 else mass)).cpu().numpy()
+
+    def topk(self, k: int = 10, transpose: bool = False) -> sp.csr_matrix:
+        """Sparse coupling keeping the ``k`` largest plan entries per row (raw plan mass).
+
+        ``transpose=True`` gives the target × source view (top-k per target cell).
+        """
+        plan = self.plan.T if transpose else self.plan
+        values, indices = ops.topk_rows(plan, k)
+        n_rows, n_cols = plan.shape
+        kk = values.shape[1]
+        indptr = np.arange(0, n_rows * kk + 1, kk)
+        return sp.csr_matrix((values.cpu().numpy().ravel(), indices.cpu().numpy().ravel(), indptr),
+                             shape=(n_rows, n_cols))
+
+    def to_dense(self) -> np.ndarray:
+        """The full N×K plan; refused above ``config.dense_limit`` entries."""
+        n, k = self.shape
+        if n * k > self.config.dense_limit:
+            raise ValueError(f"to_dense refused: {n}×{k} = {n * k} entries exceeds dense_limit="
+                             f"{self.config.dense_limit}; use topk(), apply() or raise the limit")
+        return ops.apply(self.plan, torch.eye(k, dtype=self.plan.u.dtype,
+                                              device=self.plan.u.device)).cpu().numpy()
+
+    def _tensor(self, z) -> torch.Tensor:
+        arr = z.detach() if isinstance(z, torch.Tensor) else torch.as_tensor(np.asarray(z, dtype=np.float64))
+        return arr.to(device=self.plan.u.device, dtype=self.plan.u.dtype)
+
+
+def align(x_source, x_target, config: Optional[GWConfig] = None, *,
+          a=None, b=None, joint_source=None, joint_target=None, linear_cost=None,
+          d_source=None, d_target=None, progress: Optional[ProgressCallback] = None) -> Alignment:
+    """Align two point clouds living in different spaces with (fused, semi-relaxed) GW.
+
+    Parameters
+    ----------
+    x_source, x_target
+        Representations, N×d and K×d' (any d, d'). Geodesic distances of their kNN graphs are
+        matched. Ignored for a side whose distance matrix is given.
+    config
+        All run parameters (:class:`GWConfig`); defaults when ``None``.
+    a, b
+        Cell weights (positive, summing to one); uniform by default.
+    joint_source, joint_target
+        Shared features (N×p, K×p) for fused GW (used when ``config.fgw_alpha > 0``).
+    linear_cost
+        Dense N×K feature cost for fused GW, small problems only (``config.dense_limit``).
+    d_source, d_target
+        User distance matrices (N×N, K×K), used as ``precomputed`` distances.
+    progress
+        Optional callback ``progress(iteration, max_iter, objective)``.
+
+    Returns
+    -------
+    Alignment
+    """
+    config = config or GWConfig()
+    timings: dict[str, float] = {}
+    min_rows = config.k + 1
+    xs = as_matrix("x_source", x_source, min_rows=min_rows) if d_source is None else None
+    xt = as_matrix("x_target", x_target, min_rows=min_rows) if d_target is None else None
+    n = xs.shape[0] if xs is not None else np.asarray(d_source).shape[0]
+    k = xt.shape[0] if xt is not None else np.asarray(d_target).shape[0]
+    ds = as_square_distances("d_source", d_source, n) if d_source is not None else None
+    dt = as_square_distances("d_target", d_target, k) if d_target is not None else None
+    wa = as_marginal("a", a, n)
+    wb = as_marginal("b", b, k)
+    joint = _joint(joint_source, joint_target, n, k)
+    if config.fgw_alpha > 0 and joint is None and linear_cost is None:
+        raise ValueError("fgw_alpha > 0 needs joint_source/joint_target or linear_cost")
+    if joint is not None and linear_cost is not None:
+        raise ValueError("give either joint_source/joint_target or linear_cost, not both")
+    lin = as_linear_cost("linear_cost", linear_cost, n, k, config.dense_limit)
+
+    device = resolve_device(config.device)
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    mode = _distance_mode(config, n, k)
+
+    def to_dev(arr: Optional[np.ndarray]) -> Optional[torch.Tensor]:
+        return None if arr is None else torch.as_tensor(arr, dtype=dtype, device=device)
+
+    tick = time.perf_counter()
+    graphs = (knn_graph(to_dev(xs), config.k) if xs is not None else None,
+              knn_graph(to_dev(xt), config.k) if xt is not None else None)
+    timings["graph"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    dist_s = _provider(mode, graphs[0], ds, device, dtype, config, config.seed)
+    dist_t = _provider(mode, graphs[1], dt, device, dtype, config, config.seed + 1)
+    timings["distances"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    joint_t = None if joint is None else (to_dev(joint[0]), to_dev(joint[1]))
+    solve = solve_sampled_gw(dist_s, dist_t, to_dev(wa), to_dev(wb), config, joint=joint_t,
+                             linear_cost=to_dev(lin), progress=progress)
+    timings["solve"] = time.perf_counter() - tick
+    timings.update({f"solve_{key}": value for key, value in solve.timings.items()})
+    return Alignment(plan=solve.plan, solve=solve, config=config, graphs=graphs,
+                     distance_mode=mode, timings=timings)
+
+
+def _joint(js, jt, n: int, k: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    if js is None and jt is None:
+        return None
+    if js is None or jt is None:
+        raise ValueError("joint_source and joint_target must be given together")
+    js_arr = as_matrix("joint_source", js)
+    jt_arr = as_matrix("joint_target", jt)
+    if js_arr.shape[0] != n or jt_arr.shape[0] != k:
+        raise ValueError(f"joint_source/joint_target need {n} and {k} rows, got "
+                         f"{js_arr.shape[0]} and {jt_arr.shape[0]}")
+    if js_arr.shape[1] != jt_arr.shape[1]:
+        raise ValueError(f"joint_source and joint_target must have equal width, got "
+                         f"{js_arr.shape[1]} and {jt_arr.shape[1]}")
+    return js_arr, jt_arr
+
+
+def _distance_mode(config: GWConfig, n: int, k: int) -> str:
+    if config.distance != "auto":
+        return config.distance
+    return "precomputed" if max(n, k) <= AUTO_PRECOMPUTED_MAX_POINTS else "landmark"
+
+
+def _provider(mode: str, graph: Optional[KNNGraph], user_d: Optional[np.ndarray],
+              device: torch.device, dtype: torch.dtype, config: GWConfig, seed: int) -> DistanceProvider:
+    if user_d is not None:
+        return PrecomputedDistances(user_d, device, dtype, seed)
+    assert graph is not None
+    if mode == "precomputed":
+        if graph.n_points > config.precomputed_max_points:
+            raise ValueError(f"distance='precomputed' needs N² memory: {graph.n_points} points exceed "
+                             f"precomputed_max_points={config.precomputed_max_points}; use 'landmark'")
+        return PrecomputedDistances.from_graph(graph, device, dtype, seed)
+    if mode == "dijkstra":
+        return DijkstraDistances(graph, device, dtype, seed)
+    return LandmarkDistances(graph, device, dtype, seed, n_landmarks=config.n_landmarks,
+                             dim=config.landmark_dim)

@@ -1,0 +1,203 @@
+"""One typed, validated configuration object for the whole pipeline.
+
+Every tunable of the engine lives here, so that a run is described by one value that can be
+printed, saved into ``uns["gwalign"]`` and loaded back from a TOML preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+DistanceMode = Literal["auto", "precomputed", "dijkstra", "landmark"]
+StabilisationMode = Literal["none", "cost_ema"]
+
+#: Above this many points per side, ``distance="auto"`` switches from exact all-pairs geodesics
+#: to landmark distances (all-pairs costs N² memory).
+AUTO_PRECOMPUTED_MAX_POINTS = 4000
+
+
+@dataclass(frozen=True)
+class GWConfig:
+    """Parameters of a gwalign run.
+
+    Parameters
+    ----------
+    k
+        Neighbours per point in the kNN graph whose shortest paths give geodesic distances.
+    distance
+        ``precomputed`` (all-pairs shortest paths, small N only), ``dijkstra`` (shortest paths
+        from the anchors at each step), ``landmark`` (landmark-MDS embedding of the geodesic
+        metric) or ``auto`` (precomputed up to ``AUTO_PRECOMPUTED_MAX_POINTS`` points, else landmark).
+    n_landmarks
+        Landmarks for ``distance="landmark"``.
+    landmark_dim
+        Dimension of the landmark-MDS embedding (its squared distances have rank ``dim + 2``).
+    n_anchors
+        Anchor pairs M sampled from the plan per GW step; ``None`` picks ``clip(n/8, 64, 256)``
+        where n is the smaller side, and never more than n.
+    epsilon
+        Entropic regularisation *relative to the cost scale* (the mean linearised cost under the
+        product plan at the first step), so it means the same on any data.
+    epsilon_start_factor, epsilon_decay_iters
+        ε starts at ``epsilon * epsilon_start_factor`` and decays geometrically to ``epsilon``
+        over ``epsilon_decay_iters`` outer iterations (annealing avoids early poor minima).
+    max_iter, min_iter
+        Bounds on outer (GW) iterations.
+    window, tol_rel, noise_z
+        Stopping rule: after annealing and ``min_iter``, stop when the mean objective of the last
+        ``window`` iterations is not lower than the window before by more than
+        ``max(noise_z * standard error, tol_rel * |mean|)``: it adapts to sampling noise.
+    sinkhorn_max_iter, sinkhorn_tol
+        Inner Sinkhorn bound and tolerance on the L1 error of the enforced marginal.
+    semi_relaxed, rho
+        Semi-relaxed GW: source marginal enforced, target marginal penalised by ``rho * KL``;
+        ``rho`` is relative to the cost scale like ``epsilon``.
+    fgw_alpha
+        Fused GW weight of the feature cost (0 = pure GW, 1 = pure feature OT).
+    stabilisation, cost_ema
+        ``cost_ema``: the linearised cost is an exponential moving average of the sampled costs
+        (weight ``cost_ema`` on the past), streamed as concatenated features over ``ema_window``
+        steps. ``none``: plain iteration (the default, see docs/design-notes.md).
+    ema_window
+        Steps kept for the cost EMA.
+    n_eval_anchors
+        Fresh anchor pairs used for the final unbiased GW objective estimate.
+    seed
+        Seed of every random choice; a CPU run with one seed is bit-for-bit repeatable.
+    device
+        ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:i``.
+    dtype
+        ``float32`` or ``float64`` for the engine's tensors.
+    block_rows, block_cols
+        Block sizes of the streamed operations; ``None`` chooses them from the sizes.
+    block_elements
+        Target elements per streamed block when block sizes are chosen automatically.
+    dense_limit
+        Largest N·K for which a dense plan (``to_dense``) or a dense ``C_linear`` is accepted.
+    precomputed_max_points
+        Largest side for which all-pairs shortest paths are computed.
+    """
+
+    k: int = 10
+    distance: DistanceMode = "auto"
+    n_landmarks: int = 128
+    landmark_dim: int = 32
+    n_anchors: Optional[int] = None
+    epsilon: float = 0.01
+    epsilon_start_factor: float = 10.0
+    epsilon_decay_iters: int = 10
+    max_iter: int = 100
+    min_iter: int = 15
+    window: int = 5
+    tol_rel: float = 1e-3
+    noise_z: float = 1.0
+    sinkhorn_max_iter: int = 300
+    sinkhorn_tol: float = 1e-5
+    semi_relaxed: bool = False
+    rho: float = 1.0
+    fgw_alpha: float = 0.0
+    stabilisation: StabilisationMode = "none"
+    cost_ema: float = 0.5
+    ema_window: int = 4
+    n_eval_anchors: int = 256
+    seed: int = 0
+    device: str = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    block_rows: Optional[int] = None
+    block_cols: Optional[int] = None
+    block_elements: int = 1 << 20
+    dense_limit: int = 25_000_000
+    precomputed_max_points: int = 8000
+
+    def __post_init__(self) -> None:
+        _check_int("k", self.k, 1)
+        _check_choice("distance", self.distance, ("auto", "precomputed", "dijkstra", "landmark"))
+        _check_int("n_landmarks", self.n_landmarks, 2)
+        _check_int("landmark_dim", self.landmark_dim, 1)
+        if self.n_anchors is not None:
+            _check_int("n_anchors", self.n_anchors, 1)
+        _check_positive("epsilon", self.epsilon)
+        if not (math.isfinite(self.epsilon_start_factor) and self.epsilon_start_factor >= 1.0):
+            raise ValueError(f"epsilon_start_factor must be >= 1, got {self.epsilon_start_factor!r}")
+        _check_int("epsilon_decay_iters", self.epsilon_decay_iters, 0)
+        _check_int("max_iter", self.max_iter, 1)
+        _check_int("min_iter", self.min_iter, 0)
+        _check_int("window", self.window, 2)
+        _check_positive("tol_rel", self.tol_rel, allow_zero=True)
+        _check_positive("noise_z", self.noise_z, allow_zero=True)
+        _check_int("sinkhorn_max_iter", self.sinkhorn_max_iter, 1)
+        _check_positive("sinkhorn_tol", self.sinkhorn_tol)
+        _check_positive("rho", self.rho)
+        if not (isinstance(self.fgw_alpha, (int, float)) and 0.0 <= self.fgw_alpha <= 1.0):
+            raise ValueError(f"fgw_alpha must lie in [0, 1], got {self.fgw_alpha!r}")
+        _check_choice("stabilisation", self.stabilisation, ("none", "cost_ema"))
+        if not (0.0 <= self.cost_ema < 1.0):
+            raise ValueError(f"cost_ema must lie in [0, 1), got {self.cost_ema!r}")
+        _check_int("ema_window", self.ema_window, 1)
+        _check_int("n_eval_anchors", self.n_eval_anchors, 1)
+        _check_int("seed", self.seed, 0)
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+        ):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:i, got {self.device!r}")
+        _check_choice("dtype", self.dtype, ("float32", "float64"))
+        for name in ("block_rows", "block_cols"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_int(name, value, 1)
+        _check_int("block_elements", self.block_elements, 1024)
+        _check_int("dense_limit", self.dense_limit, 1)
+        _check_int("precomputed_max_points", self.precomputed_max_points, 2)
+
+    def replace(self, **changes: Any) -> "GWConfig":
+        """Return a copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (for reports and ``uns``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "GWConfig":
+        """Build from a dict, naming any unknown key and its source."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown config key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "GWConfig":
+        """Load a TOML preset; keys may sit at top level or under ``[gwalign]``."""
+        path = Path(path)
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+        if "gwalign" in data and isinstance(data["gwalign"], dict):
+            data = data["gwalign"]
+        return cls.from_dict(data, source=str(path))
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+__all__ = ["GWConfig", "AUTO_PRECOMPUTED_MAX_POINTS"]

@@ -1,0 +1,186 @@
+"""Distance providers: columns ``D[:, anchors]`` of a graph (geodesic) distance matrix.
+
+The engine never needs a whole N×N distance matrix: each GW step asks for the columns of its
+anchors. Providers normalise distances once, globally (by their mean over a fixed random sample
+of sources), so that the two sides are on one scale and costs do not drift between steps.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import dijkstra
+
+from gwalign.graph import KNNGraph
+
+#: Sources whose distance rows estimate the global mean distance.
+SCALE_SAMPLE = 64
+
+
+class DistanceProvider:
+    """Base class: normalised columns of a distance matrix.
+
+    Subclasses implement ``_raw_columns(idx) -> N×len(idx)`` (float64 NumPy or tensor).
+    """
+
+    name = "base"
+
+    def __init__(self, n_points: int, device: torch.device, dtype: torch.dtype, seed: int) -> None:
+        self.n_points = n_points
+        self.device = device
+        self.dtype = dtype
+        rng = np.random.default_rng(seed)
+        sample = rng.choice(n_points, size=min(n_points, SCALE_SAMPLE), replace=False)
+        self.scale = 1.0
+        raw = self._as_tensor(self._raw_columns(np.sort(sample)))
+        if not bool(torch.isfinite(raw).all()):
+            raise RuntimeError("infinite graph distance: the graph is not connected")
+        self.scale = float(raw.double().mean())
+        if not self.scale > 0:
+            raise ValueError("all distances are zero: the representation has no spread")
+
+    def _raw_columns(self, idx: np.ndarray):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _as_tensor(self, values) -> torch.Tensor:
+        if isinstance(values, torch.Tensor):
+            return values.to(device=self.device, dtype=self.dtype)
+        return torch.as_tensor(np.ascontiguousarray(values), dtype=self.dtype, device=self.device)
+
+    def columns(self, idx: np.ndarray) -> torch.Tensor:
+        """Normalised distances from every point to the points ``idx``: N×len(idx)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return self._as_tensor(self._raw_columns(idx)) / self.scale
+
+
+class PrecomputedDistances(DistanceProvider):
+    """A dense N×N distance matrix: given by the user, or all-pairs shortest paths of a graph."""
+
+    name = "precomputed"
+
+    def __init__(self, matrix: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype,
+                 seed: int = 0) -> None:
+        self._matrix = torch.as_tensor(np.asarray(matrix) if not isinstance(matrix, torch.Tensor) else matrix,
+                                       dtype=dtype, device=device).clone()
+        super().__init__(self._matrix.shape[0], device, dtype, seed)
+        # Exact global mean instead of the sample estimate.
+        self.scale = float(self._matrix.double().mean())
+        if not self.scale > 0:
+            raise ValueError("all distances are zero: the representation has no spread")
+
+    @classmethod
+    def from_graph(cls, graph: KNNGraph, device: torch.device, dtype: torch.dtype,
+                   seed: int = 0) -> "PrecomputedDistances":
+        """All-pairs shortest paths of ``graph`` (N² memory: small N only)."""
+        full = dijkstra(graph.matrix, directed=False)
+        if not np.isfinite(full).all():
+            raise RuntimeError("infinite graph distance: the graph is not connected")
+        return cls(full, device, dtype, seed)
+
+    def _raw_columns(self, idx: np.ndarray) -> torch.Tensor:
+        return self._matrix[:, torch.as_tensor(idx, device=self._matrix.device)]
+
+    def dense(self) -> torch.Tensor:
+        """The normalised N×N matrix."""
+        return self._matrix / self.scale
+
+
+class DijkstraDistances(DistanceProvider):
+    """Exact geodesics by Dijkstra from the requested anchors, with a bounded row cache."""
+
+    name = "dijkstra"
+
+    def __init__(self, graph: KNNGraph, device: torch.device, dtype: torch.dtype, seed: int = 0,
+                 cache_rows: Optional[int] = None) -> None:
+        self._graph = graph.matrix
+        n = graph.n_points
+        # Default cache: about 256 MB of float32 rows, at least 64 rows.
+        self._cache_rows = cache_rows if cache_rows is not None else max(64, (64 << 20) // max(n, 1))
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        super().__init__(n, device, dtype, seed)
+
+    def _raw_columns(self, idx: np.ndarray) -> np.ndarray:
+        missing = sorted({int(i) for i in idx if int(i) not in self._cache})
+        if missing:
+            rows = dijkstra(self._graph, directed=False, indices=missing)
+            rows = np.atleast_2d(rows).astype(np.float32)
+            if not np.isfinite(rows).all():
+                raise RuntimeError("infinite graph distance: the graph is not connected")
+            for i, row in zip(missing, rows):
+                self._cache[i] = row
+        out = np.stack([self._cache[int(i)] for i in idx], axis=1)
+        for i in idx:
+            self._cache.move_to_end(int(i))
+        while len(self._cache) > self._cache_rows:
+            self._cache.popitem(last=False)
+        return out
+
+
+class LandmarkDistances(DistanceProvider):
+    """Landmark-MDS embedding of the geodesic metric (de Silva & Tenenbaum 2004).
+
+    Farthest-point landmarks are chosen on the graph; shortest paths from them give an L×N
+    distance table, which classical MDS on the landmarks turns into coordinates ``Y`` (N×r) for
+    every point by triangulation. The distance between i and j is approximated by
+    ``‖Y_i − Y_j‖``: exact for points of an isometrically flat manifold (e.g. a Swiss roll),
+    an approximation otherwise. Its square is a rank-(r+2) matrix, which keeps an exact low-rank
+    GW mode possible (Scetbon, Peyré, Cuturi 2022).
+    """
+
+    name = "landmark"
+
+    def __init__(self, graph: KNNGraph, device: torch.device, dtype: torch.dtype, seed: int = 0,
+                 n_landmarks: int = 128, dim: int = 32) -> None:
+        n = graph.n_points
+        n_landmarks = min(n_landmarks, n)
+        landmarks, table = _farthest_point_landmarks(graph.matrix, n_landmarks, seed)
+        coords = _landmark_mds(table, landmarks, dim)
+        self.landmarks = landmarks
+        self.coords = torch.as_tensor(coords, dtype=dtype, device=device)
+        super().__init__(n, device, dtype, seed)
+
+    def _raw_columns(self, idx: np.ndarray) -> torch.Tensor:
+        anchors = self.coords[torch.as_tensor(idx, device=self.coords.device)]
+        return torch.cdist(self.coords, anchors)
+
+
+def _farthest_point_landmarks(graph: sp.csr_matrix, n_landmarks: int, seed: int
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy farthest-point sampling on the graph metric; returns (landmarks, L×N distances)."""
+    n = graph.shape[0]
+    rng = np.random.default_rng(seed)
+    landmarks = [int(rng.integers(n))]
+    table = np.empty((n_landmarks, n), dtype=np.float64)
+    nearest = np.full(n, np.inf)
+    for t in range(n_landmarks):
+        table[t] = dijkstra(graph, directed=False, indices=landmarks[t])
+        if not np.isfinite(table[t]).all():
+            raise RuntimeError("infinite graph distance: the graph is not connected")
+        np.minimum(nearest, table[t], out=nearest)
+        if t + 1 < n_landmarks:
+            landmarks.append(int(np.argmax(nearest)))
+    return np.array(landmarks), table
+
+
+def _landmark_mds(table: np.ndarray, landmarks: np.ndarray, dim: int) -> np.ndarray:
+    """Landmark MDS: coordinates N×r from landmark-to-all distances L×N."""
+    sq = table ** 2
+    sq_land = sq[:, landmarks]                       # L×L squared distances among landmarks
+    sq_land = 0.5 * (sq_land + sq_land.T)
+    n_land = sq_land.shape[0]
+    centring = np.eye(n_land) - 1.0 / n_land
+    gram = -0.5 * centring @ sq_land @ centring
+    vals, vecs = np.linalg.eigh(gram)
+    order = np.argsort(vals)[::-1]
+    vals, vecs = vals[order], vecs[:, order]
+    positive = vals > vals[0] * 1e-9
+    r = int(min(dim, positive.sum()))
+    vals, vecs = vals[:r], vecs[:, :r]
+    # Triangulation: y_x = -1/2 · Λ^{-1/2} Vᵀ (δ_x − mean_δ) for squared distances δ_x to landmarks.
+    mean_sq = sq_land.mean(axis=1)
+    pinv = vecs / np.sqrt(vals)                      # L×r
+    return -0.5 * (sq - mean_sq[:, None]).T @ pinv   # N×r

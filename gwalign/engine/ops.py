@@ -1,0 +1,83 @@
+"""Streamed plan operations with backend dispatch.
+
+This is the one place where the engine chooses between the PyTorch reference (CPU tensors, and
+anything the kernels do not cover) and the fused Triton kernels (CUDA tensors). Callers never
+import a backend directly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+
+from gwalign.engine import stream
+from gwalign.engine.plan import FactoredPlan
+
+
+def triton_enabled(tensor: torch.Tensor) -> bool:
+    """True when ``tensor`` lives on a CUDA device and the Triton kernels can run there.
+
+    ``GWALIGN_TRITON=0`` forces the reference path (for comparisons and debugging);
+    ``GWALIGN_TRITON=1`` with ``TRITON_INTERPRET=1`` runs the kernels on CPU tensors (tests).
+    """
+    flag = os.environ.get("GWALIGN_TRITON", "auto")
+    if flag == "0":
+        return False
+    if not tensor.is_cuda and not (flag == "1" and os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    from gwalign.kernels import available
+
+    return available()
+
+
+def lse_rows(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
+             extra: Optional[torch.Tensor], block_rows: int, block_cols: int) -> torch.Tensor:
+    """Row log-sum-exp of ``(bias_j + 2⟨x_i, y_j⟩ − extra_ij)/ε`` on the best backend."""
+    if extra is None and triton_enabled(x):
+        from gwalign.kernels.lse import lse_rows_triton
+
+        return lse_rows_triton(x, y, bias, eps)
+    return stream.lse_rows_reference(x, y, bias, eps, extra, block_rows, block_cols)
+
+
+def row_lse(plan: FactoredPlan) -> torch.Tensor:
+    """``log Σ_j exp((q_j + 2⟨u_i, v_j⟩ − E_ij)/ε)`` for every row."""
+    return lse_rows(plan.u, plan.v, plan.q, plan.eps, plan.extra, plan.block_rows, plan.block_cols)
+
+
+def row_mass(plan: FactoredPlan) -> torch.Tensor:
+    """Row sums ``T 1`` of the plan."""
+    return torch.exp(plan.p / plan.eps + row_lse(plan))
+
+
+def col_mass(plan: FactoredPlan) -> torch.Tensor:
+    """Column sums ``Tᵀ 1`` of the plan."""
+    return row_mass(plan.T)
+
+
+def apply(plan: FactoredPlan, z: torch.Tensor) -> torch.Tensor:
+    """``T @ Z`` (Z: K×m or length K)."""
+    return stream.apply_reference(plan, z)
+
+
+def apply_t(plan: FactoredPlan, z: torch.Tensor) -> torch.Tensor:
+    """``Tᵀ @ Z`` (Z: N×m or length N)."""
+    return stream.apply_reference(plan.T, z)
+
+
+def transport_cost(plan: FactoredPlan, cost_u: Optional[torch.Tensor] = None,
+                   cost_v: Optional[torch.Tensor] = None) -> float:
+    """``⟨C, T⟩`` for the plan's own cost, or for ``‖cost_u_i − cost_v_j‖²``."""
+    return float(stream.transport_cost_reference(plan, cost_u, cost_v))
+
+
+def sample_columns(plan: FactoredPlan, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One column index drawn from ``T[i, :]`` for each ``i`` in ``rows``."""
+    return stream.sample_columns_reference(plan, rows, generator)
+
+
+def topk_rows(plan: FactoredPlan, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` plan entries of every row (values, column indices)."""
+    return stream.topk_rows_reference(plan, k)

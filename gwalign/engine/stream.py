@@ -1,0 +1,164 @@
+"""Streamed operations on implicit plans: the PyTorch reference, and the CPU path.
+
+Every function walks row blocks × column blocks and never allocates more than one tile
+(``block_rows × block_cols``) plus O((N+K)·d) vectors. Reductions over columns use an online
+log-sum-exp (running max and rescaled sum), the FlashAttention pattern.
+Column operations are row operations on the transposed plan (``plan.T``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from gwalign.engine.plan import FactoredPlan
+
+
+def _tile_logits(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
+                 extra: Optional[torch.Tensor]) -> torch.Tensor:
+    """(bias_j + 2⟨x_i, y_j⟩ − extra_ij) / ε for one tile."""
+    logits = torch.addmm(bias.unsqueeze(0), x, y.T, alpha=2.0)
+    if extra is not None:
+        logits = logits - extra
+    return logits / eps
+
+
+def lse_rows_reference(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
+                       extra: Optional[torch.Tensor] = None, block_rows: int = 512,
+                       block_cols: int = 2048) -> torch.Tensor:
+    """Row log-sum-exp ``r_i = log Σ_j exp((bias_j + 2⟨x_i, y_j⟩ − extra_ij)/ε)``, streamed.
+
+    Parameters
+    ----------
+    x, y
+        Row features (N×d) and column features (K×d).
+    bias
+        Column bias (length K), in cost units.
+    eps
+        Absolute regularisation.
+    extra
+        Optional dense N×K extra cost.
+    block_rows, block_cols
+        Tile sizes.
+
+    Returns
+    -------
+    torch.Tensor
+        Length-N vector (no ε factor: natural-log units).
+    """
+    n_rows, n_cols = x.shape[0], y.shape[0]
+    out = torch.empty(n_rows, dtype=x.dtype, device=x.device)
+    for i0 in range(0, n_rows, block_rows):
+        i1 = min(i0 + block_rows, n_rows)
+        running_max = torch.full((i1 - i0,), -torch.inf, dtype=x.dtype, device=x.device)
+        running_sum = torch.zeros(i1 - i0, dtype=x.dtype, device=x.device)
+        for j0 in range(0, n_cols, block_cols):
+            j1 = min(j0 + block_cols, n_cols)
+            tile = _tile_logits(x[i0:i1], y[j0:j1], bias[j0:j1], eps,
+                                None if extra is None else extra[i0:i1, j0:j1])
+            tile_max = tile.amax(dim=1)
+            new_max = torch.maximum(running_max, tile_max)
+            # exp(-inf - finite) = 0 keeps empty history harmless.
+            running_sum = running_sum * torch.exp(running_max - new_max) + \
+                torch.exp(tile - new_max.unsqueeze(1)).sum(dim=1)
+            running_max = new_max
+        out[i0:i1] = running_max + torch.log(running_sum)
+    return out
+
+
+def _plan_tiles(plan: FactoredPlan):
+    """Yield (i0, i1, j0, j1, log T tile) over the whole plan."""
+    n_rows, n_cols = plan.shape
+    for i0 in range(0, n_rows, plan.block_rows):
+        i1 = min(i0 + plan.block_rows, n_rows)
+        for j0 in range(0, n_cols, plan.block_cols):
+            j1 = min(j0 + plan.block_cols, n_cols)
+            extra = None if plan.extra is None else plan.extra[i0:i1, j0:j1]
+            tile = _tile_logits(plan.u[i0:i1], plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra)
+            yield i0, i1, j0, j1, tile + (plan.p[i0:i1] / plan.eps).unsqueeze(1)
+
+
+def apply_reference(plan: FactoredPlan, z: torch.Tensor) -> torch.Tensor:
+    """``T @ Z`` for Z of shape K×m (or length K), streamed."""
+    squeeze = z.ndim == 1
+    z2 = z.unsqueeze(1) if squeeze else z
+    out = torch.zeros(plan.shape[0], z2.shape[1], dtype=plan.u.dtype, device=plan.u.device)
+    for i0, i1, j0, j1, tile in _plan_tiles(plan):
+        out[i0:i1] += torch.exp(tile) @ z2[j0:j1].to(out.dtype)
+    return out.squeeze(1) if squeeze else out
+
+
+def transport_cost_reference(plan: FactoredPlan, cost_u: Optional[torch.Tensor] = None,
+                             cost_v: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``⟨C, T⟩`` where ``C_ij = ‖cost_u_i − cost_v_j‖²`` (default: the plan's own cost).
+
+    Giving other cost features evaluates a different squared-Euclidean cost under this plan:
+    that is how the GW objective is estimated with fresh anchors.
+    """
+    own = cost_u is None
+    cu = plan.u if own else cost_u
+    cv = plan.v if own else cost_v
+    alpha = (cu * cu).sum(dim=1)
+    beta = (cv * cv).sum(dim=1)
+    total = torch.zeros((), dtype=torch.float64, device=plan.u.device)
+    for i0, i1, j0, j1, tile in _plan_tiles(plan):
+        cost = alpha[i0:i1, None] + beta[None, j0:j1] - 2.0 * (cu[i0:i1] @ cv[j0:j1].T)
+        if own and plan.extra is not None:
+            cost = cost + plan.extra[i0:i1, j0:j1]
+        total += (torch.exp(tile) * cost).sum(dtype=torch.float64)
+    return total
+
+
+def sample_columns_reference(plan: FactoredPlan, rows: torch.Tensor,
+                             generator: torch.Generator) -> torch.Tensor:
+    """For each index in ``rows``, draw one column from the plan's row ``T[i, :]``.
+
+    Streamed Gumbel-max: ``argmax_j (log T_ij + G_ij)`` with i.i.d. Gumbel noise is an exact
+    sample from the row, and the running argmax needs only one tile of the selected rows.
+    """
+    n_cols = plan.shape[1]
+    m = rows.shape[0]
+    best = torch.full((m,), -torch.inf, dtype=plan.u.dtype, device=plan.u.device)
+    best_idx = torch.zeros(m, dtype=torch.long, device=plan.u.device)
+    u_rows = plan.u[rows]
+    extra_rows = None if plan.extra is None else plan.extra[rows]
+    for j0 in range(0, n_cols, plan.block_cols):
+        j1 = min(j0 + plan.block_cols, n_cols)
+        extra = None if extra_rows is None else extra_rows[:, j0:j1]
+        tile = _tile_logits(u_rows, plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra)
+        uniform = torch.rand(tile.shape, dtype=tile.dtype, device=tile.device, generator=generator)
+        tiny = torch.finfo(tile.dtype).tiny
+        exponential = (-torch.log(uniform.clamp_min(tiny))).clamp_min(tiny)
+        gumbel = -torch.log(exponential)
+        tile_best, tile_idx = (tile + gumbel).max(dim=1)
+        better = tile_best > best
+        best = torch.where(better, tile_best, best)
+        best_idx = torch.where(better, tile_idx + j0, best_idx)
+    return best_idx
+
+
+def topk_rows_reference(plan: FactoredPlan, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest entries of every row: (values N×k, column indices N×k), descending."""
+    n_rows, n_cols = plan.shape
+    k = min(k, n_cols)
+    values = torch.empty(n_rows, k, dtype=plan.u.dtype, device=plan.u.device)
+    indices = torch.empty(n_rows, k, dtype=torch.long, device=plan.u.device)
+    for i0 in range(0, n_rows, plan.block_rows):
+        i1 = min(i0 + plan.block_rows, n_rows)
+        best_val = torch.full((i1 - i0, 0), -torch.inf, dtype=plan.u.dtype, device=plan.u.device)
+        best_idx = torch.zeros((i1 - i0, 0), dtype=torch.long, device=plan.u.device)
+        for j0 in range(0, n_cols, plan.block_cols):
+            j1 = min(j0 + plan.block_cols, n_cols)
+            extra = None if plan.extra is None else plan.extra[i0:i1, j0:j1]
+            tile = _tile_logits(plan.u[i0:i1], plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra)
+            kk = min(k, j1 - j0)
+            tv, ti = tile.topk(kk, dim=1)
+            merged_val = torch.cat([best_val, tv], dim=1)
+            merged_idx = torch.cat([best_idx, ti + j0], dim=1)
+            keep = min(k, merged_val.shape[1])
+            best_val, order = merged_val.topk(keep, dim=1)
+            best_idx = merged_idx.gather(1, order)
+        values[i0:i1] = torch.exp(best_val + (plan.p[i0:i1] / plan.eps).unsqueeze(1))
+        indices[i0:i1] = best_idx
+    return values, indices

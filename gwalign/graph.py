@@ -1,0 +1,170 @@
+"""Symmetric kNN distance graphs, stitched into one connected component.
+
+Geodesic (shortest-path) distances on a kNN graph approximate distances along the data manifold
+(Isomap; SCOT uses the same construction). A disconnected graph would give infinite distances, so
+components are joined by bridge edges between their closest points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import connected_components
+
+
+@dataclass(frozen=True)
+class KNNGraph:
+    """A symmetric, connected kNN graph.
+
+    Attributes
+    ----------
+    matrix
+        CSR N×N with Euclidean edge weights (strictly positive).
+    k
+        Neighbours per point used to build it.
+    n_components
+        Connected components before stitching.
+    n_bridges
+        Bridge edges added to connect them.
+    """
+
+    matrix: sp.csr_matrix
+    k: int
+    n_components: int
+    n_bridges: int
+
+    @property
+    def n_points(self) -> int:
+        return self.matrix.shape[0]
+
+
+def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 2048) -> KNNGraph:
+    """Build the symmetric kNN graph of ``x`` and stitch its components.
+
+    Parameters
+    ----------
+    x
+        N×d representation (CPU: exact tree search; CUDA: blocked ``cdist`` + ``topk``).
+    k
+        Neighbours per point (excluding the point itself).
+    candidate_k
+        Neighbours searched per point when looking for bridges between components.
+    block_rows
+        Rows per block on the GPU path.
+
+    Returns
+    -------
+    KNNGraph
+    """
+    n = x.shape[0]
+    search_k = min(n - 1, max(k, candidate_k))
+    dist, idx = _nearest(x, search_k, block_rows)
+    rows = np.repeat(np.arange(n), k)
+    graph = sp.csr_matrix((_positive(dist[:, :k]).ravel(), (rows, idx[:, :k].ravel())), shape=(n, n))
+    graph = graph.maximum(graph.T).tocsr()
+    n_components, labels = connected_components(graph, directed=False)
+    bridges = _stitch(x, labels, dist, idx) if n_components > 1 else []
+    if bridges:
+        b_rows, b_cols, b_w = (np.array(t) for t in zip(*bridges))
+        extra = sp.csr_matrix((_positive(b_w), (b_rows, b_cols)), shape=(n, n))
+        graph = graph.maximum(extra).maximum(extra.T).tocsr()
+    final_components, _ = connected_components(graph, directed=False)
+    assert final_components == 1, "graph stitching failed to connect the graph"
+    return KNNGraph(matrix=graph, k=k, n_components=n_components, n_bridges=len(bridges))
+
+
+def _positive(weights: np.ndarray) -> np.ndarray:
+    """Duplicate points give zero-length edges; csgraph would drop them, so keep them tiny."""
+    weights = np.asarray(weights, dtype=np.float64)
+    floor = max(float(weights.max(initial=0.0)), 1.0) * 1e-12
+    return np.maximum(weights, floor)
+
+
+def _nearest(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours (self excluded), sorted by distance: (distances, indices) N×k."""
+    if x.is_cuda:
+        return _nearest_torch(x, k, block_rows)
+    from sklearn.neighbors import NearestNeighbors
+
+    data = x.detach().cpu().numpy().astype(np.float64, copy=False)
+    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(data).kneighbors(data)
+    return _drop_self(dist, idx, k)
+
+
+def _nearest_torch(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blocked exact kNN with ``cdist`` + ``topk`` (GPU path)."""
+    n = x.shape[0]
+    dists, idxs = [], []
+    for i0 in range(0, n, block_rows):
+        block = torch.cdist(x[i0:i0 + block_rows], x)
+        d, i = block.topk(k + 1, dim=1, largest=False)
+        dists.append(d.cpu())
+        idxs.append(i.cpu())
+    return _drop_self(torch.cat(dists).double().numpy(), torch.cat(idxs).numpy(), k)
+
+
+def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each point from its own neighbour list (ties with duplicates may put it anywhere)."""
+    n = idx.shape[0]
+    is_self = idx == np.arange(n)[:, None]
+    # Rows where self is absent (many exact duplicates): drop the last column instead.
+    no_self = ~is_self.any(axis=1)
+    is_self[no_self, -1] = True
+    keep = ~is_self
+    return dist[keep].reshape(n, k), idx[keep].reshape(n, k)
+
+
+def _stitch(x: torch.Tensor, labels: np.ndarray, cand_dist: np.ndarray,
+            cand_idx: np.ndarray) -> list[tuple[int, int, float]]:
+    """Borůvka rounds: join every component to its closest other component.
+
+    Each round, every component takes its shortest edge to another component among the
+    precomputed neighbour candidates (one search for all rounds: no tree is rebuilt). When no
+    component has a candidate (well-separated clusters), the smallest component is searched
+    exhaustively against the rest. Rounds at least halve the number of components.
+    """
+    labels = labels.copy()
+    bridges: list[tuple[int, int, float]] = []
+    points = x.detach().cpu().to(torch.float64)
+    while True:
+        n_comp = labels.max() + 1
+        if n_comp == 1:
+            return bridges
+        other = labels[cand_idx] != labels[:, None]
+        has = other.any(axis=1)
+        first = np.argmax(other, axis=1)
+        rows = np.nonzero(has)[0]
+        cols = cand_idx[rows, first[rows]]
+        dists = cand_dist[rows, first[rows]]
+        comps = labels[rows]
+        # Shortest candidate edge per component: sort by (component, distance), keep the first.
+        order = np.lexsort((dists, comps))
+        lead = order[np.r_[True, comps[order][1:] != comps[order][:-1]]] if len(order) else order
+        edges: dict[int, tuple[float, int, int]] = {
+            int(comps[t]): (float(dists[t]), int(rows[t]), int(cols[t])) for t in lead
+        }
+        if not edges:
+            sizes = np.bincount(labels)
+            smallest = int(np.argmin(sizes))
+            inside = np.nonzero(labels == smallest)[0]
+            outside = np.nonzero(labels != smallest)[0]
+            d_best, i_best, j_best = np.inf, -1, -1
+            for start in range(0, len(inside), 1024):
+                block = inside[start:start + 1024]
+                dist = torch.cdist(points[block], points[outside])
+                flat = int(torch.argmin(dist))
+                r, c = divmod(flat, dist.shape[1])
+                if float(dist[r, c]) < d_best:
+                    d_best, i_best, j_best = float(dist[r, c]), int(block[r]), int(outside[c])
+            edges[smallest] = (d_best, i_best, j_best)
+        for d, i, j in edges.values():
+            bridges.append((i, j, d))
+        # Merge the components joined by this round's bridges.
+        link = sp.csr_matrix((np.ones(len(edges)), ([labels[i] for _, i, _ in edges.values()],
+                                                     [labels[j] for _, _, j in edges.values()])),
+                             shape=(n_comp, n_comp))
+        _, merged = connected_components(link, directed=False)
+        labels = merged[labels]
