@@ -18,7 +18,7 @@ StabilisationMode = Literal["none", "cost_ema"]
 
 #: Above this many points per side, ``distance="auto"`` switches from exact all-pairs geodesics
 #: to landmark distances (all-pairs costs N² memory).
-AUTO_PRECOMPUTED_MAX_POINTS = 4000
+AUTO_PRECOMPUTED_MAX_POINTS = 2500
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class GWConfig:
     landmark_dim
         Dimension of the landmark-MDS embedding (its squared distances have rank ``dim + 2``).
     n_anchors
-        Anchor pairs M sampled from the plan per GW step; ``None`` picks ``clip(n/8, 64, 256)``
+        Anchor pairs M sampled from the plan per GW step; ``None`` picks ``clip(n/16, 64, 128)``
         where n is the smaller side, and never more than n.
     epsilon
         Entropic regularisation *relative to the cost scale* (the mean linearised cost under the
@@ -53,7 +53,10 @@ class GWConfig:
         ``window`` iterations is not lower than the window before by more than
         ``max(noise_z * standard error, tol_rel * |mean|)``: it adapts to sampling noise.
     sinkhorn_max_iter, sinkhorn_tol
-        Inner Sinkhorn bound and tolerance on the L1 error of the enforced marginal.
+        Sinkhorn bound and tolerance per GW step (L1 error of the column marginal; for
+        semi-relaxed, its L1 change). Steps are noisy estimates, so a loose tolerance suffices.
+    final_max_iter, final_tol
+        Sinkhorn bound and tolerance of the final polish of the returned plan.
     semi_relaxed, rho
         Semi-relaxed GW: source marginal enforced, target marginal penalised by ``rho * KL``;
         ``rho`` is relative to the cost scale like ``epsilon``.
@@ -96,8 +99,10 @@ class GWConfig:
     window: int = 5
     tol_rel: float = 1e-3
     noise_z: float = 1.0
-    sinkhorn_max_iter: int = 300
-    sinkhorn_tol: float = 1e-5
+    sinkhorn_max_iter: int = 20
+    sinkhorn_tol: float = 1e-3
+    final_max_iter: int = 500
+    final_tol: float = 1e-4
     semi_relaxed: bool = False
     rho: float = 1.0
     fgw_alpha: float = 0.0
@@ -132,6 +137,8 @@ class GWConfig:
         _check_positive("noise_z", self.noise_z, allow_zero=True)
         _check_int("sinkhorn_max_iter", self.sinkhorn_max_iter, 1)
         _check_positive("sinkhorn_tol", self.sinkhorn_tol)
+        _check_int("final_max_iter", self.final_max_iter, 1)
+        _check_positive("final_tol", self.final_tol)
         _check_positive("rho", self.rho)
         if not (isinstance(self.fgw_alpha, (int, float)) and 0.0 <= self.fgw_alpha <= 1.0):
             raise ValueError(f"fgw_alpha must lie in [0, 1], got {self.fgw_alpha!r}")

@@ -42,8 +42,8 @@ class FactoredPlan:
     q: torch.Tensor
     eps: float
     extra: Optional[torch.Tensor] = None
-    block_rows: int = 512
-    block_cols: int = 2048
+    block_rows: int = 256
+    block_cols: int = 4096
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -63,9 +63,10 @@ def choose_blocks(n_rows: int, n_cols: int, block_elements: int,
                   block_rows: Optional[int] = None, block_cols: Optional[int] = None) -> tuple[int, int]:
     """Tile sizes for streamed passes: about ``block_elements`` entries per tile.
 
-    Rows get at most 512 so that the column extent, over which reductions stream, stays long.
+    Rows get at most 256 so that the column extent, over which reductions stream, stays long
+    (measured on 2 CPU cores, 2000×2500, d=64: 256×4096 tiles 18 ms, 512×2048 44 ms).
     """
-    rows = block_rows or max(1, min(n_rows, 512, block_elements // 256))
+    rows = block_rows or max(1, min(n_rows, 256, block_elements // 256))
     cols = block_cols or max(1, min(n_cols, block_elements // rows))
     return rows, cols
 

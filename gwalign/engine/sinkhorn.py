@@ -31,8 +31,8 @@ class SinkhornResult:
 def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float,
              f: Optional[torch.Tensor] = None, g: Optional[torch.Tensor] = None, *,
              rho: Optional[float] = None, extra: Optional[torch.Tensor] = None,
-             max_iter: int = 300, tol: float = 1e-5, block_rows: int = 512,
-             block_cols: int = 2048) -> SinkhornResult:
+             max_iter: int = 300, tol: float = 1e-5,
+             block_rows: int = 256, block_cols: int = 4096) -> SinkhornResult:
     """Solve entropic OT with cost ``‖u_i − v_j‖² + extra_ij`` by log-domain Sinkhorn.
 
     Parameters
@@ -68,15 +68,16 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     g = torch.zeros_like(beta) if g is None else g
     damping = 1.0 if rho is None else rho / (rho + eps)
     q = g - beta + eps * log_b
+    extra_t = None if extra is None else extra.T
     previous_mass: Optional[torch.Tensor] = None
     error, converged, it = float("inf"), False, 0
     for it in range(1, max_iter + 1):
-        # Row update: makes T 1 = a exactly.
+        # Row update. (Over-relaxation, Thibault et al. 2017, was measured on a 2000×2500
+        # ordered cost at ε = 0.01: no fewer iterations for ω in 1.3–1.8, so it is not used.)
         r = ops.lse_rows(u, v, q, eps, extra, block_rows, block_cols)
         f = alpha - eps * r
         p = eps * log_a - eps * r
         # Column log-sum-exp: gives the column marginal for free, then the column update.
-        extra_t = None if extra is None else extra.T
         c = ops.lse_rows(v, u, p, eps, extra_t, block_cols, block_rows)
         mass = torch.exp(q / eps + c)
         if rho is None:
