@@ -46,8 +46,10 @@ class SolveResult:
     converged
         True when the stopping rule fired before ``max_iter``.
     epsilon
-        Absolute ε at the end (the cost is normalised so that its mean under the product plan
-        is 1, hence equal to ``config.epsilon``).
+        ε at the end, relative: the cost is divided by ``cost_scale`` (its mean under the
+        product plan at the first step), so this equals ``config.epsilon``.
+    cost_scale
+        That mean; ``epsilon * cost_scale`` is ε in units of squared normalised distances.
     sinkhorn_iters
         Sinkhorn iterations of each outer step, then of the final polish.
     timings
@@ -60,6 +62,7 @@ class SolveResult:
     n_iter: int
     converged: bool
     epsilon: float
+    cost_scale: float
     sinkhorn_iters: list[int]
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -233,7 +236,8 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
     else:
         history[-1] = objective
     return SolveResult(plan=plan, history=history, objective=objective, n_iter=n_iter,
-                       converged=converged, epsilon=plan.eps, sinkhorn_iters=sinkhorn_iters,
+                       converged=converged, epsilon=plan.eps,
+                       cost_scale=(gw_scale or 1.0) / max(1.0 - alpha, 1e-12), sinkhorn_iters=sinkhorn_iters,
                        timings=timings)
 
 

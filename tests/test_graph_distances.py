@@ -1,0 +1,80 @@
+"""kNN graphs, component stitching and distance providers."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse.csgraph import dijkstra
+
+from gwalign.distances import DijkstraDistances, LandmarkDistances, PrecomputedDistances
+from gwalign.graph import knn_graph
+from gwalign.synthetic import spiral_and_roll
+
+
+def test_knn_graph_is_symmetric_and_exact(rng):
+    x = rng.normal(size=(300, 5))
+    graph = knn_graph(torch.tensor(x), k=6)
+    m = graph.matrix
+    assert (abs(m - m.T) > 0).nnz == 0
+    d = np.linalg.norm(x[:, None] - x[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    nearest = np.argsort(d, axis=1)[:, :6]
+    for i in range(0, 300, 17):
+        row = set(m[i].indices)
+        assert set(nearest[i]) <= row
+        assert np.allclose(m[i, nearest[i]].toarray().ravel(), d[i, nearest[i]])
+    assert graph.n_components == 1 and graph.n_bridges == 0
+
+
+def test_stitching_many_components_is_fast_and_uses_closest_pairs(rng):
+    centres = rng.uniform(-1000, 1000, size=(300, 3))
+    x = np.concatenate([c + rng.normal(size=(15, 3)) for c in centres])
+    start = time.perf_counter()
+    graph = knn_graph(torch.tensor(x), k=5)
+    elapsed = time.perf_counter() - start
+    assert graph.n_components == 300
+    assert graph.n_bridges >= 299
+    assert np.isfinite(dijkstra(graph.matrix, indices=[0])).all()
+    assert elapsed < 30, f"stitching 300 components took {elapsed:.1f}s"
+
+
+def test_two_clusters_bridge_is_the_closest_pair(rng):
+    a = rng.normal(size=(60, 2))
+    b = rng.normal(size=(40, 2)) + np.array([50.0, 0.0])
+    x = np.concatenate([a, b])
+    graph = knn_graph(torch.tensor(x), k=4)
+    assert graph.n_components == 2 and graph.n_bridges == 1
+    cross = np.linalg.norm(a[:, None] - b[None], axis=2)
+    i, j = np.unravel_index(np.argmin(cross), cross.shape)
+    assert graph.matrix[i, 60 + j] == pytest.approx(cross[i, j])
+
+
+def test_duplicate_points_stay_connected(rng):
+    x = np.repeat(rng.normal(size=(20, 3)), 4, axis=0)
+    graph = knn_graph(torch.tensor(x), k=3)
+    assert np.isfinite(dijkstra(graph.matrix, indices=[0])).all()
+
+
+def test_providers_agree_and_are_normalised(rng):
+    xs, _, _, _ = spiral_and_roll(400, 10, seed=int(rng.integers(1 << 30)))
+    graph = knn_graph(torch.tensor(xs), k=8)
+    exact = dijkstra(graph.matrix, directed=False)
+    pre = PrecomputedDistances.from_graph(graph, torch.device("cpu"), torch.float64)
+    dij = DijkstraDistances(graph, torch.device("cpu"), torch.float64, cache_rows=5)
+    idx = rng.integers(0, 400, size=12)
+    assert np.allclose(pre.columns(idx).numpy() * pre.scale, exact[:, idx])
+    assert np.allclose(dij.columns(idx).numpy() * dij.scale, exact[:, idx], rtol=1e-6)
+    assert pre.dense().mean().item() == pytest.approx(1.0)
+    assert dij.scale == pytest.approx(pre.scale, rel=0.2)
+
+
+def test_landmark_distances_approximate_geodesics_on_a_flat_manifold(rng):
+    _, _, xt, _ = spiral_and_roll(10, 1500, seed=int(rng.integers(1 << 30)))
+    graph = knn_graph(torch.tensor(xt), k=10)
+    exact = dijkstra(graph.matrix, directed=False)
+    land = LandmarkDistances(graph, torch.device("cpu"), torch.float64, n_landmarks=64, dim=8)
+    idx = rng.integers(0, 1500, size=20)
+    approx = land.columns(idx).numpy() * land.scale
+    rel_err = np.linalg.norm(approx - exact[:, idx]) / np.linalg.norm(exact[:, idx])
+    assert rel_err < 0.1
