@@ -200,8 +200,13 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
 
     tick = time.perf_counter()
     joint_t = None if joint is None else (to_dev(joint[0]), to_dev(joint[1]))
-    solve = solve_sampled_gw(dist_s, dist_t, to_dev(wa), to_dev(wb), config, joint=joint_t,
-                             linear_cost=to_dev(lin), progress=progress)
+    starts = []
+    for start in range(config.n_starts):
+        starts.append(solve_sampled_gw(dist_s, dist_t, to_dev(wa), to_dev(wb),
+                                       config.replace(seed=config.seed + start), joint=joint_t,
+                                       linear_cost=to_dev(lin), progress=progress))
+    solve = min(starts, key=lambda result: result.objective)
+    solve.start_objectives = [result.objective for result in starts]
     timings["solve"] = time.perf_counter() - tick
     timings.update({f"solve_{key}": value for key, value in solve.timings.items()})
     return Alignment(plan=solve.plan, solve=solve, config=config, graphs=graphs,

@@ -54,6 +54,8 @@ class SolveResult:
         Sinkhorn iterations of each outer step, then of the final polish.
     timings
         Seconds spent in distances, Sinkhorn and estimation.
+    start_objectives
+        Final objective of every start (filled by :func:`gwalign.align`), the lowest kept.
     """
 
     plan: FactoredPlan
@@ -65,6 +67,7 @@ class SolveResult:
     cost_scale: float
     sinkhorn_iters: list[int]
     timings: dict[str, float] = field(default_factory=dict)
+    start_objectives: list[float] = field(default_factory=list)
 
 
 def default_n_anchors(n_source: int, n_target: int) -> int:

@@ -1,0 +1,218 @@
+"""The ``gwalign`` command line (Typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gwalign import __version__
+from gwalign.config import GWConfig, RunConfig, load_toml
+from gwalign.io import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Align two single-cell data sets with Gromov-Wasserstein optimal transport.")
+err = Console(stderr=True)
+out = Console()
+ENGINE_DEFAULTS = GWConfig()
+RUN_DEFAULTS = RunConfig()
+
+
+def _default(name: str) -> str:
+    value = getattr(RUN_DEFAULTS, name) if hasattr(RUN_DEFAULTS, name) else getattr(ENGINE_DEFAULTS, name)
+    return f"[default: {'auto' if value is None else value}]"
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One red line on stderr, then exit."""
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"gwalign {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """gwalign: cell-to-cell couplings, joint embeddings and label transfer across modalities."""
+
+
+@app.command()
+def run(
+    source: Path = typer.Argument(..., help="Source .h5ad (e.g. scRNA-seq)."),
+    target: Path = typer.Argument(..., help="Target .h5ad (e.g. scATAC-seq)."),
+    out_dir: Path = typer.Option(Path("gwalign_out"), "--out-dir", "-o", help="Output directory."),
+    rep_source: Optional[str] = typer.Option(None, help="obsm key of the source representation " + _default("rep_source")),
+    rep_target: Optional[str] = typer.Option(None, help="obsm key of the target representation " + _default("rep_target")),
+    modality_source: Optional[str] = typer.Option(None, help="auto | rna | atac " + _default("modality_source")),
+    modality_target: Optional[str] = typer.Option(None, help="auto | rna | atac " + _default("modality_target")),
+    distance: Optional[str] = typer.Option(None, help="auto | precomputed | dijkstra | landmark " + _default("distance")),
+    epsilon: Optional[float] = typer.Option(None, help="Entropic regularisation, relative to the cost scale " + _default("epsilon")),
+    n_anchors: Optional[int] = typer.Option(None, help="Anchor pairs per GW step " + _default("n_anchors")),
+    k: Optional[int] = typer.Option(None, "--k", help="Neighbours in the kNN graph " + _default("k")),
+    max_iter: Optional[int] = typer.Option(None, help="Maximum GW iterations " + _default("max_iter")),
+    semi_relaxed: Optional[bool] = typer.Option(None, "--semi-relaxed/--balanced",
+                                                help="Relax the target marginal (cell types missing from the source) [default: balanced]"),
+    rho: Optional[float] = typer.Option(None, help="Semi-relaxed KL weight, relative to the cost scale " + _default("rho")),
+    fgw_alpha: Optional[float] = typer.Option(None, help="Fused GW weight of shared features " + _default("fgw_alpha")),
+    joint_rep_source: Optional[str] = typer.Option(None, help="obsm key of shared features (source) for fused GW"),
+    joint_rep_target: Optional[str] = typer.Option(None, help="obsm key of shared features (target) for fused GW"),
+    transfer_labels: Optional[List[str]] = typer.Option(None, "--transfer-labels", help="obs column to carry across (repeatable)"),
+    top_k: Optional[int] = typer.Option(None, help="Plan entries kept per cell in obsm['gw_coupling'] " + _default("top_k")),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:i " + _default("device")),
+    seed: Optional[int] = typer.Option(None, help="Random seed " + _default("seed")),
+    figures: Optional[bool] = typer.Option(None, "--figures/--no-figures", help="Write PNG figures [default: figures]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML preset (see configs/); flags override it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the report as JSON on stdout."),
+) -> None:
+    """Align SOURCE to TARGET and write AnnData outputs ready for scanpy."""
+    from gwalign.pipeline import run_pair
+
+    flags = dict(rep_source=rep_source, rep_target=rep_target, modality_source=modality_source,
+                 modality_target=modality_target, distance=distance, epsilon=epsilon,
+                 n_anchors=n_anchors, k=k, max_iter=max_iter, semi_relaxed=semi_relaxed, rho=rho,
+                 fgw_alpha=fgw_alpha, joint_rep_source=joint_rep_source,
+                 joint_rep_target=joint_rep_target, transfer_labels=transfer_labels, top_k=top_k,
+                 device=device, seed=seed, figures=figures)
+    try:
+        values: dict[str, Any] = load_toml(config) if config is not None else {}
+        values.update({key: value for key, value in flags.items() if value not in (None, [])})
+        run_config = RunConfig.from_flat(values, source=str(config) if config else "options")
+    except ValueError as error:
+        fail(str(error))
+    show = not (quiet or as_json)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            outputs = _run_with_progress(run_pair, source, target, out_dir, run_config, overwrite, show)
+        except InputError as error:
+            fail(str(error))
+        except KeyboardInterrupt:
+            fail("interrupted: no output was written", code=130)
+    for warning in caught:
+        if not as_json and issubclass(warning.category, RuntimeWarning) and "CUDA" in str(warning.message):
+            err.print(f"[yellow]warning:[/yellow] {warning.message}")
+    if as_json:
+        sys.stdout.write(json.dumps(outputs.report) + "\n")
+        return
+    if not quiet:
+        _print_summary(outputs)
+
+
+def _run_with_progress(run_pair, source, target, out_dir, run_config, overwrite, show):
+    if not show:
+        return run_pair(source, target, out_dir, run_config, overwrite=overwrite)
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err)
+    tasks: dict[str, Any] = {}
+
+    def stage(name: str) -> None:
+        for task in tasks.values():
+            progress.update(task, completed=progress.tasks[task].total)
+        total = run_config.engine.max_iter if name == "align" else 1
+        tasks[name] = progress.add_task(name, total=total, detail="")
+
+    def iteration(it: int, total: int, objective: Optional[float]) -> None:
+        detail = "" if objective is None else f"GW objective {objective:.4g}"
+        progress.update(tasks["align"], completed=it, detail=detail)
+
+    with progress:
+        result = run_pair(source, target, out_dir, run_config, overwrite=overwrite, stage=stage,
+                          progress=iteration)
+        for task in tasks.values():
+            progress.update(task, completed=progress.tasks[task].total)
+    return result
+
+
+def _print_summary(outputs) -> None:
+    report = outputs.report
+    table = Table(title="gwalign run", show_header=False)
+    table.add_row("GW objective", f"{report['gw_objective']:.5g}")
+    table.add_row("iterations", f"{report['iterations']} ({'converged' if report['converged'] else 'max_iter reached'})")
+    table.add_row("device", report["device"])
+    table.add_row("time", f"{report['timings_s']['total']:.1f} s")
+    for key, value in report.get("label_transfer", {}).items():
+        table.add_row(f"{key} confidence", f"{value['mean_confidence']:.3f}")
+    for path in (outputs.source, outputs.target, outputs.joint, outputs.report_path):
+        table.add_row("wrote", str(path))
+    err.print(table)
+
+
+@app.command()
+def example(out_dir: Path = typer.Option(Path("example_data"), "--out-dir", "-o", help="Where to write rna.h5ad and atac.h5ad."),
+            seed: int = typer.Option(0, help="Seed of the simulation.")) -> None:
+    """Write the bundled example pair (simulated RNA counts and ATAC peaks, shared cell states)."""
+    from gwalign.example import write_example
+
+    paths = write_example(out_dir, seed=seed)
+    for path in paths:
+        out.print(str(path))
+
+
+@app.command()
+def check(path: Path = typer.Argument(..., help="An .h5ad file.")) -> None:
+    """Say what gwalign sees in a file: cells, features, modality, obsm keys, problems."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from gwalign.io import read_h5ad
+    from gwalign.preprocess import _is_counts, detect_modality
+
+    try:
+        adata = read_h5ad(path)
+    except InputError as error:
+        fail(str(error))
+    table = Table(title=str(path), show_header=False)
+    table.add_row("cells", str(adata.n_obs))
+    table.add_row("features", str(adata.n_vars))
+    table.add_row("modality (detected)", detect_modality(adata.var_names))
+    table.add_row("X", "integer counts" if adata.X is not None and _is_counts(adata.X) else "non-integer (treated as normalised)")
+    table.add_row("obsm keys", ", ".join(f"{k} {adata.obsm[k].shape}" for k in adata.obsm) or "none")
+    table.add_row("obs columns", ", ".join(map(str, adata.obs.columns)) or "none")
+    problems = []
+    if adata.X is not None:
+        values = adata.X.data if sp.issparse(adata.X) else np.asarray(adata.X)
+        if not np.isfinite(values).all():
+            problems.append("X contains NaN/Inf")
+        zero = int((np.asarray(adata.X.sum(axis=1)).ravel() == 0).sum())
+        if zero:
+            problems.append(f"{zero} cell(s) with all-zero counts (would be dropped)")
+    table.add_row("problems", "; ".join(problems) or "none")
+    out.print(table)
+
+
+@app.command()
+def evaluate(source: Path = typer.Argument(..., help="Source output (.gwalign.h5ad)."),
+             target: Path = typer.Argument(..., help="Target output (.gwalign.h5ad)."),
+             truth_key: Optional[str] = typer.Option(None, help="obs column naming each cell's true partner (FOSCTTM)."),
+             label_key: Optional[str] = typer.Option(None, help="obs column of labels (label transfer accuracy)."),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Score an alignment against a ground truth: FOSCTTM and kNN label transfer accuracy."""
+    from gwalign.evaluate import score_files
+
+    try:
+        scores = score_files(source, target, truth_key, label_key)
+    except InputError as error:
+        fail(str(error))
+    if as_json:
+        sys.stdout.write(json.dumps(scores) + "\n")
+    else:
+        for key, value in scores.items():
+            out.print(f"{key}\t{value:.4f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

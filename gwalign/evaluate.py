@@ -1,0 +1,41 @@
+"""Score aligned .h5ad outputs against a ground truth (what ``gwalign evaluate`` runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from gwalign.io import InputError, read_h5ad
+from gwalign.metrics import foscttm, label_transfer_accuracy
+
+
+def score_files(source_path: Path, target_path: Path, truth_key: Optional[str],
+                label_key: Optional[str]) -> dict[str, float]:
+    """FOSCTTM (cells paired through ``obs[truth_key]``) and label transfer accuracy."""
+    source, target = read_h5ad(source_path), read_h5ad(target_path)
+    for adata, path in ((source, source_path), (target, target_path)):
+        if "X_gw" not in adata.obsm:
+            raise InputError(f"{path}: no obsm['X_gw']; run gwalign run first")
+    scores: dict[str, float] = {}
+    if truth_key is not None:
+        for adata, path in ((source, source_path), (target, target_path)):
+            if truth_key not in adata.obs:
+                raise InputError(f"{path}: obs column {truth_key!r} not found")
+        shared = np.intersect1d(source.obs[truth_key].astype(str), target.obs[truth_key].astype(str))
+        if len(shared) < 2:
+            raise InputError(f"{source_path}, {target_path}: fewer than 2 cells share a {truth_key!r} value")
+        pos_s = {v: i for i, v in enumerate(source.obs[truth_key].astype(str))}
+        pos_t = {v: i for i, v in enumerate(target.obs[truth_key].astype(str))}
+        xs = source.obsm["X_gw"][[pos_s[v] for v in shared]]
+        xt = target.obsm["X_gw"][[pos_t[v] for v in shared]]
+        scores["foscttm"] = foscttm(xs, xt)
+    if label_key is not None:
+        for adata, path in ((source, source_path), (target, target_path)):
+            if label_key not in adata.obs:
+                raise InputError(f"{path}: obs column {label_key!r} not found")
+        scores["label_transfer"] = label_transfer_accuracy(
+            source.obsm["X_gw"], source.obs[label_key].astype(str), target.obsm["X_gw"],
+            target.obs[label_key].astype(str))
+    return scores

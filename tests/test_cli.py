@@ -1,0 +1,306 @@
+"""The command line end to end on the bundled example, and every bad input it must refuse."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pytest
+import scanpy as sc
+from typer.testing import CliRunner
+
+from gwalign.cli import app
+from gwalign.evaluate import score_files
+from gwalign.example import make_example_pair
+
+runner = CliRunner()
+FAST = ["--device", "cpu", "--no-figures", "--quiet"]
+
+
+def sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("example")
+    result = runner.invoke(app, ["example", "--out-dir", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder / "rna.h5ad", folder / "atac.h5ad"
+
+
+@pytest.fixture(scope="module")
+def default_run(example, tmp_path_factory):
+    rna, atac = example
+    before = (sha(rna), sha(atac))
+    out = tmp_path_factory.mktemp("run")
+    result = runner.invoke(app, ["run", str(rna), str(atac), "--out-dir", str(out), "--device", "cpu",
+                                 "--transfer-labels", "cell_type", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out, before
+
+
+def test_outputs_follow_the_contract(example, default_run):
+    rna_path, atac_path = example
+    out, _ = default_run
+    for name in ("rna.gwalign.h5ad", "atac.gwalign.h5ad", "joint.gwalign.h5ad", "report.json",
+                 "convergence.png", "joint_umap.png"):
+        assert (out / name).is_file(), name
+    rna, atac = ad.read_h5ad(out / "rna.gwalign.h5ad"), ad.read_h5ad(out / "atac.gwalign.h5ad")
+    for own, partner in ((rna, atac), (atac, rna)):
+        assert own.obsm["X_gw"].shape == (own.n_obs, rna.obsm["X_gw"].shape[1])
+        coupling = own.obsm["gw_coupling"]
+        assert coupling.shape == (own.n_obs, partner.n_obs) and coupling.nnz == own.n_obs * 10
+        assert set(own.obs["gw_match"]) <= set(partner.obs_names)
+        assert ((own.obs["gw_match_weight"] > 0) & (own.obs["gw_match_weight"] <= 1 + 1e-6)).all()
+        assert {"cell_type_gw", "cell_type_gw_confidence"} <= set(own.obs.columns)
+        info = own.uns["gwalign"]
+        for key in ("parameters", "version", "partner_file", "partner_obs_names_sha256", "gw_objective",
+                    "iterations", "converged", "timings_s", "device", "start_objectives"):
+            assert key in info, key
+    assert rna.uns["gwalign"]["partner_file"] == atac_path.name
+    joint = ad.read_h5ad(out / "joint.gwalign.h5ad")
+    assert joint.n_obs == rna.n_obs + atac.n_obs
+    assert set(joint.obs["gw_dataset"]) == {"rna", "atac"}
+    sc.pp.neighbors(joint, use_rep="X_gw")
+    sc.tl.umap(joint)
+    assert joint.obsm["X_umap"].shape == (joint.n_obs, 2)
+    report = json.loads((out / "report.json").read_text())
+    assert report["iterations"] >= 1 and len(report["history"]) == report["iterations"]
+
+
+def test_example_quality_with_defaults(default_run):
+    out, _ = default_run
+    scores = score_files(out / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", "true_cell", "cell_type")
+    assert scores["foscttm"] <= 0.15, scores
+    assert scores["label_transfer"] >= 0.85, scores
+    atac = ad.read_h5ad(out / "atac.gwalign.h5ad")
+    carried = (atac.obs["cell_type"].astype(str) == atac.obs["cell_type_gw"].astype(str)).mean()
+    assert carried >= 0.85
+
+
+def test_inputs_unchanged(example, default_run):
+    _, before = default_run
+    assert (sha(example[0]), sha(example[1])) == before
+
+
+def test_same_seed_same_embedding(example, tmp_path):
+    rna, atac = example
+    embeddings = []
+    for name in ("a", "b"):
+        result = runner.invoke(app, ["run", str(rna), str(atac), "-o", str(tmp_path / name), *FAST,
+                                     "--max-iter", "8", "--seed", "5"])
+        assert result.exit_code == 0, result.output
+        embeddings.append(ad.read_h5ad(tmp_path / name / "atac.gwalign.h5ad").obsm["X_gw"])
+    assert np.array_equal(embeddings[0], embeddings[1])
+
+
+def test_json_output_is_only_the_report(example, tmp_path):
+    rna, atac = example
+    result = runner.invoke(app, ["run", str(rna), str(atac), "-o", str(tmp_path), "--device", "cpu",
+                                 "--no-figures", "--max-iter", "5", "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert "gw_objective" in report
+
+
+def test_snareseq_default_run(tmp_path):
+    data = Path(__file__).parent / "data" / "snareseq"
+    labels = np.load(data / "rna_labels.npy").astype(str)
+    files = []
+    for name in ("rna", "atac"):
+        x = np.load(data / f"{name}.npy")
+        adata = ad.AnnData(X=np.zeros((x.shape[0], 1), dtype=np.float32))
+        adata.obs_names = [f"{name}_{i}" for i in range(x.shape[0])]
+        adata.obs["cell"] = [f"c{i}" for i in range(x.shape[0])]
+        adata.obs["cell_line"] = labels
+        adata.obsm["X_rep"] = x
+        adata.write_h5ad(tmp_path / f"{name}.h5ad")
+        files.append(tmp_path / f"{name}.h5ad")
+    result = runner.invoke(app, ["run", str(files[0]), str(files[1]), "-o", str(tmp_path / "out"), *FAST,
+                                 "--rep-source", "X_rep", "--rep-target", "X_rep"])
+    assert result.exit_code == 0, result.output
+    scores = score_files(tmp_path / "out" / "rna.gwalign.h5ad", tmp_path / "out" / "atac.gwalign.h5ad",
+                         "cell", "cell_line")
+    assert scores["foscttm"] <= 0.20, scores
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def invoke_bad(args, out_dir, allowed=()):
+    result = runner.invoke(app, ["run", *map(str, args), "-o", str(out_dir), *FAST])
+    assert result.exit_code == 2, result.output
+    message = result.stderr if hasattr(result, "stderr") else result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    assert len(lines) <= 2 and lines[0].startswith("error:"), message  # rich may wrap once
+    leftovers = [p.name for p in Path(out_dir).glob("*")] if Path(out_dir).exists() else []
+    assert not [n for n in leftovers if (n.endswith((".h5ad", ".json", ".png")) or n.startswith(".gwalign"))
+                and n not in allowed]
+    return " ".join(lines)
+
+
+def write(adata, path):
+    adata.write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("small")
+    rna, atac = make_example_pair(n_cells=80, n_genes=60, n_peaks=120, seed=3)
+    return rna, atac, write(rna, folder / "rna.h5ad"), write(atac, folder / "atac.h5ad")
+
+
+def test_missing_file(small_pair, tmp_path):
+    msg = invoke_bad([tmp_path / "nope.h5ad", small_pair[3]], tmp_path / "out")
+    assert "nope.h5ad" in msg and "no such file" in msg
+
+
+def test_directory_instead_of_file(small_pair, tmp_path):
+    msg = invoke_bad([tmp_path, small_pair[3]], tmp_path / "out")
+    assert "is a directory" in msg
+
+
+def test_not_hdf5(small_pair, tmp_path):
+    bad = tmp_path / "text.h5ad"
+    bad.write_text("hello")
+    assert "not an HDF5 file" in invoke_bad([bad, small_pair[3]], tmp_path / "out")
+
+
+def test_hdf5_but_not_anndata(small_pair, tmp_path):
+    bad = tmp_path / "plain.h5ad"
+    with h5py.File(bad, "w") as handle:
+        handle["numbers"] = np.arange(5)
+    assert "not AnnData" in invoke_bad([bad, small_pair[3]], tmp_path / "out")
+
+
+def test_truncated_file(small_pair, tmp_path):
+    data = Path(small_pair[2]).read_bytes()
+    bad = tmp_path / "cut.h5ad"
+    bad.write_bytes(data[: len(data) // 2])
+    msg = invoke_bad([bad, small_pair[3]], tmp_path / "out")
+    assert "cut.h5ad" in msg
+
+
+def test_zero_cells_and_zero_features(small_pair, tmp_path):
+    rna = small_pair[0]
+    empty_cells = write(rna[:0].copy(), tmp_path / "nocells.h5ad")
+    assert "zero cells" in invoke_bad([empty_cells, small_pair[3]], tmp_path / "out")
+    empty_genes = write(rna[:, :0].copy(), tmp_path / "nofeatures.h5ad")
+    assert "zero features" in invoke_bad([empty_genes, small_pair[3]], tmp_path / "out")
+
+
+def test_nan_in_matrix_and_in_representation(small_pair, tmp_path):
+    rna = small_pair[0].copy()
+    rna.X = rna.X.toarray()
+    rna.X[2, 3] = np.nan
+    assert "NaN" in invoke_bad([write(rna, tmp_path / "nan.h5ad"), small_pair[3]], tmp_path / "out")
+    rna = small_pair[0].copy()
+    rna.obsm["X_rep"] = np.random.default_rng(0).normal(size=(rna.n_obs, 4))
+    rna.obsm["X_rep"][0, 0] = np.inf
+    path = write(rna, tmp_path / "inf.h5ad")
+    result = runner.invoke(app, ["run", str(path), str(small_pair[3]), "-o", str(tmp_path / "o2"), *FAST,
+                                 "--rep-source", "X_rep"])
+    assert result.exit_code == 2 and "Inf" in result.output
+
+
+def test_all_zero_cell_is_dropped_not_fatal(small_pair, tmp_path):
+    rna = small_pair[0].copy()
+    rna.X = rna.X.toarray()
+    rna.X[4] = 0
+    path = write(rna, tmp_path / "zero.h5ad")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(path), str(small_pair[3]), "-o", str(out), *FAST, "--max-iter", "5"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["representation"]["source"]["dropped_cells"] == [rna.obs_names[4]]
+    assert ad.read_h5ad(out / "zero.gwalign.h5ad").n_obs == rna.n_obs - 1
+
+
+def test_duplicate_obs_names(small_pair, tmp_path):
+    rna = small_pair[0].copy()
+    names = list(rna.obs_names)
+    names[1] = names[0]
+    rna.obs_names = names
+    assert "duplicate obs_names" in invoke_bad([write(rna, tmp_path / "dup.h5ad"), small_pair[3]], tmp_path / "out")
+
+
+def test_missing_rep_key_lists_existing(small_pair, tmp_path):
+    rna = small_pair[0].copy()
+    rna.obsm["X_pca"] = np.zeros((rna.n_obs, 3))
+    path = write(rna, tmp_path / "rep.h5ad")
+    result = runner.invoke(app, ["run", str(path), str(small_pair[3]), "-o", str(tmp_path / "o"), *FAST,
+                                 "--rep-source", "X_nothere"])
+    assert result.exit_code == 2 and "X_nothere" in result.output and "X_pca" in result.output
+
+
+def test_label_missing_on_both_sides(small_pair, tmp_path):
+    result = runner.invoke(app, ["run", str(small_pair[2]), str(small_pair[3]), "-o", str(tmp_path / "o"),
+                                 *FAST, "--transfer-labels", "no_such_column"])
+    assert result.exit_code == 2 and "no_such_column" in result.output
+
+
+def test_fewer_cells_than_k(small_pair, tmp_path):
+    rna = small_pair[0][:8].copy()
+    msg = invoke_bad([write(rna, tmp_path / "tiny.h5ad"), small_pair[3]], tmp_path / "out")
+    assert "fewer than k+1" in msg
+
+
+def test_output_exists_without_overwrite(small_pair, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "rna.gwalign.h5ad").write_text("keep me")
+    assert "--overwrite" in invoke_bad([small_pair[2], small_pair[3]], out, allowed=("rna.gwalign.h5ad",))
+    assert (out / "rna.gwalign.h5ad").read_text() == "keep me"
+
+
+def test_output_dir_not_writable(small_pair, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert "not a directory" in invoke_bad([small_pair[2], small_pair[3]], blocker)
+
+
+def test_unknown_config_key(small_pair, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("epsilon = 0.02\nbogus_key = 1\n")
+    result = runner.invoke(app, ["run", str(small_pair[2]), str(small_pair[3]), "-o", str(tmp_path / "o"),
+                                 *FAST, "--config", str(config)])
+    assert result.exit_code == 2 and "bogus_key" in result.output
+
+
+@pytest.mark.parametrize("device, text", [("tpu", "device must be"), ("cuda:0", "CUDA")])
+def test_bad_device(small_pair, tmp_path, device, text):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = runner.invoke(app, ["run", str(small_pair[2]), str(small_pair[3]), "-o", str(tmp_path / "o"),
+                                 "--no-figures", "--quiet", "--device", device])
+    assert result.exit_code == 2 and text in result.output
+
+
+def test_interrupt_leaves_nothing(small_pair, tmp_path, monkeypatch):
+    import gwalign.pipeline as pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "add_outputs", interrupted)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(small_pair[2]), str(small_pair[3]), "-o", str(out), *FAST,
+                                 "--max-iter", "3"])
+    assert result.exit_code == 130
+    assert list(out.iterdir()) == []
+
+
+def test_check_and_version(small_pair):
+    result = runner.invoke(app, ["check", str(small_pair[3])])
+    assert result.exit_code == 0 and "atac" in result.output
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and "gwalign" in result.output
+    result = runner.invoke(app, ["run", "--help"])
+    assert result.exit_code == 0 and "--epsilon" in result.output and "default" in result.output
