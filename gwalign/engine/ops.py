@@ -36,9 +36,10 @@ def lse_rows(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
              extra: Optional[torch.Tensor], block_rows: int, block_cols: int) -> torch.Tensor:
     """Row log-sum-exp of ``(bias_j + 2⟨x_i, y_j⟩ − extra_ij)/ε`` on the best backend."""
     if extra is None and triton_enabled(x):
-        from gwalign.kernels.lse import lse_rows_triton
+        from gwalign.kernels.lse import lse_rows_triton, supports
 
-        return lse_rows_triton(x, y, bias, eps)
+        if supports(x):
+            return lse_rows_triton(x, y, bias, eps, precision=os.environ.get("GWALIGN_PRECISION", "ieee"))
     return stream.lse_rows_reference(x, y, bias, eps, extra, block_rows, block_cols)
 
 
