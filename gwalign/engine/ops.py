@@ -39,7 +39,7 @@ def lse_rows(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
         from gwalign.kernels.lse import lse_rows_triton, supports
 
         if supports(x):
-            return lse_rows_triton(x, y, bias, eps, precision=os.environ.get("GWALIGN_PRECISION", "ieee"))
+            return lse_rows_triton(x, y, bias, eps, precision=os.environ.get("GWALIGN_PRECISION", "tf32x3"))
     return stream.lse_rows_reference(x, y, bias, eps, extra, block_rows, block_cols)
 
 
