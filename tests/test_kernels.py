@@ -41,12 +41,17 @@ def test_engine_dispatches_to_kernel_in_interpreter():
     """The Sinkhorn solver gives the same plan through the kernel as through the reference."""
     code = textwrap.dedent('''
         import torch
+        import gwalign.kernels.lse as lse
         from gwalign.engine import ops
         from gwalign.engine.sinkhorn import sinkhorn
+        calls = []
+        original = lse.lse_rows_triton
+        lse.lse_rows_triton = lambda *a, **k: calls.append(1) or original(*a, **k)
         gen = torch.Generator().manual_seed(0)
         u = torch.randn(90, 12, generator=gen); v = torch.randn(70, 12, generator=gen)
         a = torch.full((90,), 1 / 90); b = torch.full((70,), 1 / 70)
         res = sinkhorn(u, v, a, b, 1.0, max_iter=200, tol=1e-5)
+        print(len(calls))
         print(repr(res.f.tolist()))
     ''')
     outputs = []
@@ -55,5 +60,7 @@ def test_engine_dispatches_to_kernel_in_interpreter():
         result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                 timeout=600)
         assert result.returncode == 0, result.stderr
-        outputs.append(torch.tensor(eval(result.stdout.strip().splitlines()[-1])))
+        lines = result.stdout.strip().splitlines()
+        assert (int(lines[-2]) > 0) == (flag == "1"), "kernel use does not follow GWALIGN_TRITON"
+        outputs.append(torch.tensor(eval(lines[-1])))
     assert float((outputs[0] - outputs[1]).norm() / outputs[1].norm()) < 1e-4
