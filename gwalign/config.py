@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional
 
 DistanceMode = Literal["auto", "precomputed", "dijkstra", "landmark"]
 StabilisationMode = Literal["none", "cost_ema"]
+GradientMode = Literal["auto", "lowrank", "sampled"]
 
 #: Above this many points per side, ``distance="auto"`` switches from exact all-pairs geodesics
 #: to landmark distances (all-pairs costs N² memory).
@@ -33,6 +34,18 @@ class GWConfig:
         ``precomputed`` (all-pairs shortest paths, small N only), ``dijkstra`` (shortest paths
         from the anchors at each step), ``landmark`` (landmark-MDS embedding of the geodesic
         metric) or ``auto`` (precomputed up to ``AUTO_PRECOMPUTED_MAX_POINTS`` points, else landmark).
+    gradient
+        How each GW step linearises the objective. ``lowrank``: the exact gradient of rank-``rank``
+        factorisations of the distance matrices (needs ``precomputed`` distances; no sampling
+        noise, exact objective). ``sampled``: M anchor pairs drawn from the plan (any distance
+        mode, any size). ``auto``: lowrank when the distances are precomputed (and not semi-relaxed), else sampled.
+        On SNARE-seq (1047 cells) sampled GW with M=64 ended in mirrored minima for every seed
+        (FOSCTTM 0.41-0.64) while low-rank GW's best start reached 0.160 (docs/design-notes.md).
+    rank
+        Rank of the distance factorisations for ``gradient="lowrank"``.
+    start_noise
+        Relative size of the random perturbation of the initial plan's ``G`` for starts after
+        the first (``gradient="lowrank"``).
     n_landmarks
         Landmarks for ``distance="landmark"``.
     landmark_dim
@@ -69,8 +82,9 @@ class GWConfig:
     ema_window
         Steps kept for the cost EMA.
     n_starts
-        Independent starts (seeds ``seed, seed+1, …``); the one with the lowest unbiased GW
-        objective estimate is kept. GW is non-convex and mirror-symmetric shapes have several
+        Independent starts (seeds ``seed, seed+1, …``); the one with the lowest GW objective is
+        kept. ``None``: 8 for ``lowrank`` (screened: each start runs only through the ε annealing,
+        the best continues) and 3 for ``sampled`` (full runs). GW is non-convex and mirror-symmetric shapes have several
         minima; on the example data one start in three landed in the wrong one (FOSCTTM 0.54,
         objective 0.066) while the others reached 0.055 with objective 0.027.
     n_eval_anchors
@@ -93,6 +107,9 @@ class GWConfig:
 
     k: int = 10
     distance: DistanceMode = "auto"
+    gradient: GradientMode = "auto"
+    rank: int = 32
+    start_noise: float = 1.0
     n_landmarks: int = 128
     landmark_dim: int = 32
     n_anchors: Optional[int] = None
@@ -114,7 +131,7 @@ class GWConfig:
     stabilisation: StabilisationMode = "none"
     cost_ema: float = 0.5
     ema_window: int = 4
-    n_starts: int = 3
+    n_starts: Optional[int] = None
     n_eval_anchors: int = 256
     seed: int = 0
     device: str = "auto"
@@ -152,7 +169,11 @@ class GWConfig:
         if not (0.0 <= self.cost_ema < 1.0):
             raise ValueError(f"cost_ema must lie in [0, 1), got {self.cost_ema!r}")
         _check_int("ema_window", self.ema_window, 1)
-        _check_int("n_starts", self.n_starts, 1)
+        if self.n_starts is not None:
+            _check_int("n_starts", self.n_starts, 1)
+        _check_choice("gradient", self.gradient, ("auto", "lowrank", "sampled"))
+        _check_int("rank", self.rank, 1)
+        _check_positive("start_noise", self.start_noise, allow_zero=True)
         _check_int("n_eval_anchors", self.n_eval_anchors, 1)
         _check_int("seed", self.seed, 0)
         if not isinstance(self.device, str) or not (

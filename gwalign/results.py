@@ -111,6 +111,8 @@ def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dic
     out = {
         "gw_objective": alignment.gw_objective,
         "start_objectives": list(map(float, alignment.solve.start_objectives)),
+        "gradient": alignment.gradient_mode,
+        "distance": alignment.distance_mode,
         "iterations": alignment.n_iter,
         "converged": alignment.converged,
         "history": list(map(float, alignment.history)),

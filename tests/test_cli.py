@@ -106,8 +106,6 @@ def test_json_output_is_only_the_report(example, tmp_path):
     assert "gw_objective" in report
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 3/5): default run reaches FOSCTTM 0.58 on SNARE-seq; "
-                   "starts land in a mirrored minimum with the lowest objective estimate")
 def test_snareseq_default_run(tmp_path):
     data = Path(__file__).parent / "data" / "snareseq"
     labels = np.load(data / "rna_labels.npy").astype(str)

@@ -32,8 +32,13 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
              f: Optional[torch.Tensor] = None, g: Optional[torch.Tensor] = None, *,
              rho: Optional[float] = None, extra: Optional[torch.Tensor] = None,
              max_iter: int = 300, tol: float = 1e-5,
-             block_rows: int = 256, block_cols: int = 4096) -> SinkhornResult:
+             block_rows: int = 256, block_cols: int = 4096,
+             row_cost: Optional[torch.Tensor] = None,
+             col_cost: Optional[torch.Tensor] = None) -> SinkhornResult:
     """Solve entropic OT with cost ``‖u_i − v_j‖² + extra_ij`` by log-domain Sinkhorn.
+
+    With ``row_cost``/``col_cost`` given, the cost is ``row_cost_i + col_cost_j − 2⟨u_i, v_j⟩
+    + extra_ij`` instead (the low-rank GW gradient has that form).
 
     Parameters
     ----------
@@ -61,8 +66,8 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     SinkhornResult
         The row marginal is exact on return (the last update is a row update).
     """
-    alpha = (u * u).sum(dim=1)
-    beta = (v * v).sum(dim=1)
+    alpha = (u * u).sum(dim=1) if row_cost is None else row_cost
+    beta = (v * v).sum(dim=1) if col_cost is None else col_cost
     log_a, log_b = torch.log(a), torch.log(b)
     f = torch.zeros_like(alpha) if f is None else f
     g = torch.zeros_like(beta) if g is None else g
