@@ -207,8 +207,7 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     joint_t = None if joint is None else (to_dev(joint[0]), to_dev(joint[1]))
     gradient = _gradient_mode(config, mode, lin)
     if gradient == "lowrank":
-        rank = min(config.rank, n, k)
-        factors = (factor_dense(dist_s.dense(), rank), factor_dense(dist_t.dense(), rank))
+        factors = (factor_dense(dist_s.dense(), config.rank), factor_dense(dist_t.dense(), config.rank))
         timings["factorise"] = time.perf_counter() - tick
         solve = solve_lowrank_gw(factors[0], factors[1], to_dev(wa), to_dev(wb), config,
                                  config.n_starts or DEFAULT_STARTS["lowrank"], joint=joint_t,

@@ -38,7 +38,8 @@ class GWConfig:
         How each GW step linearises the objective. ``lowrank``: the exact gradient of rank-``rank``
         factorisations of the distance matrices (needs ``precomputed`` distances; no sampling
         noise, exact objective). ``sampled``: M anchor pairs drawn from the plan (any distance
-        mode, any size). ``auto``: lowrank when the distances are precomputed (and not semi-relaxed), else sampled.
+        mode, any size). ``auto``: lowrank when the distances are precomputed and the run is not
+        semi-relaxed, else sampled.
         On SNARE-seq (1047 cells) sampled GW with M=64 ended in mirrored minima for every seed
         (FOSCTTM 0.41-0.64) while low-rank GW's best start reached 0.160 (docs/design-notes.md).
     rank
@@ -84,8 +85,8 @@ class GWConfig:
     n_starts
         Independent starts (seeds ``seed, seed+1, …``); the one with the lowest GW objective is
         kept. ``None``: 8 for ``lowrank`` (screened: each start runs only through the ε annealing,
-        the best continues) and 3 for ``sampled`` (full runs). GW is non-convex and mirror-symmetric shapes have several
-        minima; on the example data one start in three landed in the wrong one (FOSCTTM 0.54,
+        the best continues) and 3 for ``sampled`` (full runs). GW is non-convex and
+        mirror-symmetric shapes have several minima; on the example data one start in three landed in the wrong one (FOSCTTM 0.54,
         objective 0.066) while the others reached 0.055 with objective 0.027.
     n_eval_anchors
         Fresh anchor pairs used for the final unbiased GW objective estimate.

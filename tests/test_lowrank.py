@@ -35,8 +35,8 @@ def test_objective_equals_dense_gw_loss_of_the_plan(rng):
     config = gwalign.GWConfig(dtype="float64", device="cpu", max_iter=6, epsilon_decay_iters=3)
     solver = LowRankGW(factor_dense(ds, n), factor_dense(dt, k), a, b, config)
     state = solver.start(solver.product_gram())
-    for _ in range(4):
-        solver.step(state)
+    solver.run(state, until=4)
+    assert len(state.history) == 4
     plan = state.plan
     dense = torch.exp((plan.p[:, None] + plan.q[None, :] + 2 * plan.u @ plan.v.T) / plan.eps)
     assert torch.allclose(dense.sum(1), a, rtol=1e-9)

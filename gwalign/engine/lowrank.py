@@ -31,7 +31,8 @@ from gwalign.config import GWConfig
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan, choose_blocks
 from gwalign.engine.sinkhorn import sinkhorn
-from gwalign.engine.solver import ProgressCallback, SolveResult, epsilon_at, should_stop
+from gwalign.engine.solver import (ProgressCallback, SolveResult, epsilon_at, product_mean_cost,
+                                  product_plan, should_stop)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def factor_dense(matrix: torch.Tensor, rank: int) -> LowRankDistances:
 
 @dataclass
 class _State:
-    """One start's iterate: the plan, its potentials, its G, objective history and timings."""
+    """One start's iterate: the plan, its potentials, its G and column marginal, its history."""
 
     plan: FactoredPlan
     f: Optional[torch.Tensor]
@@ -124,8 +125,7 @@ class LowRankGW:
         self.joint = None
         if joint is not None and alpha > 0:
             x, y = joint
-            jscale = float(a @ (x * x).sum(1) + b @ (y * y).sum(1) - 2.0 * (a @ x) @ (b @ y))
-            w = alpha / max(jscale, 1e-30)
+            w = alpha / max(product_mean_cost(x, y, a, b), 1e-30)
             self.joint = (x * math.sqrt(w), y * math.sqrt(w))
         self.timings = {"sinkhorn": 0.0, "gradient": 0.0}
 
@@ -139,13 +139,9 @@ class LowRankGW:
         return float(self.a @ self.sq_a + col_mass @ self.ft.squared_apply(col_mass)) - 2.0 * cross
 
     def start(self, gram: torch.Tensor) -> _State:
-        """A state whose (virtual) plan has this ``G`` and the target marginal ``b``."""
-        zeros_a = torch.zeros(self.a.shape[0], 1, dtype=self.a.dtype, device=self.a.device)
-        zeros_b = torch.zeros(self.b.shape[0], 1, dtype=self.b.dtype, device=self.b.device)
-        plan = FactoredPlan(u=zeros_a, v=zeros_b, p=torch.log(self.a), q=torch.log(self.b), eps=1.0,
-                            block_rows=self.blocks[0], block_cols=self.blocks[1])
-        return _State(plan=plan, f=None, g=None, gram=gram, col_mass=self.b.clone(), history=[],
-                      sinkhorn_iters=[])
+        """A state at the product plan, whose first linearisation uses ``gram`` as its ``G``."""
+        return _State(plan=product_plan(self.a, self.b, self.blocks), f=None, g=None, gram=gram,
+                      col_mass=self.b, history=[], sinkhorn_iters=[])
 
     def _features(self, state: _State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cost ``row_i + col_j − 2⟨u_i, v_j⟩`` of the linearised (fused) GW step, scaled."""
@@ -161,33 +157,31 @@ class LowRankGW:
             col = col + (y * y).sum(1)
         return u, v, row, col
 
-    def step(self, state: _State, *, max_sinkhorn: Optional[int] = None, tol: Optional[float] = None,
-             eps_rel: Optional[float] = None) -> None:
-        """One GW step: linearise at the current plan, solve the entropic OT, update ``G``."""
+    def step(self, state: _State, eps: float, max_sinkhorn: int, tol: float) -> float:
+        """Linearise at the current plan, solve the entropic OT, update ``G``; return the objective."""
         config = self.config
         u, v, row, col = self._features(state)
-        eps = eps_rel if eps_rel is not None else epsilon_at(config, state.iteration)
         tick = time.perf_counter()
         result = sinkhorn(u, v, self.a, self.b, eps, state.f, state.g,
-                          rho=config.rho if config.semi_relaxed else None,
-                          max_iter=max_sinkhorn or config.sinkhorn_max_iter, tol=tol or config.sinkhorn_tol,
+                          rho=config.rho if config.semi_relaxed else None, max_iter=max_sinkhorn, tol=tol,
                           block_rows=self.blocks[0], block_cols=self.blocks[1], row_cost=row, col_cost=col)
         self.timings["sinkhorn"] += time.perf_counter() - tick
         tick = time.perf_counter()
         state.plan, state.f, state.g = result.plan, result.f, result.g
         state.gram = self.fs.phi.T @ ops.apply(result.plan, self.ft.phi)
-        # The plan's own column marginal (Sinkhorn stops early, so it is not exactly b).
-        state.col_mass = ops.col_mass(result.plan)
-        state.history.append(self.objective(state.gram, state.col_mass))
+        # The plan's own column marginal: Sinkhorn may stop early, so it is not exactly b.
+        state.col_mass = result.col_mass if result.col_mass is not None else ops.col_mass(result.plan)
         self.timings["gradient"] += time.perf_counter() - tick
         state.sinkhorn_iters.append(result.n_iter)
-        state.iteration += 1
+        return self.objective(state.gram, state.col_mass)
 
     def run(self, state: _State, until: int, progress: Optional[ProgressCallback] = None) -> None:
-        """Iterate until ``until`` iterations or the stopping rule fires."""
+        """Outer iterations until ``until`` of them or the stopping rule fires."""
         config = self.config
         while state.iteration < until:
-            self.step(state)
+            state.history.append(self.step(state, epsilon_at(config, state.iteration),
+                                           config.sinkhorn_max_iter, config.sinkhorn_tol))
+            state.iteration += 1
             if progress is not None:
                 progress(state.iteration, config.max_iter, state.history[-1])
             n_settled = state.iteration - max(config.epsilon_decay_iters, 1)
@@ -196,13 +190,9 @@ class LowRankGW:
                 return
 
     def polish(self, state: _State) -> None:
-        """Final Sinkhorn at the final ε and a tight tolerance; updates ``G`` and the objective."""
-        self.step(state, max_sinkhorn=self.config.final_max_iter, tol=self.config.final_tol,
-                  eps_rel=self.config.epsilon)
-        # The polish is not an outer iteration: its objective replaces the last one.
-        state.iteration -= 1
-        polished = state.history.pop()
-        state.history[-1] = polished
+        """Final Sinkhorn at the final ε and a tight tolerance; its objective replaces the last."""
+        config = self.config
+        state.history[-1] = self.step(state, config.epsilon, config.final_max_iter, config.final_tol)
 
 
 def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor,
@@ -234,13 +224,12 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         solver.run(state, screen if n_starts > 1 else config.max_iter,
                    progress if n_starts == 1 else None)
         states.append(state)
-    best = min(states, key=lambda st: st.history[-1])
+    screened = [state.history[-1] for state in states]
+    best = states[screened.index(min(screened))]
     if not best.converged:
         solver.run(best, config.max_iter, progress)
     solver.polish(best)
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
                        n_iter=best.iteration, converged=best.converged, epsilon=config.epsilon,
                        cost_scale=solver.scale, sinkhorn_iters=best.sinkhorn_iters,
-                       timings=dict(solver.timings),
-                       start_objectives=[st.history[screen - 1] if len(st.history) >= screen
-                                         else st.history[-1] for st in states])
+                       timings=dict(solver.timings), start_objectives=screened)

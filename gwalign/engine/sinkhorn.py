@@ -26,6 +26,8 @@ class SinkhornResult:
     n_iter: int
     error: float
     converged: bool
+    col_mass: Optional[torch.Tensor] = None
+    """Column marginal of ``plan`` when already known (converged: the last pass computed it)."""
 
 
 def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float,
@@ -102,5 +104,6 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
         p = eps * log_a - eps * r
     plan = FactoredPlan(u=u, v=v, p=p, q=q, eps=eps, extra=extra,
                         block_rows=block_rows, block_cols=block_cols)
-    return SinkhornResult(plan=plan, f=f, g=g, n_iter=it, error=error, converged=converged)
+    return SinkhornResult(plan=plan, f=f, g=g, n_iter=it, error=error, converged=converged,
+                          col_mass=mass if converged else None)
 

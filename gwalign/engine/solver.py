@@ -112,7 +112,7 @@ def _sample_anchors(plan: FactoredPlan, a: torch.Tensor, m: int,
     return rows.cpu().numpy(), cols.cpu().numpy()
 
 
-def _product_plan(a: torch.Tensor, b: torch.Tensor, blocks: tuple[int, int]) -> FactoredPlan:
+def product_plan(a: torch.Tensor, b: torch.Tensor, blocks: tuple[int, int]) -> FactoredPlan:
     """The independent coupling ``a bᵀ`` as an implicit plan (zero features)."""
     zeros_a = torch.zeros(a.shape[0], 1, dtype=a.dtype, device=a.device)
     zeros_b = torch.zeros(b.shape[0], 1, dtype=b.dtype, device=b.device)
@@ -120,7 +120,7 @@ def _product_plan(a: torch.Tensor, b: torch.Tensor, blocks: tuple[int, int]) -> 
                         block_rows=blocks[0], block_cols=blocks[1])
 
 
-def _product_mean_cost(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
+def product_mean_cost(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean of ``‖x_i − y_j‖²`` under the product plan, in O((N+K)·d)."""
     return float(a @ (x * x).sum(1) + b @ (y * y).sum(1) - 2.0 * (a @ x) @ (b @ y))
 
@@ -174,14 +174,14 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
 
     joint_u = joint_v = None
     if joint is not None and alpha > 0:
-        scale = _product_mean_cost(joint[0], joint[1], a, b)
+        scale = product_mean_cost(joint[0], joint[1], a, b)
         joint_u = joint[0] * math.sqrt(alpha / scale)
         joint_v = joint[1] * math.sqrt(alpha / scale)
     extra = None
     if linear_cost is not None and alpha > 0:
         extra = linear_cost * (alpha / float(a @ linear_cost @ b))
 
-    plan = _product_plan(a, b, blocks)
+    plan = product_plan(a, b, blocks)
     f = g = None
     history: list[float] = []
     sinkhorn_iters: list[int] = []
@@ -207,7 +207,7 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
                 break
         if gw_scale is None:
             # Cost scale fixed once at the first step (product plan), never rescaled.
-            gw_scale = max(_product_mean_cost(us, vt, a, b), 1e-30)
+            gw_scale = max(product_mean_cost(us, vt, a, b), 1e-30)
         weight = math.sqrt((1.0 - alpha) / gw_scale)
         recent.appendleft((us * weight, vt * weight))
         u, v = _stacked_features(recent, config)
