@@ -25,12 +25,16 @@ from gwalign.validate import as_linear_cost, as_marginal, as_matrix, as_square_d
 DEFAULT_STARTS = {"lowrank": 8, "sampled": 3}
 
 
+class GWAlignWarning(RuntimeWarning):
+    """A result was produced, but under a condition the user should know about."""
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA if available (else CPU, with a warning); explicit CUDA must exist."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        warnings.warn("no CUDA device found: running on the CPU", RuntimeWarning, stacklevel=2)
+        warnings.warn("no CUDA device found: running on the CPU", GWAlignWarning, stacklevel=2)
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
@@ -221,6 +225,11 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
         solve = min(starts, key=lambda result: result.objective)
         solve.start_objectives = [result.objective for result in starts]
     timings["solve"] = time.perf_counter() - tick
+    if not solve.marginal_error <= config.final_tol:
+        # The plan is still usable, but its marginals are off: say so instead of returning silently.
+        warnings.warn(f"final Sinkhorn stopped at marginal error {solve.marginal_error:.2g} > final_tol "
+                      f"{config.final_tol:g} after {solve.sinkhorn_iters[-1]} iterations: raise "
+                      f"final_max_iter or epsilon", GWAlignWarning, stacklevel=2)
     timings.update({f"solve_{key}": value for key, value in solve.timings.items()})
     return Alignment(plan=solve.plan, solve=solve, config=config, graphs=graphs,
                      distance_mode=mode, timings=timings, gradient_mode=gradient)

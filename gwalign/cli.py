@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from gwalign import __version__
+from gwalign.align import GWAlignWarning
 from gwalign.config import GWConfig, RunConfig, load_toml
 from gwalign.io import InputError
 
@@ -103,7 +104,7 @@ def run(
         except KeyboardInterrupt:
             fail("interrupted: no output was written", code=130)
     for warning in caught:
-        if not as_json and issubclass(warning.category, RuntimeWarning) and "CUDA" in str(warning.message):
+        if not as_json and issubclass(warning.category, GWAlignWarning):
             err.print(f"[yellow]warning:[/yellow] {warning.message}")
     if as_json:
         sys.stdout.write(json.dumps(outputs.report) + "\n")

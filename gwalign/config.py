@@ -124,7 +124,7 @@ class GWConfig:
     noise_z: float = 1.0
     sinkhorn_max_iter: int = 20
     sinkhorn_tol: float = 1e-3
-    final_max_iter: int = 500
+    final_max_iter: int = 2000
     final_tol: float = 1e-4
     semi_relaxed: bool = False
     rho: float = 1.0

@@ -94,6 +94,7 @@ class _State:
     sinkhorn_iters: list[int]
     iteration: int = 0
     converged: bool = False
+    marginal_error: float = float("nan")
 
 
 class LowRankGW:
@@ -173,6 +174,7 @@ class LowRankGW:
         state.col_mass = result.col_mass if result.col_mass is not None else ops.col_mass(result.plan)
         self.timings["gradient"] += time.perf_counter() - tick
         state.sinkhorn_iters.append(result.n_iter)
+        state.marginal_error = result.error
         return self.objective(state.gram, state.col_mass)
 
     def run(self, state: _State, until: int, progress: Optional[ProgressCallback] = None) -> None:
@@ -232,4 +234,5 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
                        n_iter=best.iteration, converged=best.converged, epsilon=config.epsilon,
                        cost_scale=solver.scale, sinkhorn_iters=best.sinkhorn_iters,
-                       timings=dict(solver.timings), start_objectives=screened)
+                       timings=dict(solver.timings), start_objectives=screened,
+                       marginal_error=best.marginal_error)

@@ -56,6 +56,8 @@ class SolveResult:
         Seconds spent in distances, Sinkhorn and estimation.
     start_objectives
         Final objective of every start (filled by :func:`gwalign.align`), the lowest kept.
+    marginal_error
+        Marginal error the final polish reached (L1; compare with ``config.final_tol``).
     """
 
     plan: FactoredPlan
@@ -68,6 +70,7 @@ class SolveResult:
     sinkhorn_iters: list[int]
     timings: dict[str, float] = field(default_factory=dict)
     start_objectives: list[float] = field(default_factory=list)
+    marginal_error: float = float("nan")
 
 
 def default_n_anchors(n_source: int, n_target: int) -> int:
@@ -241,7 +244,7 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
     return SolveResult(plan=plan, history=history, objective=objective, n_iter=n_iter,
                        converged=converged, epsilon=plan.eps,
                        cost_scale=(gw_scale or 1.0) / max(1.0 - alpha, 1e-12), sinkhorn_iters=sinkhorn_iters,
-                       timings=timings)
+                       timings=timings, marginal_error=final.error)
 
 
 def _stacked_features(recent: deque, config: GWConfig) -> tuple[torch.Tensor, torch.Tensor]:
