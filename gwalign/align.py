@@ -22,7 +22,7 @@ from gwalign.graph import KNNGraph, knn_graph
 from gwalign.validate import as_linear_cost, as_marginal, as_matrix, as_square_distances
 
 #: Starts when ``config.n_starts`` is None: low-rank starts are screened, so they are cheap.
-DEFAULT_STARTS = {"lowrank": 8, "sampled": 3}
+DEFAULT_SAMPLED_STARTS = 3
 
 
 class GWAlignWarning(RuntimeWarning):
@@ -214,11 +214,11 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
         factors = (factor_dense(dist_s.dense(), config.rank), factor_dense(dist_t.dense(), config.rank))
         timings["factorise"] = time.perf_counter() - tick
         solve = solve_lowrank_gw(factors[0], factors[1], to_dev(wa), to_dev(wb), config,
-                                 config.n_starts or DEFAULT_STARTS["lowrank"], joint=joint_t,
+                                 config.n_starts or 1 + 2 ** config.start_signs, joint=joint_t,
                                  progress=progress)
     else:
         starts = []
-        for start in range(config.n_starts or DEFAULT_STARTS["sampled"]):
+        for start in range(config.n_starts or DEFAULT_SAMPLED_STARTS):
             starts.append(solve_sampled_gw(dist_s, dist_t, to_dev(wa), to_dev(wb),
                                            config.replace(seed=config.seed + start), joint=joint_t,
                                            linear_cost=to_dev(lin), progress=progress))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -27,12 +29,17 @@ def foscttm(x_source: np.ndarray, x_target: np.ndarray) -> float:
 
 
 def label_transfer_accuracy(x_source: np.ndarray, labels_source, x_target: np.ndarray,
-                            labels_target, k: int = 5) -> float:
+                            labels_target, k: int = 5, *, keep_source: Optional[np.ndarray] = None,
+                            keep_target: Optional[np.ndarray] = None) -> float:
     """kNN (k=5) classifier trained on one side's joint embedding, scored on the other's.
 
-    Averaged over both directions.
+    Averaged over both directions. ``keep_source``/``keep_target`` (boolean masks) restrict the
+    cells that are *scored*, e.g. to cell types present on both sides; every cell still trains.
     """
     ls, lt = np.asarray(labels_source), np.asarray(labels_target)
-    forward = KNeighborsClassifier(n_neighbors=k).fit(x_source, ls).score(x_target, lt)
-    backward = KNeighborsClassifier(n_neighbors=k).fit(x_target, lt).score(x_source, ls)
+    ks = np.ones(len(ls), bool) if keep_source is None else np.asarray(keep_source, bool)
+    kt = np.ones(len(lt), bool) if keep_target is None else np.asarray(keep_target, bool)
+    xs, xt = np.asarray(x_source), np.asarray(x_target)
+    forward = KNeighborsClassifier(n_neighbors=k).fit(xs, ls).score(xt[kt], lt[kt])
+    backward = KNeighborsClassifier(n_neighbors=k).fit(xt, lt).score(xs[ks], ls[ks])
     return float((forward + backward) / 2.0)

@@ -14,7 +14,7 @@ from gwalign.align import align
 from gwalign.config import RunConfig
 from gwalign.io import (InputError, check_output_dir, file_checksum, names_checksum, read_h5ad,
                         staged_outputs, write_json)
-from gwalign.preprocess import Representation, representation
+from gwalign.preprocess import Representation, representation, scale_rows
 from gwalign.results import add_outputs, joint_anndata, joint_embedding, label_transfers, summary
 
 StageCallback = Callable[[str], None]
@@ -75,9 +75,9 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
                            config.n_components, config.n_top_genes, seed)
     rep_t = representation(target, target_path, config.rep_target, config.modality_target,
                            config.n_components, config.n_top_genes, seed)
-    if config.normalise_rows == "l2":
-        for rep in (rep_s, rep_t):
-            rep.matrix = rep.matrix / np.maximum(np.linalg.norm(rep.matrix, axis=1, keepdims=True), 1e-12)
+    for rep in (rep_s, rep_t):
+        rep.matrix, scaled = scale_rows(rep.matrix, config.normalise_rows)
+        if scaled:
             rep.notes.append("rows scaled to unit L2 norm")
     source = source[rep_s.kept].copy()
     target = target[rep_t.kept].copy()

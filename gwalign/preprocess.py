@@ -126,3 +126,33 @@ def _lsi(x, n_components: int, seed: int) -> np.ndarray:
     svd = TruncatedSVD(n_components=n_comp, random_state=seed)
     lsi = svd.fit_transform(tfidf)
     return lsi[:, 1:] if lsi.shape[1] > 1 else lsi
+
+
+#: Mean cosine between the cells and their mean above which the row norm counts as a size factor.
+UNCENTRED_COSINE = 0.5
+
+
+def mean_direction_cosine(matrix: np.ndarray) -> float:
+    """Mean cosine similarity between each row and the mean row (0 for a centred embedding)."""
+    mean = matrix.mean(axis=0)
+    norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(mean)), 1e-300)
+    return float(np.mean(matrix @ mean / np.maximum(norms, 1e-300)))
+
+
+def scale_rows(matrix: np.ndarray, mode: str) -> tuple[np.ndarray, bool]:
+    """Scale cells to unit L2 norm (``l2``), never (``none``), or when the norm is a size factor.
+
+    ``auto`` L2-normalises an *uncentred* representation whose cells share one dominant direction
+    (mean cosine to the mean row above :data:`UNCENTRED_COSINE`, e.g. LSI of ATAC without
+    dropping its first, depth-driven component): there the norm mostly measures sequencing
+    depth. A centred embedding (PCA) is kept: its norm is the distance from the centre of the
+    data, which is biology (in scNMT-seq it orders the gastrulation stages).
+
+    Returns
+    -------
+    (matrix, scaled)
+        The (possibly) scaled copy and whether it was scaled.
+    """
+    if mode == "none" or (mode == "auto" and mean_direction_cosine(matrix) <= UNCENTRED_COSINE):
+        return matrix, False
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12), True

@@ -104,12 +104,24 @@ def test_semi_relaxed_drops_an_unmatched_cluster(rng):
 
 def test_same_seed_same_plan_other_seed_differs():
     xs, _, xt, _ = spiral_and_roll(200, 250, seed=2)
-    config = gwalign.GWConfig(max_iter=15, **CPU)
+    config = gwalign.GWConfig(max_iter=15, gradient="sampled", **CPU)
     first = gwalign.align(xs, xt, config).to_dense()
     second = gwalign.align(xs, xt, config).to_dense()
     other = gwalign.align(xs, xt, config.replace(seed=1)).to_dense()
     assert np.array_equal(first, second)
     assert not np.array_equal(first, other)
+
+
+def test_lowrank_default_starts_do_not_depend_on_the_seed_but_extra_starts_do():
+    xs, _, xt, _ = spiral_and_roll(200, 250, seed=2)
+    config = gwalign.GWConfig(max_iter=15, gradient="lowrank", distance="precomputed", **CPU)
+    first = gwalign.align(xs, xt, config)
+    assert len(first.solve.start_objectives) == 1 + 2 ** config.start_signs
+    other = gwalign.align(xs, xt, config.replace(seed=5))
+    assert np.array_equal(first.to_dense(), other.to_dense())
+    extra = config.replace(n_starts=12, start_signs=1)
+    noisy = [gwalign.align(xs, xt, extra.replace(seed=s)).solve.start_objectives for s in (0, 1)]
+    assert noisy[0][:3] == noisy[1][:3] and noisy[0][3:] != noisy[1][3:]
 
 
 def test_fused_gw_uses_shared_features_to_break_the_mirror(rng):

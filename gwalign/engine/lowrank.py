@@ -20,6 +20,7 @@ start runs through the ε annealing, the one with the lowest objective then runs
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ class _State:
     iteration: int = 0
     converged: bool = False
     marginal_error: float = float("nan")
+    best_objective: float = math.inf
+    best: Optional[tuple] = None
 
 
 class LowRankGW:
@@ -181,9 +184,16 @@ class LowRankGW:
         """Outer iterations until ``until`` of them or the stopping rule fires."""
         config = self.config
         while state.iteration < until:
+            linearised_at = (state.gram, state.col_mass)
             state.history.append(self.step(state, epsilon_at(config, state.iteration),
                                            config.sinkhorn_max_iter, config.sinkhorn_tol))
             state.iteration += 1
+            if state.iteration > config.epsilon_decay_iters and state.history[-1] < state.best_objective:
+                # The objective is exact but the iteration is not a descent method: it can
+                # wander from a good plan into a mirrored basin (measured on SNARE-seq), so the
+                # best iterate at the final ε is kept.
+                state.best_objective = state.history[-1]
+                state.best = (state.plan, state.f.clone(), state.g.clone(), linearised_at)
             if progress is not None:
                 progress(state.iteration, config.max_iter, state.history[-1])
             n_settled = state.iteration - max(config.epsilon_decay_iters, 1)
@@ -191,10 +201,47 @@ class LowRankGW:
                 state.converged = True
                 return
 
+    def restore_best(self, state: _State) -> None:
+        """Go back to the best iterate at the final ε seen so far (if any).
+
+        The state is left *at the linearisation that produced it*, so that :meth:`polish`
+        re-solves that same OT problem tightly instead of taking another GW step (one more
+        step from a good plan was measured to jump to the mirrored basin on SNARE-seq).
+        """
+        if state.best is not None:
+            state.plan, state.f, state.g, (state.gram, state.col_mass) = state.best
+            state.history[-1] = state.best_objective
+
     def polish(self, state: _State) -> None:
-        """Final Sinkhorn at the final ε and a tight tolerance; its objective replaces the last."""
+        """Sinkhorn at the final ε and a tight tolerance for the state's current linearisation
+        (after :meth:`restore_best`: the best plan's); its objective replaces the last."""
         config = self.config
         state.history[-1] = self.step(state, config.epsilon, config.final_max_iter, config.final_tol)
+
+
+#: Screened starts that run to convergence (the lowest final objective is kept): the best
+#: screened start can still end in a worse basin than the runner-up.
+FINALISTS = 3
+
+
+def start_grams(base: torch.Tensor, n_starts: int, config: GWConfig) -> list[torch.Tensor]:
+    """Initial ``G`` of each start: product plan, sign patterns, then seeded Gaussian noise."""
+    size = config.start_noise * base.abs().max()
+    m = min(config.start_signs, min(base.shape) - 1)
+    grams = [base]
+    for pattern in itertools.product((1.0, -1.0), repeat=m):
+        diagonal = torch.zeros(min(base.shape), dtype=base.dtype, device=base.device)
+        diagonal[1:1 + m] = torch.tensor(pattern, dtype=base.dtype)
+        gram = base.clone()
+        gram[range(len(diagonal)), range(len(diagonal))] += size * diagonal
+        grams.append(gram)
+    s = len(grams)
+    while len(grams) < n_starts:
+        gen = torch.Generator(device="cpu").manual_seed(config.seed + s)
+        noise = torch.randn(base.shape, generator=gen, dtype=torch.float64).to(base)
+        grams.append(base + size * noise)
+        s += 1
+    return grams[:n_starts]
 
 
 def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor,
@@ -203,9 +250,13 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
                      progress: Optional[ProgressCallback] = None) -> SolveResult:
     """Low-rank (fused, semi-relaxed) entropic GW with screened starts.
 
-    Start 0 begins at the product plan; start s > 0 adds Gaussian noise of relative size
-    ``config.start_noise`` (seeded by ``config.seed + s``) to its ``G``. Every start runs through
-    the annealing (``epsilon_decay_iters + 2`` iterations); the lowest objective then continues.
+    Start 0 begins at the product plan. The next ``2**config.start_signs`` add
+    ``±start_noise·max|G|`` on the diagonal of ``G`` for the leading non-constant components
+    (factor indices 1…m; index 0 is the Perron component of a distance matrix), one start per
+    sign pattern: reflections flip eigenvector signs, so the mirror images are all tried.
+    Further starts add Gaussian noise of the same relative size (seeded ``config.seed + s``).
+    Every start runs through the annealing (``epsilon_decay_iters + 2`` iterations); the
+    lowest objective then continues.
 
     Returns
     -------
@@ -216,20 +267,18 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     base = solver.product_gram()
     screen = min(config.max_iter, config.epsilon_decay_iters + 2)
     states: list[_State] = []
-    for s in range(n_starts):
-        gram = base
-        if s > 0:
-            gen = torch.Generator(device="cpu").manual_seed(config.seed + s)
-            noise = torch.randn(base.shape, generator=gen, dtype=torch.float64).to(base)
-            gram = base + config.start_noise * base.abs().max() * noise
+    for s, gram in enumerate(start_grams(base, n_starts, config)):
         state = solver.start(gram)
         solver.run(state, screen if n_starts > 1 else config.max_iter,
                    progress if n_starts == 1 else None)
         states.append(state)
     screened = [state.history[-1] for state in states]
-    best = states[screened.index(min(screened))]
-    if not best.converged:
-        solver.run(best, config.max_iter, progress)
+    finalists = [states[i] for i in sorted(range(len(states)), key=screened.__getitem__)[:FINALISTS]]
+    for state in finalists:
+        if not state.converged:
+            solver.run(state, config.max_iter, progress)
+        solver.restore_best(state)
+    best = min(finalists, key=lambda state: state.history[-1])
     solver.polish(best)
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
                        n_iter=best.iteration, converged=best.converged, epsilon=config.epsilon,
