@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--n-starts", type=int, default=None)
     parser.add_argument("--normalise", default="auto", choices=["auto", "l2", "none"],
                         help="row scaling of the representations (gwalign.preprocess.scale_rows)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
     args = parser.parse_args()
     names = list(DATASETS) if "all" in args.datasets else args.datasets
@@ -119,7 +120,7 @@ def main() -> None:
         ls, lt = np.load(folder / f"{data.source_labels}.npy"), np.load(folder / f"{data.target_labels}.npy")
         values = []
         for seed in args.seeds:
-            config = gwalign.GWConfig(device="cpu", seed=seed, gradient=args.gradient, n_anchors=args.n_anchors,
+            config = gwalign.GWConfig(device=args.device, seed=seed, gradient=args.gradient, n_anchors=args.n_anchors,
                                       n_starts=args.n_starts, semi_relaxed=args.semi_relaxed)
             start = time.perf_counter()
             result = gwalign.align(xs, xt, config)

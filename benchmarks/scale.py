@@ -45,11 +45,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--n-starts", type=int, default=1)
     parser.add_argument("--n-anchors", type=int, default=80)
+    parser.add_argument("--precision", default="mixed", choices=["mixed", "tf32", "tf32x3", "ieee"])
     args = parser.parse_args()
     config = gwalign.GWConfig(device=args.device, distance="landmark", n_starts=args.n_starts,
-                              n_anchors=args.n_anchors)
+                              n_anchors=args.n_anchors, precision=args.precision)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(f"# {name}, torch {torch.__version__}, n_anchors={args.n_anchors}, n_starts={args.n_starts}")
+    print(f"# {name}, torch {torch.__version__}, n_anchors={args.n_anchors}, n_starts={args.n_starts}, "
+          f"precision={args.precision}")
     tick = time.perf_counter()
     run(2000, 2500, args.device, config)
     print(f"# warm-up (kernel compilation) {time.perf_counter() - tick:.1f} s")

@@ -161,3 +161,30 @@ def test_unconverged_final_polish_is_reported(gradient):
         warnings.simplefilter("error", gwalign.GWAlignWarning)
         settled = gwalign.align(xs, xt, config.replace(final_max_iter=5000, final_tol=1e-4))
     assert settled.solve.marginal_error <= 1e-4
+
+
+def test_mixed_precision_sampled_steps_in_tf32_lowrank_and_polish_in_tf32x3(monkeypatch):
+    from gwalign.engine import ops
+
+    seen = []
+    reference = ops.lse_rows
+
+    def recording(*args, **kwargs):
+        seen.append(args[7] if len(args) > 7 else kwargs.get("precision"))
+        return reference(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "lse_rows", recording)
+    xs, _, xt, _ = spiral_and_roll(120, 150, seed=3)
+    config = gwalign.GWConfig(max_iter=4, min_iter=0, n_starts=1, gradient="sampled",
+                              distance="precomputed", **CPU)
+    gwalign.align(xs, xt, config)
+    # None: plan operations outside Sinkhorn (marginals, T@Z), which use the accurate default.
+    seen[:] = [p for p in seen if p is not None]
+    first_final = seen.index("tf32x3")
+    assert first_final > 0 and set(seen[:first_final]) == {"tf32"} and set(seen[first_final:]) == {"tf32x3"}
+    seen.clear()
+    gwalign.align(xs, xt, config.replace(gradient="lowrank"))
+    assert set(seen) - {None} == {"tf32x3"}
+    seen.clear()
+    gwalign.align(xs, xt, config.replace(precision="ieee"))
+    assert set(seen) - {None} == {"ieee"}

@@ -161,14 +161,15 @@ class LowRankGW:
             col = col + (y * y).sum(1)
         return u, v, row, col
 
-    def step(self, state: _State, eps: float, max_sinkhorn: int, tol: float) -> float:
+    def step(self, state: _State, eps: float, max_sinkhorn: int, tol: float, precision: str) -> float:
         """Linearise at the current plan, solve the entropic OT, update ``G``; return the objective."""
         config = self.config
         u, v, row, col = self._features(state)
         tick = time.perf_counter()
         result = sinkhorn(u, v, self.a, self.b, eps, state.f, state.g,
                           rho=config.rho if config.semi_relaxed else None, max_iter=max_sinkhorn, tol=tol,
-                          block_rows=self.blocks[0], block_cols=self.blocks[1], row_cost=row, col_cost=col)
+                          block_rows=self.blocks[0], block_cols=self.blocks[1], row_cost=row, col_cost=col,
+                          precision=precision)
         self.timings["sinkhorn"] += time.perf_counter() - tick
         tick = time.perf_counter()
         state.plan, state.f, state.g = result.plan, result.f, result.g
@@ -186,7 +187,8 @@ class LowRankGW:
         while state.iteration < until:
             linearised_at = (state.gram, state.col_mass)
             state.history.append(self.step(state, epsilon_at(config, state.iteration),
-                                           config.sinkhorn_max_iter, config.sinkhorn_tol))
+                                           config.step_sinkhorn_max_iter("lowrank"), config.sinkhorn_tol,
+                                           config.step_precision("lowrank")))
             state.iteration += 1
             if state.iteration > config.epsilon_decay_iters and state.history[-1] < state.best_objective:
                 # The objective is exact but the iteration is not a descent method: it can
@@ -216,7 +218,8 @@ class LowRankGW:
         """Sinkhorn at the final ε and a tight tolerance for the state's current linearisation
         (after :meth:`restore_best`: the best plan's); its objective replaces the last."""
         config = self.config
-        state.history[-1] = self.step(state, config.epsilon, config.final_max_iter, config.final_tol)
+        state.history[-1] = self.step(state, config.epsilon, config.final_max_iter, config.final_tol,
+                                      config.final_precision)
 
 
 #: Screened starts that run to convergence (the lowest final objective is kept): the best

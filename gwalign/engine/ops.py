@@ -33,13 +33,19 @@ def triton_enabled(tensor: torch.Tensor) -> bool:
 
 
 def lse_rows(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
-             extra: Optional[torch.Tensor], block_rows: int, block_cols: int) -> torch.Tensor:
-    """Row log-sum-exp of ``(bias_j + 2⟨x_i, y_j⟩ − extra_ij)/ε`` on the best backend."""
+             extra: Optional[torch.Tensor], block_rows: int, block_cols: int,
+             precision: Optional[str] = None) -> torch.Tensor:
+    """Row log-sum-exp of ``(bias_j + 2⟨x_i, y_j⟩ − extra_ij)/ε`` on the best backend.
+
+    ``precision`` (tf32, tf32x3, ieee) is the GPU kernel's dot precision; ``None`` →
+    ``$GWALIGN_PRECISION`` or tf32x3. The CPU reference always computes in the tensors' dtype.
+    """
     if extra is None and triton_enabled(x):
         from gwalign.kernels.lse import lse_rows_triton, supports
 
         if supports(x):
-            return lse_rows_triton(x, y, bias, eps, precision=os.environ.get("GWALIGN_PRECISION", "tf32x3"))
+            chosen = precision or os.environ.get("GWALIGN_PRECISION", "tf32x3")
+            return lse_rows_triton(x, y, bias, eps, precision=chosen)
     return stream.lse_rows_reference(x, y, bias, eps, extra, block_rows, block_cols)
 
 

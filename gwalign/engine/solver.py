@@ -220,8 +220,8 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
         tick = time.perf_counter()
         result = sinkhorn(u, v, a, b, epsilon_at(config, it), f, g,
                           rho=config.rho if config.semi_relaxed else None, extra=extra,
-                          max_iter=config.sinkhorn_max_iter, tol=config.sinkhorn_tol,
-                          block_rows=blocks[0], block_cols=blocks[1])
+                          max_iter=config.step_sinkhorn_max_iter("sampled"), tol=config.sinkhorn_tol,
+                          block_rows=blocks[0], block_cols=blocks[1], precision=config.step_precision("sampled"))
         timings["sinkhorn"] += time.perf_counter() - tick
         plan, f, g = result.plan, result.f, result.g
         sinkhorn_iters.append(result.n_iter)
@@ -230,7 +230,7 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
     final = sinkhorn(plan.u, plan.v, a, b, plan.eps, f, g,
                      rho=config.rho if config.semi_relaxed else None, extra=extra,
                      max_iter=config.final_max_iter, tol=config.final_tol,
-                     block_rows=blocks[0], block_cols=blocks[1])
+                     block_rows=blocks[0], block_cols=blocks[1], precision=config.final_precision)
     plan = final.plan
     sinkhorn_iters.append(final.n_iter)
     timings["sinkhorn"] += time.perf_counter() - tick
