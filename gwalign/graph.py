@@ -160,11 +160,26 @@ def _stitch(x: torch.Tensor, labels: np.ndarray, cand_dist: np.ndarray,
                 if float(dist[r, c]) < d_best:
                     d_best, i_best, j_best = float(dist[r, c]), int(block[r]), int(outside[c])
             edges[smallest] = (d_best, i_best, j_best)
-        for d, i, j in edges.values():
-            bridges.append((i, j, d))
+        # Keep a forest: shortest first, skip edges whose ends are already joined (two
+        # components often pick the same edge, and candidate-limited choices can close a cycle).
+        parent = list(range(n_comp))
+
+        def root(c: int) -> int:
+            while parent[c] != c:
+                parent[c] = parent[parent[c]]
+                c = parent[c]
+            return c
+
+        kept = []
+        for d, i, j in sorted(edges.values()):
+            ri, rj = root(int(labels[i])), root(int(labels[j]))
+            if ri != rj:
+                parent[ri] = rj
+                kept.append((i, j, d))
+        bridges.extend(kept)
         # Merge the components joined by this round's bridges.
-        link = sp.csr_matrix((np.ones(len(edges)), ([labels[i] for _, i, _ in edges.values()],
-                                                     [labels[j] for _, _, j in edges.values()])),
+        link = sp.csr_matrix((np.ones(len(kept)), ([labels[i] for i, _, _ in kept],
+                                                    [labels[j] for _, j, _ in kept])),
                              shape=(n_comp, n_comp))
         _, merged = connected_components(link, directed=False)
         labels = merged[labels]
