@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--normalise", default="auto", choices=["auto", "l2", "none"],
                         help="row scaling of the representations (gwalign.preprocess.scale_rows)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--epsilon", type=float, default=None, help="relative ε (default: GWConfig's)")
+    parser.add_argument("--k", type=int, default=None, help="kNN neighbours (default: GWConfig's)")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
     args = parser.parse_args()
     names = list(DATASETS) if "all" in args.datasets else args.datasets
@@ -120,8 +122,9 @@ def main() -> None:
         ls, lt = np.load(folder / f"{data.source_labels}.npy"), np.load(folder / f"{data.target_labels}.npy")
         values = []
         for seed in args.seeds:
+            overrides = {key: value for key, value in (("epsilon", args.epsilon), ("k", args.k)) if value is not None}
             config = gwalign.GWConfig(device=args.device, seed=seed, gradient=args.gradient, n_anchors=args.n_anchors,
-                                      n_starts=args.n_starts, semi_relaxed=args.semi_relaxed)
+                                      n_starts=args.n_starts, semi_relaxed=args.semi_relaxed, **overrides)
             start = time.perf_counter()
             result = gwalign.align(xs, xt, config)
             elapsed = time.perf_counter() - start

@@ -115,3 +115,23 @@ def test_semi_relaxed_sinkhorn_matches_pot_unbalanced(torch_gen):
                                             stopThr=1e-13)
     assert rel(mine, ref) < 1e-5
     assert rel(mine.sum(1), a) < 1e-8
+
+
+def test_row_sampled_cost_estimate_is_unbiased(torch_gen):
+    from gwalign.engine.solver import estimate_cost
+
+    n, k = 600, 500
+    u = torch.randn(n, 3, generator=torch_gen, dtype=torch.float64)
+    v = torch.randn(k, 3, generator=torch_gen, dtype=torch.float64)
+    a = torch.rand(n, generator=torch_gen, dtype=torch.float64) + 0.2
+    a /= a.sum()
+    b = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    plan = sinkhorn(u, v, a, b, 0.5, max_iter=500, tol=1e-9, block_rows=64, block_cols=128).plan
+    cu = torch.randn(n, 4, generator=torch_gen, dtype=torch.float64)
+    cv = torch.randn(k, 4, generator=torch_gen, dtype=torch.float64)
+    exact = ops.transport_cost(plan, cu, cv)
+    assert estimate_cost(plan, cu, cv, a, n, torch_gen) == pytest.approx(exact, rel=1e-12)
+    draws = np.array([estimate_cost(plan, cu, cv, a, 32, torch_gen) for _ in range(300)])
+    # Unbiased: the mean of 300 draws lies within 4 standard errors of the exact value.
+    assert abs(draws.mean() - exact) <= 4 * draws.std(ddof=1) / np.sqrt(len(draws))
+    assert draws.std() > 0

@@ -10,6 +10,7 @@ previous plan; that history drives the stopping rule.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -128,6 +129,27 @@ def product_mean_cost(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torc
     return float(a @ (x * x).sum(1) + b @ (y * y).sum(1) - 2.0 * (a @ x) @ (b @ y))
 
 
+#: Rows the per-iteration objective estimate visits (sampled by the row marginal beyond this):
+#: at 45k×45k on the H100 exact estimates took as long as all Sinkhorn steps (9.8 s vs 9.7 s).
+ESTIMATE_ROWS = 4096
+
+
+def estimate_cost(plan: FactoredPlan, us: torch.Tensor, vt: torch.Tensor, a: torch.Tensor,
+                  max_rows: int, generator: torch.Generator) -> float:
+    """``Σ_ij T_ij ‖us_i − vt_j‖²``, exactly when N ≤ ``max_rows``, else unbiased from rows ~ a.
+
+    With rows ``i_1…i_R`` drawn from ``a`` (the plan's exact row marginal), the mean of
+    ``(1/a_i) Σ_j T_ij c_ij`` is unbiased; dividing row i by ``a_i`` is a shift of its
+    potential by ``−ε log a_i``, so the sub-plan streams like any plan.
+    """
+    n = us.shape[0]
+    if n <= max_rows or plan.extra is not None:
+        return ops.transport_cost(plan, us, vt)
+    rows = torch.multinomial(a, max_rows, replacement=True, generator=generator)
+    sub = dataclasses.replace(plan, u=plan.u[rows], p=plan.p[rows] - plan.eps * torch.log(a[rows]))
+    return ops.transport_cost(sub, us[rows], vt) / max_rows
+
+
 def _estimate_objective(plan: FactoredPlan, dist_s: DistanceProvider, dist_t: DistanceProvider,
                         a: torch.Tensor, n_anchors: int, chunk: int, generator: torch.Generator) -> float:
     """Unbiased GW objective estimate of ``plan`` from ``n_anchors`` fresh anchor pairs."""
@@ -137,7 +159,7 @@ def _estimate_objective(plan: FactoredPlan, dist_s: DistanceProvider, dist_t: Di
         rows, cols = _sample_anchors(plan, a, m, generator)
         us = dist_s.columns(rows) / math.sqrt(m)
         vt = dist_t.columns(cols) / math.sqrt(m)
-        total += ops.transport_cost(plan, us, vt) * m
+        total += estimate_cost(plan, us, vt, a, 4 * ESTIMATE_ROWS, generator) * m
         done += m
     return total / n_anchors
 
@@ -200,7 +222,7 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
         timings["distances"] += time.perf_counter() - tick
         if it > 0:
             tick = time.perf_counter()
-            history.append(ops.transport_cost(plan, us, vt))
+            history.append(estimate_cost(plan, us, vt, a, ESTIMATE_ROWS, generator))
             timings["estimate"] += time.perf_counter() - tick
             n_settled = it - max(config.epsilon_decay_iters, 1)
             if progress is not None:
