@@ -84,9 +84,9 @@ def test_semi_relaxed_drops_an_unmatched_cluster(seed):
     # far fourth blob, so the shared part has identical graph geodesics.
     # Fixed data seeds, deliberately: with fresh random draws about 1 in 10 runs put a source
     # blob onto the fourth blob (CI seed 1173718391; with 20 instead of 60 extra points, 30 of
-    # 30 draws). Known weakness, open in issue 5: the semi-relaxed column update is damped by
-    # ρ/(ρ+ε) ≈ 1, so its Sinkhorn converges slowly and GW steps see unconverged marginals;
-    # and each side's mean-distance normalisation changes with the extra cells.
+    # 30 draws). Known weakness, open in issue 5: each side's mean-distance normalisation changes
+    # with the extra cells, and in the failing draws examined the wrong plan had the lower
+    # penalised objective (docs/design-notes.md).
     r = np.random.default_rng(seed)
 
     def blob(centre, n):
