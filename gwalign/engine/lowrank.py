@@ -14,8 +14,9 @@ matrices), so starts are compared without noise (Scetbon, Peyré, Cuturi 2022, "
 Gromov-Wasserstein distances using low rank couplings and costs", use the same factorisation).
 
 Mirror-safe starts: the product plan is symmetric under reflections of either shape, so GW from
-it lands in whichever basin rounding favours. Further starts perturb the initial ``G``; every
-start runs through the ε annealing, the one with the lowest objective then runs to convergence.
+it lands in whichever basin rounding favours. Further starts flip the signs of the leading
+eigen-components in the initial ``G`` (a reflection flips eigenvector signs); every start runs
+through the ε annealing, the lowest few then run to convergence (see :func:`solve_lowrank_gw`).
 """
 
 from __future__ import annotations
@@ -259,7 +260,8 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     sign pattern: reflections flip eigenvector signs, so the mirror images are all tried.
     Further starts add Gaussian noise of the same relative size (seeded ``config.seed + s``).
     Every start runs through the annealing (``epsilon_decay_iters + 2`` iterations); the
-    lowest objective then continues.
+    :data:`FINALISTS` lowest then run to convergence, each returns to its best iterate at the
+    final ε, and the lowest of those is polished.
 
     Returns
     -------
@@ -270,7 +272,7 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     base = solver.product_gram()
     screen = min(config.max_iter, config.epsilon_decay_iters + 2)
     states: list[_State] = []
-    for s, gram in enumerate(start_grams(base, n_starts, config)):
+    for gram in start_grams(base, n_starts, config):
         state = solver.start(gram)
         solver.run(state, screen if n_starts > 1 else config.max_iter,
                    progress if n_starts == 1 else None)
