@@ -21,6 +21,7 @@ kNN (k=5) classifier trained on one side and scored on the other, both direction
 from __future__ import annotations
 
 import argparse
+import ast
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--epsilon", type=float, default=None, help="relative ε (default: GWConfig's)")
     parser.add_argument("--k", type=int, default=None, help="kNN neighbours (default: GWConfig's)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="other GWConfig fields, e.g. --set rank=64 start_signs=4 (values parsed as Python literals)")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
     args = parser.parse_args()
     names = list(DATASETS) if "all" in args.datasets else args.datasets
@@ -123,6 +126,7 @@ def main() -> None:
         values = []
         for seed in args.seeds:
             overrides = {key: value for key, value in (("epsilon", args.epsilon), ("k", args.k)) if value is not None}
+            overrides.update({key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)})
             config = gwalign.GWConfig(device=args.device, seed=seed, gradient=args.gradient, n_anchors=args.n_anchors,
                                       n_starts=args.n_starts, semi_relaxed=args.semi_relaxed, **overrides)
             start = time.perf_counter()
