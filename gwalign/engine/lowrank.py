@@ -196,7 +196,8 @@ class LowRankGW:
                 # wander from a good plan into a mirrored basin (measured on SNARE-seq), so the
                 # best iterate at the final ε is kept.
                 state.best_objective = state.history[-1]
-                state.best = (state.plan, state.f.clone(), state.g.clone(), linearised_at)
+                # Sinkhorn returns new potential tensors (never updates them in place): no copies.
+                state.best = (state.plan, state.f, state.g, linearised_at)
             if progress is not None:
                 progress(state.iteration, config.max_iter, state.history[-1])
             n_settled = state.iteration - max(config.epsilon_decay_iters, 1)
