@@ -1,8 +1,10 @@
-"""Micro-benchmark of the fused row log-sum-exp kernel against the floor in DESIGN.md.
+"""Micro-benchmark of the fused kernels (row log-sum-exp, T @ Z, transport cost) on one GPU.
 
-Per call: 2·N·K·d flops for the products (plus the bias add) and N·K exponentials.
+Per call: 2·N·K·d flops for the feature products and N·K exponentials (apply adds 2·N·K·m for the
+product with Z, the cost kernel 2·N·K·d for the cost features). TFLOP/s counts the useful d, not
+the padded tile width. ``--sweep`` also times other (BLOCK_M, BLOCK_N, warps) for the LSE kernel.
 
-    python benchmarks/kernels.py --sizes 20000 200000 --dims 64 128 --precisions ieee tf32
+    python benchmarks/kernels.py --sizes 45000 200000 --dims 32 64 80 --precisions tf32 tf32x3 --sweep
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ import torch
 import triton
 
 from gwalign.engine import stream
-from gwalign.kernels.lse import lse_rows_triton
+from gwalign.engine.plan import FactoredPlan
+from gwalign.kernels.lse import feature_split, launch_config, lse_rows_triton
+from gwalign.kernels.plan_ops import apply_triton, transport_cost_triton
+
+SWEEP = [(64, 64, 4), (128, 64, 4), (128, 64, 8), (64, 128, 4), (128, 128, 8), (256, 64, 8)]
+
+
+def bench(fn) -> float:
+    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
 
 
 def main() -> None:
@@ -21,11 +31,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20000, 200000])
     parser.add_argument("--dims", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--precisions", nargs="+", default=["tf32", "tf32x3", "ieee"])
+    parser.add_argument("--z-width", type=int, default=32, help="columns of Z for the apply kernel")
+    parser.add_argument("--sweep", action="store_true", help="time other launch configurations of the LSE kernel")
     args = parser.parse_args()
     device = torch.device("cuda")
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
-    print("| N = K | d | precision | ms | TFLOP/s (2NKd) | Gexp/s | rel. error vs fp64 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| kernel | N = K | d (tiles) | precision | config | ms | TFLOP/s | Gexp/s | rel. error vs fp64 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         for d in args.dims:
             gen = torch.Generator(device=device).manual_seed(0)
@@ -33,16 +45,35 @@ def main() -> None:
             y = torch.randn(n, d, device=device, generator=gen) * 0.1
             bias = torch.randn(n, device=device, generator=gen) * 0.01
             eps = 0.05
+            tiles = "+".join(str(w) for w in feature_split(d) if w)
             check = slice(0, 2048)
             ref = stream.lse_rows_reference(x[check].double(), y.double(), bias.double(), eps, None, 512, 65536)
+            # A normalised plan for apply / cost: rows sum to 1/n.
+            p = -eps * lse_rows_triton(x, y, bias, eps, "tf32x3") - eps * torch.log(torch.tensor(float(n)))
+            plan64 = FactoredPlan(u=x[check].double(), v=y.double(), p=p[check].double(), q=bias.double(), eps=eps,
+                                  block_rows=512, block_cols=65536)
+            z = torch.randn(n, args.z_width, device=device, generator=gen)
+            ref_apply = stream.apply_reference(plan64, z.double())
+            ref_cost = float(stream.transport_cost_reference(plan64, x[check].double(), y.double()))
             for precision in args.precisions:
-                got = lse_rows_triton(x, y, bias, eps, precision=precision)
-                err = float((got[check].double() - ref).norm() / ref.norm())
-                ms = triton.testing.do_bench(lambda: lse_rows_triton(x, y, bias, eps, precision=precision),
-                                             warmup=50, rep=300, return_mode="median")
-                flops = 2.0 * n * n * d / (ms * 1e-3) / 1e12
-                exps = n * n / (ms * 1e-3) / 1e9
-                print(f"| {n:,} | {d} | {precision} | {ms:.2f} | {flops:.1f} | {exps:.0f} | {err:.1e} |", flush=True)
+                configs = [launch_config(sum(feature_split(d)))] + (SWEEP if args.sweep else [])
+                for config in dict.fromkeys(configs):
+                    got = lse_rows_triton(x, y, bias, eps, precision=precision, blocks=config)
+                    err = float((got[check].double() - ref).norm() / ref.norm())
+                    ms = bench(lambda: lse_rows_triton(x, y, bias, eps, precision=precision, blocks=config))
+                    print(f"| lse | {n:,} | {d} ({tiles}) | {precision} | {config} | {ms:.2f} | "
+                          f"{2.0 * n * n * d / ms / 1e9:.1f} | {n * n / ms / 1e6:.0f} | {err:.1e} |", flush=True)
+                got = apply_triton(x, y, p, bias, eps, z, precision)
+                err = float((got[check].double() - ref_apply).norm() / ref_apply.norm())
+                ms = bench(lambda: apply_triton(x, y, p, bias, eps, z, precision))
+                flops = 2.0 * n * n * (d + args.z_width)
+                print(f"| apply (m={args.z_width}) | {n:,} | {d} ({tiles}) | {precision} | default | {ms:.2f} | "
+                      f"{flops / ms / 1e9:.1f} | {n * n / ms / 1e6:.0f} | {err:.1e} |", flush=True)
+                got_cost = transport_cost_triton(x[check], y, p[check], bias, eps, x[check], y, precision)
+                err = abs(got_cost - ref_cost) / abs(ref_cost)
+                ms = bench(lambda: transport_cost_triton(x, y, p, bias, eps, x, y, precision))
+                print(f"| cost | {n:,} | {d} ({tiles}) | {precision} | default | {ms:.2f} | "
+                      f"{4.0 * n * n * d / ms / 1e9:.1f} | {n * n / ms / 1e6:.0f} | {err:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """gwalign: Gromov-Wasserstein alignment of single-cell data sets, streamed on CPU and GPU."""
 
-from gwalign.align import Alignment, GWAlignWarning, align
+from gwalign.align import Alignment, GPUMemoryError, GWAlignWarning, align
 from gwalign.config import GWConfig
 from gwalign.engine.plan import FactoredPlan
 from gwalign.graph import KNNGraph, knn_graph
 
 __version__ = "0.1.0"
 
-__all__ = ["Alignment", "FactoredPlan", "GWAlignWarning", "GWConfig", "KNNGraph", "align", "knn_graph", "__version__"]
+__all__ = ["Alignment", "FactoredPlan", "GPUMemoryError", "GWAlignWarning", "GWConfig", "KNNGraph", "align", "knn_graph", "__version__"]

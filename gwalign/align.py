@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -27,6 +29,32 @@ DEFAULT_SAMPLED_STARTS = 3
 
 class GWAlignWarning(RuntimeWarning):
     """A result was produced, but under a condition the user should know about."""
+
+
+class GPUMemoryError(MemoryError):
+    """The GPU ran out of memory in a named stage of :func:`align` (message says what to lower)."""
+
+
+#: What lowers the memory of each stage (shown when CUDA runs out of memory there).
+MEMORY_ADVICE = {
+    "graph": "lower k, or build on device='cpu'",
+    "distances": "use distance='landmark' with fewer n_landmarks, or a smaller landmark_dim",
+    "solve": "lower block_elements (streamed tile size), n_anchors or rank",
+}
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float], shape: tuple[int, int]):
+    """Time a stage; turn a CUDA out-of-memory error into a one-line :class:`GPUMemoryError`."""
+    tick = time.perf_counter()
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        wanted = re.search(r"Tried to allocate ([0-9.]+ [KMGT]i?B)", str(error))
+        amount = f"it asked for {wanted.group(1)} more" if wanted else "the allocation size was not reported"
+        raise GPUMemoryError(f"CUDA out of memory in stage '{name}' ({shape[0]:,} × {shape[1]:,} cells; "
+                             f"{amount}): {MEMORY_ADVICE[name]}, or run on device='cpu'") from None
+    timings[name] = time.perf_counter() - tick
 
 
 def resolve_device(name: str) -> torch.device:
@@ -197,34 +225,18 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     def to_dev(arr: Optional[np.ndarray]) -> Optional[torch.Tensor]:
         return None if arr is None else torch.as_tensor(arr, dtype=dtype, device=device)
 
-    tick = time.perf_counter()
-    graphs = (knn_graph(to_dev(xs), config.k) if xs is not None else None,
-              knn_graph(to_dev(xt), config.k) if xt is not None else None)
-    timings["graph"] = time.perf_counter() - tick
+    with _stage("graph", timings, (n, k)):
+        points = (to_dev(xs), to_dev(xt))
+        graphs = (knn_graph(points[0], config.k) if xs is not None else None,
+                  knn_graph(points[1], config.k) if xt is not None else None)
 
-    tick = time.perf_counter()
-    dist_s = _provider(mode, graphs[0], ds, device, dtype, config, config.seed)
-    dist_t = _provider(mode, graphs[1], dt, device, dtype, config, config.seed + 1)
-    timings["distances"] = time.perf_counter() - tick
+    with _stage("distances", timings, (n, k)):
+        dist_s = _provider(mode, graphs[0], ds, device, dtype, config, config.seed, points[0])
+        dist_t = _provider(mode, graphs[1], dt, device, dtype, config, config.seed + 1, points[1])
 
-    tick = time.perf_counter()
-    joint_t = None if joint is None else (to_dev(joint[0]), to_dev(joint[1]))
-    gradient = _gradient_mode(config, mode, lin)
-    if gradient == "lowrank":
-        factors = (factor_dense(dist_s.dense(), config.rank), factor_dense(dist_t.dense(), config.rank))
-        timings["factorise"] = time.perf_counter() - tick
-        solve = solve_lowrank_gw(factors[0], factors[1], to_dev(wa), to_dev(wb), config,
-                                 config.n_starts or 1 + 2 ** config.start_signs, joint=joint_t,
-                                 progress=progress)
-    else:
-        starts = []
-        for start in range(config.n_starts or DEFAULT_SAMPLED_STARTS):
-            starts.append(solve_sampled_gw(dist_s, dist_t, to_dev(wa), to_dev(wb),
-                                           config.replace(seed=config.seed + start), joint=joint_t,
-                                           linear_cost=to_dev(lin), progress=progress))
-        solve = min(starts, key=lambda result: result.objective)
-        solve.start_objectives = [result.objective for result in starts]
-    timings["solve"] = time.perf_counter() - tick
+    with _stage("solve", timings, (n, k)):
+        solve = _solve(dist_s, dist_t, to_dev(wa), to_dev(wb), config, mode, lin, joint, to_dev, timings,
+                       progress)
     if not solve.marginal_error <= config.final_tol:
         # The plan is still usable, but its marginals are off: say so instead of returning silently.
         warnings.warn(f"final Sinkhorn stopped at marginal error {solve.marginal_error:.2g} > final_tol "
@@ -232,7 +244,28 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
                       f"final_max_iter or epsilon", GWAlignWarning, stacklevel=2)
     timings.update({f"solve_{key}": value for key, value in solve.timings.items()})
     return Alignment(plan=solve.plan, solve=solve, config=config, graphs=graphs,
-                     distance_mode=mode, timings=timings, gradient_mode=gradient)
+                     distance_mode=mode, timings=timings, gradient_mode=_gradient_mode(config, mode, lin))
+
+
+def _solve(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torch.Tensor, b: torch.Tensor,
+           config: GWConfig, mode: str, lin, joint, to_dev, timings: dict[str, float],
+           progress: Optional[ProgressCallback]) -> SolveResult:
+    """Run the chosen GW solver (low-rank with screened starts, or sampled with full starts)."""
+    joint_t = None if joint is None else (to_dev(joint[0]), to_dev(joint[1]))
+    if _gradient_mode(config, mode, lin) == "lowrank":
+        tick = time.perf_counter()
+        factors = (factor_dense(dist_s.dense(), config.rank), factor_dense(dist_t.dense(), config.rank))
+        timings["factorise"] = time.perf_counter() - tick
+        return solve_lowrank_gw(factors[0], factors[1], a, b, config,
+                                config.n_starts or 1 + 2 ** config.start_signs, joint=joint_t,
+                                progress=progress)
+    starts = []
+    for start in range(config.n_starts or DEFAULT_SAMPLED_STARTS):
+        starts.append(solve_sampled_gw(dist_s, dist_t, a, b, config.replace(seed=config.seed + start),
+                                       joint=joint_t, linear_cost=to_dev(lin), progress=progress))
+    solve = min(starts, key=lambda result: result.objective)
+    solve.start_objectives = [result.objective for result in starts]
+    return solve
 
 
 def _joint(js, jt, n: int, k: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -277,7 +310,8 @@ def _distance_mode(config: GWConfig, n: int, k: int) -> str:
 
 
 def _provider(mode: str, graph: Optional[KNNGraph], user_d: Optional[np.ndarray],
-              device: torch.device, dtype: torch.dtype, config: GWConfig, seed: int) -> DistanceProvider:
+              device: torch.device, dtype: torch.dtype, config: GWConfig, seed: int,
+              points: Optional[torch.Tensor] = None) -> DistanceProvider:
     if user_d is not None:
         return PrecomputedDistances(user_d, device, dtype, seed)
     assert graph is not None
@@ -289,4 +323,4 @@ def _provider(mode: str, graph: Optional[KNNGraph], user_d: Optional[np.ndarray]
     if mode == "dijkstra":
         return DijkstraDistances(graph, device, dtype, seed)
     return LandmarkDistances(graph, device, dtype, seed, n_landmarks=config.n_landmarks,
-                             dim=config.landmark_dim)
+                             dim=config.landmark_dim, points=points)

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from gwalign import __version__
-from gwalign.align import GWAlignWarning
+from gwalign.align import GPUMemoryError, GWAlignWarning
 from gwalign.config import GWConfig, RunConfig, load_toml
 from gwalign.io import InputError
 
@@ -101,6 +101,8 @@ def run(
             outputs = _run_with_progress(run_pair, source, target, out_dir, run_config, overwrite, show)
         except InputError as error:
             fail(str(error))
+        except GPUMemoryError as error:
+            fail(str(error), code=1)
         except KeyboardInterrupt:
             fail("interrupted: no output was written", code=130)
     for warning in caught:

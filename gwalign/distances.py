@@ -7,6 +7,9 @@ of sources), so that the two sides are on one scale and costs do not drift betwe
 
 from __future__ import annotations
 
+import mmap
+import multiprocessing
+import os
 from collections import OrderedDict
 from typing import Optional
 
@@ -76,7 +79,7 @@ class PrecomputedDistances(DistanceProvider):
     def from_graph(cls, graph: KNNGraph, device: torch.device, dtype: torch.dtype,
                    seed: int = 0) -> "PrecomputedDistances":
         """All-pairs shortest paths of ``graph`` (N² memory: small N only)."""
-        full = dijkstra(graph.matrix, directed=False)
+        full = dijkstra(graph.matrix, directed=True)  # symmetric graph: same result, faster
         if not np.isfinite(full).all():
             raise RuntimeError("infinite graph distance: the graph is not connected")
         return cls(full, device, dtype, seed)
@@ -106,7 +109,7 @@ class DijkstraDistances(DistanceProvider):
     def _raw_columns(self, idx: np.ndarray) -> np.ndarray:
         missing = sorted({int(i) for i in idx if int(i) not in self._cache})
         if missing:
-            rows = dijkstra(self._graph, directed=False, indices=missing)
+            rows = dijkstra(self._graph, directed=True, indices=missing)
             rows = np.atleast_2d(rows).astype(np.float32)
             if not np.isfinite(rows).all():
                 raise RuntimeError("infinite graph distance: the graph is not connected")
@@ -123,21 +126,32 @@ class DijkstraDistances(DistanceProvider):
 class LandmarkDistances(DistanceProvider):
     """Landmark-MDS embedding of the geodesic metric (de Silva & Tenenbaum 2004).
 
-    Farthest-point landmarks are chosen on the graph; shortest paths from them give an L×N
+    Landmarks are spread by farthest-point sampling; shortest paths from them give an L×N
     distance table, which classical MDS on the landmarks turns into coordinates ``Y`` (N×r) for
     every point by triangulation. The distance between i and j is approximated by
     ``‖Y_i − Y_j‖``: exact for points of an isometrically flat manifold (e.g. a Swiss roll),
     an approximation otherwise. Its square is a rank-(r+2) matrix, which keeps an exact low-rank
     GW mode possible (Scetbon, Peyré, Cuturi 2022).
+
+    With ``points`` given, farthest-point sampling runs in the representation (Euclidean, on the
+    points' device) and all L shortest-path trees are then grown at once, in parallel processes
+    (:func:`shortest_paths`). Without, it runs on the graph metric, which needs one Dijkstra after
+    another: at 45k points that sequential chain was 4.1 s of a 17 s run on the H100 host.
     """
 
     name = "landmark"
 
     def __init__(self, graph: KNNGraph, device: torch.device, dtype: torch.dtype, seed: int = 0,
-                 n_landmarks: int = 128, dim: int = 32) -> None:
+                 n_landmarks: int = 128, dim: int = 32, points: Optional[torch.Tensor] = None) -> None:
         n = graph.n_points
         n_landmarks = min(n_landmarks, n)
-        landmarks, table = _farthest_point_landmarks(graph.matrix, n_landmarks, seed)
+        if points is not None:
+            landmarks = farthest_points(points, n_landmarks, seed)
+            table = shortest_paths(graph.matrix, landmarks)
+        else:
+            landmarks, table = _farthest_point_landmarks(graph.matrix, n_landmarks, seed)
+        if not np.isfinite(table).all():
+            raise RuntimeError("infinite graph distance: the graph is not connected")
         coords = _landmark_mds(table, landmarks, dim)
         self.landmarks = landmarks
         self.coords = torch.as_tensor(coords, dtype=dtype, device=device)
@@ -146,6 +160,65 @@ class LandmarkDistances(DistanceProvider):
     def _raw_columns(self, idx: np.ndarray) -> torch.Tensor:
         anchors = self.coords[torch.as_tensor(idx, device=self.coords.device)]
         return torch.cdist(self.coords, anchors)
+
+
+def farthest_points(points: torch.Tensor, n_points: int, seed: int) -> np.ndarray:
+    """Greedy farthest-point sampling in Euclidean space, on the points' device.
+
+    The first point is drawn with ``seed``; each next one is the point farthest from all chosen.
+    Indices stay on the device until the end (no host synchronisation per point).
+    """
+    n = points.shape[0]
+    first = int(np.random.default_rng(seed).integers(n))
+    x = points.to(torch.float32) if points.dtype not in (torch.float32, torch.float64) else points
+    chosen = [torch.tensor(first, device=x.device)]
+    nearest = ((x - x[first]) ** 2).sum(dim=1)
+    for _ in range(1, n_points):
+        nxt = torch.argmax(nearest)
+        chosen.append(nxt)
+        nearest = torch.minimum(nearest, ((x - x[nxt]) ** 2).sum(dim=1))
+    return torch.stack(chosen).cpu().numpy().astype(np.int64)
+
+
+#: Work (sources × edges) above which :func:`shortest_paths` forks worker processes.
+PARALLEL_MIN_WORK = 20_000_000
+
+_SHARED: dict = {}
+
+
+def _paths_worker(bounds: tuple[int, int]) -> None:
+    graph, sources, out = _SHARED["graph"], _SHARED["sources"], _SHARED["out"]
+    lo, hi = bounds
+    out[lo:hi] = dijkstra(graph, directed=True, indices=sources[lo:hi])
+
+
+def shortest_paths(graph: sp.csr_matrix, sources: np.ndarray, workers: Optional[int] = None) -> np.ndarray:
+    """Geodesic distances from ``sources`` to every node: ``len(sources)`` × N, float64.
+
+    scipy's Dijkstra holds the GIL, so threads do not help; large jobs fork processes (Linux)
+    that write their rows straight into one shared anonymous mapping (no pickling of the
+    L×N result). The graph is symmetric, so the directed search (cheaper) is exact.
+    """
+    sources = np.asarray(sources, dtype=np.int64)
+    n = graph.shape[0]
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(workers, len(sources)))
+    forkable = "fork" in multiprocessing.get_all_start_methods()
+    if workers == 1 or not forkable or len(sources) * graph.nnz < PARALLEL_MIN_WORK:
+        return np.atleast_2d(dijkstra(graph, directed=True, indices=sources))
+    buffer = mmap.mmap(-1, len(sources) * n * 8)
+    out = np.frombuffer(buffer, dtype=np.float64).reshape(len(sources), n)
+    edges = np.linspace(0, len(sources), workers + 1).astype(int)
+    _SHARED.update(graph=graph, sources=sources, out=out)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            pool.map(_paths_worker, list(zip(edges[:-1], edges[1:])))
+        return out.copy()
+    finally:
+        _SHARED.clear()
+        del out
+        buffer.close()
 
 
 def _farthest_point_landmarks(graph: sp.csr_matrix, n_landmarks: int, seed: int
@@ -157,7 +230,7 @@ def _farthest_point_landmarks(graph: sp.csr_matrix, n_landmarks: int, seed: int
     table = np.empty((n_landmarks, n), dtype=np.float64)
     nearest = np.full(n, np.inf)
     for t in range(n_landmarks):
-        table[t] = dijkstra(graph, directed=False, indices=landmarks[t])
+        table[t] = dijkstra(graph, directed=True, indices=landmarks[t])
         if not np.isfinite(table[t]).all():
             raise RuntimeError("infinite graph distance: the graph is not connected")
         np.minimum(nearest, table[t], out=nearest)

@@ -72,12 +72,38 @@ def test_providers_agree_and_are_normalised(rng):
     assert dij.scale == pytest.approx(pre.scale, rel=0.2)
 
 
-def test_landmark_distances_approximate_geodesics_on_a_flat_manifold(rng):
+@pytest.mark.parametrize("euclidean_landmarks", [False, True])
+def test_landmark_distances_approximate_geodesics_on_a_flat_manifold(rng, euclidean_landmarks):
     _, _, xt, _ = spiral_and_roll(10, 1500, seed=int(rng.integers(1 << 30)))
     graph = knn_graph(torch.tensor(xt), k=10)
     exact = dijkstra(graph.matrix, directed=False)
-    land = LandmarkDistances(graph, torch.device("cpu"), torch.float64, n_landmarks=64, dim=8)
+    land = LandmarkDistances(graph, torch.device("cpu"), torch.float64, n_landmarks=64, dim=8,
+                             points=torch.tensor(xt) if euclidean_landmarks else None)
     idx = rng.integers(0, 1500, size=20)
     approx = land.columns(idx).numpy() * land.scale
     rel_err = np.linalg.norm(approx - exact[:, idx]) / np.linalg.norm(exact[:, idx])
     assert rel_err < 0.1
+
+
+def test_parallel_shortest_paths_equal_sequential(rng, monkeypatch):
+    import gwalign.distances as distances
+
+    xs, _, _, _ = spiral_and_roll(1200, 10, seed=int(rng.integers(1 << 30)))
+    graph = knn_graph(torch.tensor(xs), k=6).matrix
+    sources = rng.choice(1200, size=7, replace=False)
+    monkeypatch.setattr(distances, "PARALLEL_MIN_WORK", 0)
+    parallel = distances.shortest_paths(graph, sources, workers=3)
+    assert np.array_equal(parallel, dijkstra(graph, directed=False, indices=sources))
+
+
+def test_farthest_points_match_a_brute_force_greedy(rng):
+    from gwalign.distances import farthest_points
+
+    x = rng.normal(size=(300, 5))
+    got = farthest_points(torch.tensor(x), 12, seed=3)
+    chosen = [int(got[0])]
+    nearest = ((x - x[chosen[0]]) ** 2).sum(1)
+    for _ in range(11):
+        chosen.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, ((x - x[chosen[-1]]) ** 2).sum(1))
+    assert got.tolist() == chosen

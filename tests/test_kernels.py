@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent('''
     from gwalign.engine import stream
     gen = torch.Generator().manual_seed(int(sys.argv[1]))
     worst = 0.0
-    for n, k, d in [(1, 1, 1), (37, 53, 7), (130, 67, 64), (65, 129, 80), (200, 9, 1), (17, 300, 33)]:
+    for n, k, d in [(1, 1, 1), (37, 53, 7), (130, 67, 64), (65, 129, 80), (200, 9, 1), (17, 300, 33), (40, 50, 96)]:
         x = torch.randn(n, d, generator=gen) * 0.5
         y = torch.randn(k, d, generator=gen) * 0.5
         bias = torch.randn(k, generator=gen)
@@ -29,11 +29,65 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_lse_kernel_matches_reference_in_interpreter():
+PLAN_SCRIPT = textwrap.dedent('''
+    import sys, torch
+    from gwalign.kernels.plan_ops import apply_triton, transport_cost_triton
+    from gwalign.engine import stream
+    from gwalign.engine.plan import FactoredPlan
+    gen = torch.Generator().manual_seed(int(sys.argv[1]))
+    worst = {"apply": 0.0, "cost": 0.0}
+    for n, k, d, m, dc in [(1, 1, 1, 1, 1), (37, 53, 7, 3, 80), (130, 67, 64, 70, 7), (65, 129, 80, 16, 64),
+                           (200, 9, 1, 33, 1), (17, 300, 33, 1, 33)]:
+        x = torch.randn(n, d, generator=gen) * 0.5
+        y = torch.randn(k, d, generator=gen) * 0.5
+        eps = float(torch.rand(1, generator=gen)) + 0.1
+        q = torch.randn(k, generator=gen)
+        # Row potentials that normalise each row to mass 1/n, as after a Sinkhorn row update.
+        p = -eps * stream.lse_rows_reference(x.double(), y.double(), q.double(), eps, None, 16, 32)
+        p = (p - eps * torch.log(torch.tensor(float(n), dtype=torch.float64))).float()
+        plan = FactoredPlan(u=x.double(), v=y.double(), p=p.double(), q=q.double(), eps=eps,
+                            block_rows=16, block_cols=32)
+        z = torch.randn(k, m, generator=gen)
+        ref = stream.apply_reference(plan, z.double())
+        got = apply_triton(x, y, p, q, eps, z)
+        assert got.shape == ref.shape and torch.isfinite(got).all(), (n, k, d, m)
+        worst["apply"] = max(worst["apply"], float((got.double() - ref).norm() / ref.norm()))
+        cu = torch.randn(n, dc, generator=gen) + 3.0
+        cv = torch.randn(k, dc, generator=gen) + 3.0
+        ref_cost = float(stream.transport_cost_reference(plan, cu.double(), cv.double()))
+        got_cost = transport_cost_triton(x, y, p, q, eps, cu, cv)
+        worst["cost"] = max(worst["cost"], abs(got_cost - ref_cost) / abs(ref_cost))
+    print("worst", worst)
+    assert max(worst.values()) < 1e-4, worst
+''')
+
+
+def run_in_interpreter(script: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TRITON_INTERPRET="1")
     seed = str(int.from_bytes(os.urandom(3), "little"))
-    result = subprocess.run([sys.executable, "-c", SCRIPT, seed], env=env, capture_output=True, text=True,
-                            timeout=600)
+    return subprocess.run([sys.executable, "-c", script, seed], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_plan_kernels_match_reference_in_interpreter():
+    """T @ Z and the transport cost (other cost features, offset so that centring matters)."""
+    result = run_in_interpreter(PLAN_SCRIPT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("width, split", [(1, (16, 0)), (16, (16, 0)), (17, (32, 0)), (34, (32, 16)),
+                                          (64, (64, 0)), (80, (64, 16)), (96, (64, 32)), (100, (128, 0)),
+                                          (256, (256, 0))])
+def test_feature_split_covers_width_with_fewest_lanes(width, split):
+    from gwalign.kernels.lse import feature_split
+
+    main, tail = feature_split(width)
+    assert (main, tail) == split
+    assert main + tail >= width
+
+
+def test_lse_kernel_matches_reference_in_interpreter():
+    result = run_in_interpreter(SCRIPT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

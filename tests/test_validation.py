@@ -106,3 +106,23 @@ def test_unknown_config_key_is_named(tmp_path):
     path.write_text("epsilon = 0.01\nepsilonn = 3\n")
     with pytest.raises(ValueError, match="unknown config key 'epsilonn'"):
         gwalign.GWConfig.from_toml(path)
+
+
+@pytest.mark.parametrize("stage, target", [("graph", "knn_graph"), ("distances", "_provider"),
+                                           ("solve", "solve_sampled_gw")])
+def test_cuda_out_of_memory_names_stage_and_size(pair, monkeypatch, stage, target):
+    import sys
+
+    import torch
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.25 GiB. GPU 0 has a total "
+                                     "capacity of 79.19 GiB of which 1.02 GiB is free.")
+
+    monkeypatch.setattr(sys.modules["gwalign.align"], target, exhausted)
+    xs, xt = pair
+    with pytest.raises(gwalign.GPUMemoryError) as info:
+        gwalign.align(xs, xt, gwalign.GWConfig(device="cpu", gradient="sampled", max_iter=2))
+    message = str(info.value)
+    assert f"stage '{stage}'" in message and "3.25 GiB" in message and "\n" not in message
+    assert f"{len(xs):,} × {len(xt):,}" in message

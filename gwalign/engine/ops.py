@@ -64,19 +64,38 @@ def col_mass(plan: FactoredPlan) -> torch.Tensor:
     return row_mass(plan.T)
 
 
-def apply(plan: FactoredPlan, z: torch.Tensor) -> torch.Tensor:
-    """``T @ Z`` (Z: K×m or length K)."""
+def _kernel_ready(plan: FactoredPlan, *others: Optional[torch.Tensor]) -> bool:
+    """The plan-pass kernels take this plan (CUDA or interpreter, no dense extra, float32)."""
+    if plan.extra is not None or not triton_enabled(plan.u):
+        return False
+    from gwalign.kernels.plan_ops import supports
+
+    return supports(plan.u, plan.v, *others)
+
+
+def apply(plan: FactoredPlan, z: torch.Tensor, precision: str = "tf32x3") -> torch.Tensor:
+    """``T @ Z`` (Z: K×m or length K); ``precision`` as in :func:`lse_rows` (GPU only)."""
+    if _kernel_ready(plan, z.to(plan.u.dtype)):
+        from gwalign.kernels.plan_ops import apply_triton
+
+        return apply_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, z.to(plan.u.dtype), precision)
     return stream.apply_reference(plan, z)
 
 
-def apply_t(plan: FactoredPlan, z: torch.Tensor) -> torch.Tensor:
+def apply_t(plan: FactoredPlan, z: torch.Tensor, precision: str = "tf32x3") -> torch.Tensor:
     """``Tᵀ @ Z`` (Z: N×m or length N)."""
-    return stream.apply_reference(plan.T, z)
+    return apply(plan.T, z, precision)
 
 
 def transport_cost(plan: FactoredPlan, cost_u: Optional[torch.Tensor] = None,
                    cost_v: Optional[torch.Tensor] = None) -> float:
     """``⟨C, T⟩`` for the plan's own cost, or for ``‖cost_u_i − cost_v_j‖²``."""
+    cu = plan.u if cost_u is None else cost_u
+    cv = plan.v if cost_v is None else cost_v
+    if _kernel_ready(plan, cu, cv):
+        from gwalign.kernels.plan_ops import transport_cost_triton
+
+        return transport_cost_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, cu, cv)
     return float(stream.transport_cost_reference(plan, cost_u, cost_v))
 
 

@@ -1,0 +1,190 @@
+"""Fused streamed passes over an implicit plan: ``T @ Z`` and the transport cost ``⟨C, T⟩``.
+
+Both walk the plan ``T_ij = exp((p_i + q_j + 2⟨x_i, y_j⟩)/ε)`` like the log-sum-exp kernel (one
+program per row block, column tiles streamed, features split into a main and a tail chunk), but
+accumulate instead of reducing to a log-sum-exp:
+
+* apply: ``acc += exp2(logits) @ Z_tile``, a second ``tl.dot`` on a BLOCK_N × BLOCK_Z tile of Z;
+* cost: ``acc_i += Σ_j T_ij (α_i + β_j − 2⟨c_i, e_j⟩)`` for cost features (c, e) that need not
+  be the plan's own (that is how a GW objective is estimated with fresh anchors).
+
+Plan entries are at most about one (the potentials normalise rows), so no running maximum is
+needed; ``exp2`` of masked columns is zero. References: :func:`gwalign.engine.stream.apply_reference`
+and :func:`gwalign.engine.stream.transport_cost_reference`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from gwalign.kernels.lse import LOG2E, _load_features, feature_split
+
+#: Z columns one program accumulates (wider Z is split over a second grid axis).
+MAX_Z_BLOCK = 64
+
+
+@triton.jit
+def _log2_plan_tile(x0, x1, y_ptr, q_ptr, p2, cols, col_ok, stride_y, n_feat, scale,
+                    D0: tl.constexpr, D1: tl.constexpr, PRECISION: tl.constexpr):
+    """log2 T on one tile: x0/x1 already carry the factor 2·scale, p2 = p_i · scale."""
+    y0 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, 0, D0)
+    logits = tl.dot(x0, tl.trans(y0), input_precision=PRECISION)
+    if D1 > 0:
+        y1 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, D0, D1)
+        logits = tl.dot(x1, tl.trans(y1), logits, input_precision=PRECISION)
+    q = tl.load(q_ptr + cols, mask=col_ok, other=0.0).to(tl.float32) * scale
+    q = tl.where(col_ok, q, float("-inf"))
+    return logits + q[None, :] + p2[:, None]
+
+
+@triton.jit
+def _apply_kernel(x_ptr, y_ptr, p_ptr, q_ptr, z_ptr, out_ptr, n_rows, n_cols, n_feat, n_z,
+                  stride_x, stride_y, stride_z, stride_out, scale,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
+                  BLOCK_Z: tl.constexpr, PRECISION: tl.constexpr):
+    pid = tl.program_id(0)
+    zc = tl.program_id(1) * BLOCK_Z + tl.arange(0, BLOCK_Z)
+    z_ok = zc < n_z
+    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < n_rows
+    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0) * (2.0 * scale)
+    x1 = x0
+    if D1 > 0:
+        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1) * (2.0 * scale)
+    p2 = tl.load(p_ptr + rows, mask=row_ok, other=0.0).to(tl.float32) * scale
+    acc = tl.zeros([BLOCK_M, BLOCK_Z], tl.float32)
+    for start in range(0, n_cols, BLOCK_N):
+        cols = start + tl.arange(0, BLOCK_N)
+        col_ok = cols < n_cols
+        weights = tl.exp2(_log2_plan_tile(x0, x1, y_ptr, q_ptr, p2, cols, col_ok, stride_y, n_feat,
+                                          scale, D0, D1, PRECISION))
+        z = tl.load(z_ptr + cols[:, None].to(tl.int64) * stride_z + zc[None, :],
+                    mask=col_ok[:, None] & z_ok[None, :], other=0.0).to(tl.float32)
+        acc = tl.dot(weights, z, acc, input_precision=PRECISION)
+    tl.store(out_ptr + rows[:, None].to(tl.int64) * stride_out + zc[None, :], acc,
+             mask=row_ok[:, None] & z_ok[None, :])
+
+
+@triton.jit
+def _cost_kernel(x_ptr, y_ptr, p_ptr, q_ptr, c_ptr, e_ptr, alpha_ptr, beta_ptr, out_ptr,
+                 n_rows, n_cols, n_feat, n_cost, stride_x, stride_y, stride_c, stride_e, scale,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
+                 C0: tl.constexpr, C1: tl.constexpr, PRECISION: tl.constexpr):
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < n_rows
+    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0) * (2.0 * scale)
+    x1 = x0
+    if D1 > 0:
+        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1) * (2.0 * scale)
+    c0 = _load_features(c_ptr, rows, row_ok, stride_c, n_cost, 0, C0)
+    c1 = c0
+    if C1 > 0:
+        c1 = _load_features(c_ptr, rows, row_ok, stride_c, n_cost, C0, C1)
+    p2 = tl.load(p_ptr + rows, mask=row_ok, other=0.0).to(tl.float32) * scale
+    alpha = tl.load(alpha_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+    acc = tl.zeros([BLOCK_M], tl.float32)
+    for start in range(0, n_cols, BLOCK_N):
+        cols = start + tl.arange(0, BLOCK_N)
+        col_ok = cols < n_cols
+        weights = tl.exp2(_log2_plan_tile(x0, x1, y_ptr, q_ptr, p2, cols, col_ok, stride_y, n_feat,
+                                          scale, D0, D1, PRECISION))
+        e0 = _load_features(e_ptr, cols, col_ok, stride_e, n_cost, 0, C0)
+        inner = tl.dot(c0, tl.trans(e0), input_precision=PRECISION)
+        if C1 > 0:
+            e1 = _load_features(e_ptr, cols, col_ok, stride_e, n_cost, C0, C1)
+            inner = tl.dot(c1, tl.trans(e1), inner, input_precision=PRECISION)
+        beta = tl.load(beta_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        cost = alpha[:, None] + beta[None, :] - 2.0 * inner
+        acc += tl.sum(weights * cost, axis=1)
+    tl.store(out_ptr + rows, acc, mask=row_ok)
+
+
+def _launch(width: int) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps): two register tiles live here, so rows shrink with width."""
+    if width <= 64:
+        return 64, 64, 4
+    return 32, 64, 4
+
+
+def _prepare(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tensor):
+    return (x.contiguous(), y.contiguous(), p.contiguous().to(torch.float32),
+            q.contiguous().to(torch.float32))
+
+
+def supports(x: torch.Tensor, *others: Optional[torch.Tensor]) -> bool:
+    """float32 features no wider than the log-sum-exp kernel takes."""
+    from gwalign.kernels.lse import MAX_FEATURES
+
+    tensors = [x, *[t for t in others if t is not None]]
+    return all(t.dtype == torch.float32 and (t.ndim == 1 or t.shape[1] <= MAX_FEATURES) for t in tensors)
+
+
+def apply_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tensor, eps: float,
+                 z: torch.Tensor, precision: str = "tf32x3") -> torch.Tensor:
+    """``T @ Z`` for ``T_ij = exp((p_i + q_j + 2⟨x_i, y_j⟩)/ε)``.
+
+    Parameters
+    ----------
+    x, y
+        Row (N×d) and column (K×d) plan features, float32.
+    p, q
+        Shifted log-potentials (length N and K).
+    eps
+        Regularisation of the plan.
+    z
+        K×m (or length K) float32.
+    precision
+        Dot precision of both products (``tf32x3`` default: the result feeds GW gradients).
+
+    Returns
+    -------
+    torch.Tensor
+        N×m (or length N), float32.
+    """
+    x, y, p, q = _prepare(x, y, p, q)
+    squeeze = z.ndim == 1
+    z2 = (z.unsqueeze(1) if squeeze else z).to(torch.float32).contiguous()
+    n_rows, n_feat = x.shape
+    n_z = z2.shape[1]
+    out = torch.empty(n_rows, n_z, dtype=torch.float32, device=x.device)
+    d0, d1 = feature_split(n_feat)
+    block_z = max(16, min(MAX_Z_BLOCK, triton.next_power_of_2(n_z)))
+    block_m, block_n, warps = _launch(max(d0 + d1, block_z))
+    grid = (triton.cdiv(n_rows, block_m), triton.cdiv(n_z, block_z))
+    _apply_kernel[grid](x, y, p, q, z2, out, n_rows, y.shape[0], n_feat, n_z, x.stride(0), y.stride(0),
+                        z2.stride(0), out.stride(0), LOG2E / eps, BLOCK_M=block_m, BLOCK_N=block_n,
+                        D0=d0, D1=d1, BLOCK_Z=block_z, PRECISION=precision, num_warps=warps)
+    return out.squeeze(1) if squeeze else out
+
+
+def transport_cost_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tensor,
+                          eps: float, cost_x: torch.Tensor, cost_y: torch.Tensor,
+                          precision: str = "tf32x3") -> float:
+    """``Σ_ij T_ij ‖cost_x_i − cost_y_j‖²`` for the plan ``(x, y, p, q, ε)``.
+
+    The cost features are centred on one common point first (the cost is translation
+    invariant), which keeps ``α + β − 2⟨c, e⟩`` free of cancellation in float32.
+    Row sums come back from the GPU and are added in float64.
+    """
+    x, y, p, q = _prepare(x, y, p, q)
+    centre = 0.5 * (cost_x.mean(0) + cost_y.mean(0))
+    c = (cost_x - centre).to(torch.float32).contiguous()
+    e = (cost_y - centre).to(torch.float32).contiguous()
+    alpha = (c * c).sum(1)
+    beta = (e * e).sum(1)
+    n_rows, n_feat = x.shape
+    out = torch.empty(n_rows, dtype=torch.float32, device=x.device)
+    d0, d1 = feature_split(n_feat)
+    c0, c1 = feature_split(c.shape[1])
+    block_m, block_n, warps = _launch(max(d0 + d1, c0 + c1))
+    grid = (triton.cdiv(n_rows, block_m),)
+    _cost_kernel[grid](x, y, p, q, c, e, alpha, beta, out, n_rows, y.shape[0], n_feat, c.shape[1],
+                       x.stride(0), y.stride(0), c.stride(0), e.stride(0), LOG2E / eps,
+                       BLOCK_M=block_m, BLOCK_N=block_n, D0=d0, D1=d1, C0=c0, C1=c1,
+                       PRECISION=precision, num_warps=warps)
+    return float(out.double().sum())
