@@ -16,6 +16,7 @@ import triton
 
 from gwalign.engine import stream
 from gwalign.engine.plan import FactoredPlan
+from gwalign.engine.precision import round_to_tf32
 from gwalign.kernels.lse import feature_split, launch_config, lse_rows_triton
 from gwalign.kernels.plan_ops import apply_triton, transport_cost_triton
 
@@ -33,9 +34,12 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["tf32", "tf32x3", "ieee"])
     parser.add_argument("--z-width", type=int, default=32, help="columns of Z for the apply kernel")
     parser.add_argument("--sweep", action="store_true", help="time other launch configurations of the LSE kernel")
+    parser.add_argument("--rounded", action="store_true",
+                        help="round the features to tf32 first, as sampled GW does (gwalign.engine.precision)")
     args = parser.parse_args()
     device = torch.device("cuda")
-    print(f"# {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
+    print(f"# {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}"
+          + (", features rounded to tf32" if args.rounded else ""))
     print("| kernel | N = K | d (tiles) | precision | config | ms | TFLOP/s | Gexp/s | rel. error vs fp64 |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
@@ -44,6 +48,8 @@ def main() -> None:
             x = torch.randn(n, d, device=device, generator=gen) * 0.1
             y = torch.randn(n, d, device=device, generator=gen) * 0.1
             bias = torch.randn(n, device=device, generator=gen) * 0.01
+            if args.rounded:
+                x, y = round_to_tf32(x), round_to_tf32(y)
             eps = 0.05
             tiles = "+".join(str(w) for w in feature_split(d) if w)
             check = slice(0, 2048)
@@ -56,7 +62,7 @@ def main() -> None:
             ref_apply = stream.apply_reference(plan64, z.double())
             ref_cost = float(stream.transport_cost_reference(plan64, x[check].double(), y.double()))
             for precision in args.precisions:
-                configs = [launch_config(sum(feature_split(d)))] + (SWEEP if args.sweep else [])
+                configs = [launch_config(sum(feature_split(d)), precision)] + (SWEEP if args.sweep else [])
                 for config in dict.fromkeys(configs):
                     got = lse_rows_triton(x, y, bias, eps, precision=precision, blocks=config)
                     err = float((got[check].double() - ref).norm() / ref.norm())

@@ -233,6 +233,8 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     with _stage("distances", timings, (n, k)):
         dist_s = _provider(mode, graphs[0], ds, device, dtype, config, config.seed, points[0])
         dist_t = _provider(mode, graphs[1], dt, device, dtype, config, config.seed + 1, points[1])
+    for part in set(dist_s.timings) | set(dist_t.timings):
+        timings[f"distances_{part}"] = dist_s.timings.get(part, 0.0) + dist_t.timings.get(part, 0.0)
 
     with _stage("solve", timings, (n, k)):
         solve = _solve(dist_s, dist_t, to_dev(wa), to_dev(wb), config, mode, lin, joint, to_dev, timings,

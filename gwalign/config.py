@@ -84,18 +84,21 @@ class GWConfig:
         estimates, a loose solve suffices) and 50 for low-rank GW, whose starts are compared
         by their exact objectives: with 20, marginal errors decided the comparison (SNARE-seq:
         the best screened start, 0.2245, became 0.2331 and mirrored once solved tightly).
+    sinkhorn_omega
+        Over-relaxation of balanced Sinkhorn solves (1 = plain; dropped to 1 within a solve as
+        soon as its marginal error grows). See docs/design-notes.md for the measurement.
     precision
         GPU dot precision of the Sinkhorn kernels: ``tf32`` (fastest, ~4e-4 relative LSE error),
         ``tf32x3`` (3 TF32 passes, ~1e-7), ``ieee`` (fp32 FMA, 20-100× slower on H100);
-        ``mixed`` (default) runs sampled-GW steps in tf32 and everything else in tf32x3. The
-        low-rank cost ``row + col − 2⟨u, v⟩`` cancels large terms: in tf32 it gave negative
-        objectives and NaN plans on all four real pairs (H100), while sampled steps in tf32
-        kept |Spearman| 1.000 up to 100k cells and cut 45k×45k from 46 s to 32 s. CPU: unused.
+        ``mixed`` (default) runs sampled-GW steps and their final polish in tf32, on cost
+        features rounded to tf32 first (``gwalign.engine.precision``: every pass then computes
+        the same cost to fp32 accuracy, on the CPU too), and low-rank GW in tf32x3. The low-rank
+        cost ``row + col − 2⟨u, v⟩`` cancels large terms: in tf32 it gave negative objectives and
+        NaN plans on all four real pairs (H100), while sampled steps in tf32 kept |Spearman|
+        1.000 up to 100k cells and cut 45k×45k from 46 s to 32 s.
     final_max_iter, final_tol
         Sinkhorn bound and tolerance of the final polish of the returned plan.
-    coarse_polish
-        Sampled GW with ``precision="mixed"``: run the polish in tf32 until it stops gaining, and
-        only then in tf32x3 (each tf32x3 step costs three tf32 steps).
+
     semi_relaxed, rho
         Semi-relaxed GW: source marginal enforced, target marginal penalised by ``rho * KL``;
         ``rho`` is relative to the cost scale like ``epsilon``.
@@ -152,10 +155,10 @@ class GWConfig:
     noise_z: float = 1.0
     sinkhorn_max_iter: Optional[int] = None
     sinkhorn_tol: float = 1e-3
+    sinkhorn_omega: float = 1.5
     precision: Literal["mixed", "tf32", "tf32x3", "ieee"] = "mixed"
     final_max_iter: int = 2000
     final_tol: float = 1e-4
-    coarse_polish: bool = True
     semi_relaxed: bool = False
     rho: float = 1.0
     fgw_alpha: float = 0.0
@@ -193,6 +196,8 @@ class GWConfig:
             _check_int("sinkhorn_max_iter", self.sinkhorn_max_iter, 1)
         _check_choice("precision", self.precision, ("mixed", "tf32", "tf32x3", "ieee"))
         _check_positive("sinkhorn_tol", self.sinkhorn_tol)
+        if not (isinstance(self.sinkhorn_omega, (int, float)) and 1.0 <= self.sinkhorn_omega < 2.0):
+            raise ValueError(f"sinkhorn_omega must lie in [1, 2), got {self.sinkhorn_omega!r}")
         _check_int("final_max_iter", self.final_max_iter, 1)
         _check_positive("final_tol", self.final_tol)
         _check_positive("rho", self.rho)
@@ -237,7 +242,8 @@ class GWConfig:
 
     @property
     def final_precision(self) -> str:
-        """GPU dot precision of the final polish (``mixed`` → tf32x3)."""
+        """GPU dot precision of the low-rank final polish (``mixed`` → tf32x3; sampled GW
+        polishes at its step precision, see :mod:`gwalign.engine.precision`)."""
         return "tf32x3" if self.precision == "mixed" else self.precision
 
     def replace(self, **changes: Any) -> "GWConfig":

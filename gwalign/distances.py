@@ -10,6 +10,7 @@ from __future__ import annotations
 import mmap
 import multiprocessing
 import os
+import time
 from collections import OrderedDict
 from typing import Optional
 
@@ -33,6 +34,7 @@ class DistanceProvider:
     name = "base"
 
     def __init__(self, n_points: int, device: torch.device, dtype: torch.dtype, seed: int) -> None:
+        self.timings: dict[str, float] = getattr(self, "timings", {})
         self.n_points = n_points
         self.device = device
         self.dtype = dtype
@@ -145,14 +147,20 @@ class LandmarkDistances(DistanceProvider):
                  n_landmarks: int = 128, dim: int = 32, points: Optional[torch.Tensor] = None) -> None:
         n = graph.n_points
         n_landmarks = min(n_landmarks, n)
+        tick = time.perf_counter()
         if points is not None:
             landmarks = farthest_points(points, n_landmarks, seed)
+            self.timings = {"landmarks": time.perf_counter() - tick}
             table = shortest_paths(graph.matrix, landmarks)
         else:
             landmarks, table = _farthest_point_landmarks(graph.matrix, n_landmarks, seed)
+            self.timings = {"landmarks": 0.0}
+        self.timings["paths"] = time.perf_counter() - tick - self.timings["landmarks"]
         if not np.isfinite(table).all():
             raise RuntimeError("infinite graph distance: the graph is not connected")
+        tick = time.perf_counter()
         coords = _landmark_mds(table, landmarks, dim)
+        self.timings["mds"] = time.perf_counter() - tick
         self.landmarks = landmarks
         self.coords = torch.as_tensor(coords, dtype=dtype, device=device)
         super().__init__(n, device, dtype, seed)

@@ -135,3 +135,19 @@ def test_row_sampled_cost_estimate_is_unbiased(torch_gen):
     # Unbiased: the mean of 300 draws lies within 4 standard errors of the exact value.
     assert abs(draws.mean() - exact) <= 4 * draws.std(ddof=1) / np.sqrt(len(draws))
     assert draws.std() > 0
+
+
+def test_tf32_rounding_keeps_ten_mantissa_bits_and_rounds_to_nearest():
+    from gwalign.engine.precision import round_to_tf32
+
+    gen = torch.Generator().manual_seed(int.from_bytes(__import__("os").urandom(3), "little"))
+    x = torch.randn(10000, generator=gen) * torch.exp(torch.randn(10000, generator=gen) * 5)
+    r = round_to_tf32(x)
+    assert int((r.view(torch.int32) & 0x1FFF).abs().sum()) == 0
+    rel = ((r.double() - x.double()).abs() / x.double().abs())
+    assert float(rel.max()) <= 2.0 ** -11 * (1 + 1e-6)
+    # Nearest: no other TF32 number (one step up or down) is closer.
+    step = r.double().abs() * 2.0 ** -10
+    assert bool(((r.double() - x.double()).abs() <= 0.5 * step * (1 + 1e-6)).all())
+    assert torch.equal(round_to_tf32(r), r)
+    assert torch.equal(round_to_tf32(x.double()), x.double())  # only float32 is rounded

@@ -170,7 +170,7 @@ class LowRankGW:
         result = sinkhorn(u, v, self.a, self.b, eps, state.f, state.g,
                           rho=config.rho if config.semi_relaxed else None, max_iter=max_sinkhorn, tol=tol,
                           block_rows=self.blocks[0], block_cols=self.blocks[1], row_cost=row, col_cost=col,
-                          precision=precision)
+                          precision=precision, omega=config.sinkhorn_omega)
         self.timings["sinkhorn"] += time.perf_counter() - tick
         tick = time.perf_counter()
         state.plan, state.f, state.g = result.plan, result.f, result.g

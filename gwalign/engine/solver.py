@@ -24,6 +24,7 @@ from gwalign.config import GWConfig
 from gwalign.distances import DistanceProvider
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan, centre_features, choose_blocks
+from gwalign.engine.precision import round_to_tf32
 from gwalign.engine.sinkhorn import sinkhorn
 
 ProgressCallback = Callable[[int, int, Optional[float]], None]
@@ -192,6 +193,7 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
     """
     n, k = a.shape[0], b.shape[0]
     m = config.n_anchors or default_n_anchors(n, k)
+    step_precision = config.step_precision("sampled")
     blocks = choose_blocks(n, k, config.block_elements, config.block_rows, config.block_cols)
     generator = torch.Generator(device=a.device).manual_seed(config.seed)
     alpha = config.fgw_alpha
@@ -239,32 +241,26 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
         if joint_u is not None:
             u, v = torch.cat([u, joint_u], dim=1), torch.cat([v, joint_v], dim=1)
         u, v = centre_features(u, v, a, b)
+        if step_precision == "tf32":
+            u, v = round_to_tf32(u), round_to_tf32(v)
         tick = time.perf_counter()
         result = sinkhorn(u, v, a, b, epsilon_at(config, it), f, g,
                           rho=config.rho if config.semi_relaxed else None, extra=extra,
                           max_iter=config.step_sinkhorn_max_iter("sampled"), tol=config.sinkhorn_tol,
-                          block_rows=blocks[0], block_cols=blocks[1], precision=config.step_precision("sampled"))
+                          block_rows=blocks[0], block_cols=blocks[1], precision=step_precision, omega=config.sinkhorn_omega)
         timings["sinkhorn"] += time.perf_counter() - tick
         plan, f, g = result.plan, result.f, result.g
         sinkhorn_iters.append(result.n_iter)
         n_iter = it + 1
     tick = time.perf_counter()
-    rho = config.rho if config.semi_relaxed else None
-    polish_iters = 0
-    if (config.coarse_polish and config.step_precision("sampled") != config.final_precision
-            and ops.triton_enabled(a)):
-        # Most polish iterations run at the cheaper step precision until it stops gaining; the
-        # tight solve at the final precision then starts from there.
-        coarse = sinkhorn(plan.u, plan.v, a, b, plan.eps, f, g, rho=rho, extra=extra,
-                          max_iter=config.final_max_iter, tol=config.final_tol,
-                          block_rows=blocks[0], block_cols=blocks[1],
-                          precision=config.step_precision("sampled"), stop_on_stall=True)
-        f, g, polish_iters = coarse.f, coarse.g, coarse.n_iter
-    final = sinkhorn(plan.u, plan.v, a, b, plan.eps, f, g, rho=rho, extra=extra,
+    # The features were rounded for the step precision, so the polish runs at it too: the plan's
+    # cost is exactly representable there (gwalign.engine.precision).
+    final = sinkhorn(plan.u, plan.v, a, b, plan.eps, f, g,
+                     rho=config.rho if config.semi_relaxed else None, extra=extra,
                      max_iter=config.final_max_iter, tol=config.final_tol,
-                     block_rows=blocks[0], block_cols=blocks[1], precision=config.final_precision)
+                     block_rows=blocks[0], block_cols=blocks[1], precision=step_precision, omega=config.sinkhorn_omega)
     plan = final.plan
-    sinkhorn_iters.append(polish_iters + final.n_iter)
+    sinkhorn_iters.append(final.n_iter)
     timings["polish"] = time.perf_counter() - tick
     tick = time.perf_counter()
     objective = _estimate_objective(plan, dist_s, dist_t, a, config.n_eval_anchors, m, generator)

@@ -4,8 +4,8 @@
 
 One program owns ``BLOCK_M`` rows, keeps their features in registers, and streams column tiles:
 a ``tl.dot`` on the feature tile, then an online max / sum in base 2 (``exp2``), accumulated in
-fp32. The factor 2·log2(e)/ε is folded into the row features and log2(e)/ε into the bias once per
-tile, so the inner loop is dot + add + exp2 + sum. Offsets are 64-bit, so N·K may exceed 2³¹.
+fp32. The factor 2·log2(e)/ε multiplies the dot product and log2(e)/ε the bias once per
+tile, so the inner loop is dot + fma + exp2 + sum. Offsets are 64-bit, so N·K may exceed 2³¹.
 The column half-step is the same kernel with the roles of x and y swapped.
 
 Feature widths: ``tl.dot`` needs power-of-two tiles of at least 16, so a width d is split into a
@@ -52,7 +52,7 @@ def _load_features(ptr, rows, row_ok, stride, n_feat, OFFSET: tl.constexpr, WIDT
                    mask=row_ok[:, None] & (feats < n_feat)[None, :], other=0.0).to(tl.float32)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "n_cols"])  # one compilation for every problem size
 def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
                      stride_x, stride_y, scale,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
@@ -60,10 +60,12 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
     pid = tl.program_id(0)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n_rows
-    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0) * (2.0 * scale)
+    # Features enter the dot unscaled, so features already rounded to tf32 stay exact in a tf32
+    # dot and every pass over a plan sees the same logits (see gwalign.engine.precision).
+    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0)
     x1 = x0
     if D1 > 0:
-        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1) * (2.0 * scale)
+        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
     run_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
     run_sum = tl.zeros([BLOCK_M], tl.float32)
     for start in range(0, n_cols, BLOCK_N):
@@ -76,7 +78,7 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
         if D1 > 0:
             y1 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, D0, D1)
             logits = tl.dot(x1, tl.trans(y1), logits, input_precision=PRECISION)
-        logits = logits + b[None, :]
+        logits = logits * (2.0 * scale) + b[None, :]
         new_max = tl.maximum(run_max, tl.max(logits, axis=1))
         run_sum = run_sum * tl.exp2(run_max - new_max) + \
             tl.sum(tl.exp2(logits - new_max[:, None]), axis=1)
@@ -85,13 +87,21 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
     tl.store(out_ptr + rows, out, mask=row_ok)
 
 
-def launch_config(width: int) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps) for a padded feature width (registers hold BLOCK_M × width)."""
-    if width <= 64:
+def launch_config(width: int, precision: str = "tf32") -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps) for a padded feature width and a dot precision.
+
+    Chosen by ``benchmarks/kernels.py --sweep`` on the H100 at 45k × 45k (docs/benchmarks.md):
+    tf32 is fastest with 64 × 128 tiles for widths 32–80 (d = 64: 1.76 ms against 2.68 ms for
+    128 × 64); tf32x3, with three products per tile, with 128 × 64 (width 32) or 128 × 128 and
+    8 warps (64 and 80: 4.86 and 6.63 ms against 5.67 and 7.56 ms for 64 × 64).
+    """
+    if width > 128:
+        return 32, 64, 4
+    if precision == "tf32":
+        return 64, 128, 4
+    if width <= 32:
         return 128, 64, 4
-    if width <= 128:
-        return 64, 64, 4
-    return 32, 64, 4
+    return 128, 128, 8
 
 
 def supports(x: torch.Tensor) -> bool:
@@ -129,7 +139,7 @@ def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
     n_rows, n_feat = x.shape
     out = torch.empty(n_rows, dtype=torch.float32, device=x.device)
     d0, d1 = feature_split(n_feat)
-    block_m, block_n, warps = blocks or launch_config(d0 + d1)
+    block_m, block_n, warps = blocks or launch_config(d0 + d1, precision)
     grid = (triton.cdiv(n_rows, block_m),)
     _lse_rows_kernel[grid](x, y, bias, out, n_rows, y.shape[0], n_feat, x.stride(0), y.stride(0),
                            LOG2E / eps, BLOCK_M=block_m, BLOCK_N=block_n, D0=d0, D1=d1,

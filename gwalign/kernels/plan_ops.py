@@ -30,7 +30,7 @@ MAX_Z_BLOCK = 64
 @triton.jit
 def _log2_plan_tile(x0, x1, y_ptr, q_ptr, p2, cols, col_ok, stride_y, n_feat, scale,
                     D0: tl.constexpr, D1: tl.constexpr, PRECISION: tl.constexpr):
-    """log2 T on one tile: x0/x1 already carry the factor 2·scale, p2 = p_i · scale."""
+    """log2 T on one tile (x0/x1 unscaled row features, p2 = p_i · scale)."""
     y0 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, 0, D0)
     logits = tl.dot(x0, tl.trans(y0), input_precision=PRECISION)
     if D1 > 0:
@@ -38,10 +38,10 @@ def _log2_plan_tile(x0, x1, y_ptr, q_ptr, p2, cols, col_ok, stride_y, n_feat, sc
         logits = tl.dot(x1, tl.trans(y1), logits, input_precision=PRECISION)
     q = tl.load(q_ptr + cols, mask=col_ok, other=0.0).to(tl.float32) * scale
     q = tl.where(col_ok, q, float("-inf"))
-    return logits + q[None, :] + p2[:, None]
+    return logits * (2.0 * scale) + q[None, :] + p2[:, None]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "n_cols"])
 def _apply_kernel(x_ptr, y_ptr, p_ptr, q_ptr, z_ptr, out_ptr, n_rows, n_cols, n_feat, n_z,
                   stride_x, stride_y, stride_z, stride_out, scale,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
@@ -51,10 +51,10 @@ def _apply_kernel(x_ptr, y_ptr, p_ptr, q_ptr, z_ptr, out_ptr, n_rows, n_cols, n_
     z_ok = zc < n_z
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n_rows
-    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0) * (2.0 * scale)
+    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0)
     x1 = x0
     if D1 > 0:
-        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1) * (2.0 * scale)
+        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
     p2 = tl.load(p_ptr + rows, mask=row_ok, other=0.0).to(tl.float32) * scale
     acc = tl.zeros([BLOCK_M, BLOCK_Z], tl.float32)
     for start in range(0, n_cols, BLOCK_N):
@@ -69,7 +69,7 @@ def _apply_kernel(x_ptr, y_ptr, p_ptr, q_ptr, z_ptr, out_ptr, n_rows, n_cols, n_
              mask=row_ok[:, None] & z_ok[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "n_cols"])
 def _cost_kernel(x_ptr, y_ptr, p_ptr, q_ptr, c_ptr, e_ptr, alpha_ptr, beta_ptr, out_ptr,
                  n_rows, n_cols, n_feat, n_cost, stride_x, stride_y, stride_c, stride_e, scale,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
@@ -77,10 +77,10 @@ def _cost_kernel(x_ptr, y_ptr, p_ptr, q_ptr, c_ptr, e_ptr, alpha_ptr, beta_ptr, 
     pid = tl.program_id(0)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n_rows
-    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0) * (2.0 * scale)
+    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0)
     x1 = x0
     if D1 > 0:
-        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1) * (2.0 * scale)
+        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
     c0 = _load_features(c_ptr, rows, row_ok, stride_c, n_cost, 0, C0)
     c1 = c0
     if C1 > 0:
