@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["tf32", "tf32x3", "ieee"])
     parser.add_argument("--z-width", type=int, default=32, help="columns of Z for the apply kernel")
     parser.add_argument("--sweep", action="store_true", help="time other launch configurations of the LSE kernel")
+    parser.add_argument("--tiles", nargs="*", default=[], metavar="MAIN+TAIL",
+                        help="other feature chunkings of the LSE kernel to time, e.g. 128+0 64+32")
     parser.add_argument("--rounded", action="store_true",
                         help="round the features to tf32 first, as sampled GW does (gwalign.engine.precision)")
     args = parser.parse_args()
@@ -63,6 +65,14 @@ def main() -> None:
             ref_cost = float(stream.transport_cost_reference(plan64, x[check].double(), y.double()))
             for precision in args.precisions:
                 configs = [launch_config(sum(feature_split(d)), precision)] + (SWEEP if args.sweep else [])
+                for tiling in [tuple(int(w) for w in t.split("+")) for t in args.tiles]:
+                    if sum(tiling) < d:
+                        continue
+                    config = launch_config(sum(tiling), precision)
+                    ms = bench(lambda: lse_rows_triton(x, y, bias, eps, precision=precision, blocks=config,
+                                                       tiles=tiling))
+                    print(f"| lse | {n:,} | {d} ({tiling[0]}+{tiling[1]}) | {precision} | {config} | {ms:.2f} | "
+                          f"{2.0 * n * n * d / ms / 1e9:.1f} | {n * n / ms / 1e6:.0f} | – |", flush=True)
                 for config in dict.fromkeys(configs):
                     got = lse_rows_triton(x, y, bias, eps, precision=precision, blocks=config)
                     err = float((got[check].double() - ref).norm() / ref.norm())

@@ -80,13 +80,20 @@ class GWConfig:
         ``max(noise_z * standard error, tol_rel * |mean|)``: it adapts to sampling noise.
     sinkhorn_max_iter, sinkhorn_tol
         Sinkhorn bound and tolerance per GW step (L1 error of the column marginal; for
-        semi-relaxed, its L1 change). ``None`` → 20 for sampled GW (its steps are noisy
-        estimates, a loose solve suffices) and 50 for low-rank GW, whose starts are compared
+        semi-relaxed, its L1 change). ``None`` → 10 for sampled GW (its steps are noisy
+        estimates, a loose warm-started solve suffices; 10 against 20 with ``gradient="sampled"``
+        on the real pairs: SNARE-seq FOSCTTM 0.171 vs 0.188, scNMT label transfer 0.776/0.747
+        vs 0.776/0.745, PBMC mirrored with both; 45k×45k spiral: Sinkhorn 1.3 s vs 2.4 s,
+        |Spearman| 1.000 with both) and 50 for low-rank GW, whose starts are compared
         by their exact objectives: with 20, marginal errors decided the comparison (SNARE-seq:
         the best screened start, 0.2245, became 0.2331 and mirrored once solved tightly).
     sinkhorn_omega
-        Over-relaxation of balanced Sinkhorn solves (1 = plain; dropped to 1 within a solve as
-        soon as its marginal error grows). See docs/design-notes.md for the measurement.
+        Over-relaxation of balanced Sinkhorn solves (1 = plain). It starts once the marginal
+        error is below 0.1 and is dropped for the rest of a solve once the error exceeds twice
+        its best (``gwalign.engine.sinkhorn``).
+        Final polish of a 5000×5000 sampled-GW run on 2 CPU cores: 147 iterations at 1.0, 28 at
+        1.5 (all Sinkhorn steps 510 → 361, run 68 s → 49 s); a cold 3000×3000 solve to 1e-4:
+        216 at 1.0, 83 at 1.5, while 1.7 and 1.9 tripped the safeguard (209, 214).
     precision
         GPU dot precision of the Sinkhorn kernels: ``tf32`` (fastest, ~4e-4 relative LSE error),
         ``tf32x3`` (3 TF32 passes, ~1e-7), ``ieee`` (fp32 FMA, 20-100× slower on H100);
@@ -229,10 +236,10 @@ class GWConfig:
         _check_int("precomputed_max_points", self.precomputed_max_points, 2)
 
     def step_sinkhorn_max_iter(self, gradient: str) -> int:
-        """Sinkhorn cap per GW step: ``sinkhorn_max_iter``, else 50 (lowrank) / 20 (sampled)."""
+        """Sinkhorn cap per GW step: ``sinkhorn_max_iter``, else 50 (lowrank) / 10 (sampled)."""
         if self.sinkhorn_max_iter is not None:
             return self.sinkhorn_max_iter
-        return 50 if gradient == "lowrank" else 20
+        return 50 if gradient == "lowrank" else 10
 
     def step_precision(self, gradient: str) -> str:
         """GPU dot precision inside GW steps (``mixed`` → tf32 for sampled, tf32x3 for lowrank)."""

@@ -110,7 +110,8 @@ def supports(x: torch.Tensor) -> bool:
 
 
 def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
-                    precision: str = "tf32x3", blocks: Optional[tuple[int, int, int]] = None) -> torch.Tensor:
+                    precision: str = "tf32x3", blocks: Optional[tuple[int, int, int]] = None,
+                    tiles: Optional[tuple[int, int]] = None) -> torch.Tensor:
     """Row log-sum-exp of ``(bias_j + 2⟨x_i, y_j⟩)/ε`` with the fused kernel.
 
     Parameters
@@ -127,6 +128,8 @@ def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
         measured 20–100× slower than tf32 on the H100, see docs/benchmarks.md).
     blocks
         ``(BLOCK_M, BLOCK_N, num_warps)`` instead of :func:`launch_config` (benchmarks).
+    tiles
+        ``(main, tail)`` feature chunk widths instead of :func:`feature_split` (benchmarks).
 
     Returns
     -------
@@ -138,7 +141,9 @@ def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
     bias = bias.contiguous().to(torch.float32)
     n_rows, n_feat = x.shape
     out = torch.empty(n_rows, dtype=torch.float32, device=x.device)
-    d0, d1 = feature_split(n_feat)
+    d0, d1 = tiles or feature_split(n_feat)
+    if d0 + d1 < n_feat:
+        raise ValueError(f"feature tiles {d0}+{d1} do not cover {n_feat} features")
     block_m, block_n, warps = blocks or launch_config(d0 + d1, precision)
     grid = (triton.cdiv(n_rows, block_m),)
     _lse_rows_kernel[grid](x, y, bias, out, n_rows, y.shape[0], n_feat, x.stride(0), y.stride(0),
