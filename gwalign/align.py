@@ -15,7 +15,7 @@ import torch
 
 from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, GWConfig
 from gwalign.distances import (DijkstraDistances, DistanceProvider, LandmarkDistances,
-                               PrecomputedDistances)
+                               PrecomputedDistances, landmark_paths)
 from gwalign.engine import ops
 from gwalign.engine.lowrank import factor_dense, solve_lowrank_gw
 from gwalign.engine.plan import FactoredPlan
@@ -231,8 +231,12 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
                   knn_graph(points[1], config.k) if xt is not None else None)
 
     with _stage("distances", timings, (n, k)):
-        dist_s = _provider(mode, graphs[0], ds, device, dtype, config, config.seed, points[0])
-        dist_t = _provider(mode, graphs[1], dt, device, dtype, config, config.seed + 1, points[1])
+        paths = [None, None]
+        if mode == "landmark" and graphs[0] is not None and graphs[1] is not None:
+            # Both sides' shortest paths in one process pool (see shortest_paths_many).
+            paths = landmark_paths(list(graphs), list(points), config.n_landmarks, [config.seed, config.seed + 1])
+        dist_s = _provider(mode, graphs[0], ds, device, dtype, config, config.seed, points[0], paths[0])
+        dist_t = _provider(mode, graphs[1], dt, device, dtype, config, config.seed + 1, points[1], paths[1])
     for part in set(dist_s.timings) | set(dist_t.timings):
         timings[f"distances_{part}"] = dist_s.timings.get(part, 0.0) + dist_t.timings.get(part, 0.0)
 
@@ -313,7 +317,7 @@ def _distance_mode(config: GWConfig, n: int, k: int) -> str:
 
 def _provider(mode: str, graph: Optional[KNNGraph], user_d: Optional[np.ndarray],
               device: torch.device, dtype: torch.dtype, config: GWConfig, seed: int,
-              points: Optional[torch.Tensor] = None) -> DistanceProvider:
+              points: Optional[torch.Tensor] = None, paths=None) -> DistanceProvider:
     if user_d is not None:
         return PrecomputedDistances(user_d, device, dtype, seed)
     assert graph is not None
@@ -325,4 +329,4 @@ def _provider(mode: str, graph: Optional[KNNGraph], user_d: Optional[np.ndarray]
     if mode == "dijkstra":
         return DijkstraDistances(graph, device, dtype, seed)
     return LandmarkDistances(graph, device, dtype, seed, n_landmarks=config.n_landmarks,
-                             dim=config.landmark_dim, points=points)
+                             dim=config.landmark_dim, points=points, paths=paths)

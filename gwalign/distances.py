@@ -139,23 +139,19 @@ class LandmarkDistances(DistanceProvider):
     points' device) and all L shortest-path trees are then grown at once, in parallel processes
     (:func:`shortest_paths`). Without, it runs on the graph metric, which needs one Dijkstra after
     another: at 45k points that sequential chain was 4.1 s of a 17 s run on the H100 host.
+    ``paths`` takes the output of :func:`landmark_paths` (both sides of an alignment share one
+    process pool that way).
     """
 
     name = "landmark"
 
     def __init__(self, graph: KNNGraph, device: torch.device, dtype: torch.dtype, seed: int = 0,
-                 n_landmarks: int = 128, dim: int = 32, points: Optional[torch.Tensor] = None) -> None:
+                 n_landmarks: int = 128, dim: int = 32, points: Optional[torch.Tensor] = None,
+                 paths: Optional[tuple[np.ndarray, np.ndarray, dict[str, float]]] = None) -> None:
         n = graph.n_points
-        n_landmarks = min(n_landmarks, n)
-        tick = time.perf_counter()
-        if points is not None:
-            landmarks = farthest_points(points, n_landmarks, seed)
-            self.timings = {"landmarks": time.perf_counter() - tick}
-            table = shortest_paths(graph.matrix, landmarks)
-        else:
-            landmarks, table = _farthest_point_landmarks(graph.matrix, n_landmarks, seed)
-            self.timings = {"landmarks": 0.0}
-        self.timings["paths"] = time.perf_counter() - tick - self.timings["landmarks"]
+        if paths is None:
+            paths = landmark_paths([graph], [points], min(n_landmarks, n), [seed])[0]
+        landmarks, table, self.timings = paths[0], paths[1], dict(paths[2])
         if not np.isfinite(table).all():
             raise RuntimeError("infinite graph distance: the graph is not connected")
         tick = time.perf_counter()
@@ -194,39 +190,79 @@ PARALLEL_MIN_WORK = 20_000_000
 _SHARED: dict = {}
 
 
-def _paths_worker(bounds: tuple[int, int]) -> None:
-    graph, sources, out = _SHARED["graph"], _SHARED["sources"], _SHARED["out"]
-    lo, hi = bounds
+def _paths_worker(task: tuple[int, int, int]) -> None:
+    job, lo, hi = task
+    graph, sources, out = _SHARED["jobs"][job]
     out[lo:hi] = dijkstra(graph, directed=True, indices=sources[lo:hi])
 
 
 def shortest_paths(graph: sp.csr_matrix, sources: np.ndarray, workers: Optional[int] = None) -> np.ndarray:
-    """Geodesic distances from ``sources`` to every node: ``len(sources)`` × N, float64.
+    """Geodesic distances from ``sources`` to every node: ``len(sources)`` × N, float64."""
+    return shortest_paths_many([(graph, sources)], workers)[0]
+
+
+def shortest_paths_many(jobs: list[tuple[sp.csr_matrix, np.ndarray]],
+                        workers: Optional[int] = None) -> list[np.ndarray]:
+    """:func:`shortest_paths` for several (graph, sources) jobs, sharing one process pool.
 
     scipy's Dijkstra holds the GIL, so threads do not help; large jobs fork processes (Linux)
-    that write their rows straight into one shared anonymous mapping (no pickling of the
-    L×N result). The graph is symmetric, so the directed search (cheaper) is exact.
+    that write their rows straight into shared anonymous mappings (no pickling of the L×N
+    results). Forking a process that holds a CUDA context costs ~20 ms per worker on the H100
+    host, which is why both sides of an alignment go through one pool. The graph is symmetric,
+    so the directed search (cheaper) is exact.
     """
-    sources = np.asarray(sources, dtype=np.int64)
-    n = graph.shape[0]
+    jobs = [(graph, np.asarray(sources, dtype=np.int64)) for graph, sources in jobs]
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = max(1, min(workers, len(sources)))
-    forkable = "fork" in multiprocessing.get_all_start_methods()
-    if workers == 1 or not forkable or len(sources) * graph.nnz < PARALLEL_MIN_WORK:
-        return np.atleast_2d(dijkstra(graph, directed=True, indices=sources))
-    buffer = mmap.mmap(-1, len(sources) * n * 8)
-    out = np.frombuffer(buffer, dtype=np.float64).reshape(len(sources), n)
-    edges = np.linspace(0, len(sources), workers + 1).astype(int)
-    _SHARED.update(graph=graph, sources=sources, out=out)
+    n_sources = sum(len(sources) for _, sources in jobs)
+    workers = max(1, min(workers, n_sources))
+    work = sum(len(sources) * graph.nnz for graph, sources in jobs)
+    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods() or work < PARALLEL_MIN_WORK:
+        return [np.atleast_2d(dijkstra(graph, directed=True, indices=sources)) for graph, sources in jobs]
+    buffers = [mmap.mmap(-1, len(sources) * graph.shape[0] * 8) for graph, sources in jobs]
+    outs = [np.frombuffer(buf, dtype=np.float64).reshape(len(sources), graph.shape[0])
+            for buf, (graph, sources) in zip(buffers, jobs)]
+    tasks = []
+    for j, (graph, sources) in enumerate(jobs):
+        share = max(1, round(workers * len(sources) / n_sources))
+        edges = np.linspace(0, len(sources), share + 1).astype(int)
+        tasks += [(j, int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
+    _SHARED["jobs"] = [(graph, sources, out) for (graph, sources), out in zip(jobs, outs)]
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            pool.map(_paths_worker, list(zip(edges[:-1], edges[1:])))
-        return out.copy()
+            pool.map(_paths_worker, tasks, chunksize=1)
+        return [out.copy() for out in outs]
     finally:
         _SHARED.clear()
-        del out
-        buffer.close()
+        del outs
+        for buf in buffers:
+            buf.close()
+
+
+def landmark_paths(graphs: list[KNNGraph], points: list[Optional[torch.Tensor]], n_landmarks: int,
+                   seeds: list[int]) -> list[tuple[np.ndarray, np.ndarray, dict[str, float]]]:
+    """Landmarks and landmark-to-all geodesic tables for several graphs, with one process pool.
+
+    Returns ``(landmarks, L×N table, timings)`` per graph (see :class:`LandmarkDistances`).
+    """
+    results: list = [None] * len(graphs)
+    timings: list[dict[str, float]] = [{} for _ in graphs]
+    euclidean = []
+    for i, (graph, pts, seed) in enumerate(zip(graphs, points, seeds)):
+        count = min(n_landmarks, graph.n_points)
+        tick = time.perf_counter()
+        if pts is not None:
+            euclidean.append((i, farthest_points(pts, count, seed)))
+            timings[i]["landmarks"] = time.perf_counter() - tick
+        else:
+            landmarks, table = _farthest_point_landmarks(graph.matrix, count, seed)
+            results[i] = (landmarks, table, {"landmarks": 0.0, "paths": time.perf_counter() - tick})
+    tick = time.perf_counter()
+    tables = shortest_paths_many([(graphs[i].matrix, landmarks) for i, landmarks in euclidean])
+    elapsed = (time.perf_counter() - tick) / max(len(euclidean), 1)
+    for (i, landmarks), table in zip(euclidean, tables):
+        results[i] = (landmarks, table, {**timings[i], "paths": elapsed})
+    return results
 
 
 def _farthest_point_landmarks(graph: sp.csr_matrix, n_landmarks: int, seed: int

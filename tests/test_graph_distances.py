@@ -94,6 +94,13 @@ def test_parallel_shortest_paths_equal_sequential(rng, monkeypatch):
     monkeypatch.setattr(distances, "PARALLEL_MIN_WORK", 0)
     parallel = distances.shortest_paths(graph, sources, workers=3)
     assert np.array_equal(parallel, dijkstra(graph, directed=False, indices=sources))
+    # Two graphs in one pool: each table belongs to its own graph.
+    xt = spiral_and_roll(10, 900, seed=int(rng.integers(1 << 30)))[2]
+    other = knn_graph(torch.tensor(xt), k=6).matrix
+    other_sources = rng.choice(900, size=5, replace=False)
+    both = distances.shortest_paths_many([(graph, sources), (other, other_sources)], workers=4)
+    assert np.array_equal(both[0], parallel)
+    assert np.array_equal(both[1], dijkstra(other, directed=False, indices=other_sources))
 
 
 def test_farthest_points_match_a_brute_force_greedy(rng):

@@ -90,15 +90,16 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
 def launch_config(width: int, precision: str = "tf32") -> tuple[int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps) for a padded feature width and a dot precision.
 
-    Chosen by ``benchmarks/kernels.py --sweep`` on the H100 at 45k × 45k (docs/benchmarks.md):
-    tf32 is fastest with 64 × 128 tiles for widths 32–80 (d = 64: 1.76 ms against 2.68 ms for
-    128 × 64); tf32x3, with three products per tile, with 128 × 64 (width 32) or 128 × 128 and
-    8 warps (64 and 80: 4.86 and 6.63 ms against 5.67 and 7.56 ms for 64 × 64).
+    Chosen by ``benchmarks/kernels.py --sweep`` on the H100 (docs/benchmarks.md). tf32, widths
+    up to 64: 64 × 128 tiles (45k, d = 64: 1.76 ms against 2.68 ms for 128 × 64); widths 65–128
+    (d = 80 as 64 + 16): 128 × 64 with 8 warps (200k: 39.7 ms against 65.1 ms for 64 × 128;
+    45k: 2.84 against 2.77 ms). tf32x3, three products per tile: 128 × 64 (width 32) or
+    128 × 128 with 8 warps (64 and 80 at 45k: 4.86 and 6.63 ms against 5.67 and 7.56 ms).
     """
     if width > 128:
         return 32, 64, 4
     if precision == "tf32":
-        return 64, 128, 4
+        return (64, 128, 4) if width <= 64 else (128, 64, 8)
     if width <= 32:
         return 128, 64, 4
     return 128, 128, 8
