@@ -184,8 +184,10 @@ def farthest_points(points: torch.Tensor, n_points: int, seed: int) -> np.ndarra
     return torch.stack(chosen).cpu().numpy().astype(np.int64)
 
 
-#: Work (sources × edges) above which :func:`shortest_paths` forks worker processes.
-PARALLEL_MIN_WORK = 20_000_000
+#: Work (sources × edges) per forked worker of :func:`shortest_paths_many` (about 0.1 s of
+#: Dijkstra): small jobs use few workers or none, since each fork of a process that holds a
+#: CUDA context costs ~20 ms.
+PARALLEL_MIN_WORK = 10_000_000
 
 _SHARED: dict = {}
 
@@ -215,9 +217,9 @@ def shortest_paths_many(jobs: list[tuple[sp.csr_matrix, np.ndarray]],
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n_sources = sum(len(sources) for _, sources in jobs)
-    workers = max(1, min(workers, n_sources))
     work = sum(len(sources) * graph.nnz for graph, sources in jobs)
-    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods() or work < PARALLEL_MIN_WORK:
+    workers = max(1, min(workers, n_sources, -(-work // max(PARALLEL_MIN_WORK, 1))))
+    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [np.atleast_2d(dijkstra(graph, directed=True, indices=sources)) for graph, sources in jobs]
     buffers = [mmap.mmap(-1, len(sources) * graph.shape[0] * 8) for graph, sources in jobs]
     outs = [np.frombuffer(buf, dtype=np.float64).reshape(len(sources), graph.shape[0])

@@ -83,6 +83,10 @@ def _positive(weights: np.ndarray) -> np.ndarray:
     return np.maximum(weights, floor)
 
 
+#: Largest distance block of the GPU kNN search.
+KNN_BLOCK_ELEMENTS = 1 << 28
+
+
 def _nearest(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours (self excluded), sorted by distance: (distances, indices) N×k."""
     if x.is_cuda:
@@ -95,15 +99,20 @@ def _nearest(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.n
 
 
 def _nearest_torch(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Blocked exact kNN with ``cdist`` + ``topk`` (GPU path)."""
+    """Blocked exact kNN with ``cdist`` + ``topk`` (GPU path).
+
+    A block holds at most ``KNN_BLOCK_ELEMENTS`` distances (1 GiB in float32; at 1M points
+    2048 rows would take 8 GiB), and results stay on the device until one final copy.
+    """
     n = x.shape[0]
+    rows = max(64, min(block_rows, KNN_BLOCK_ELEMENTS // max(n, 1)))
     dists, idxs = [], []
-    for i0 in range(0, n, block_rows):
-        block = torch.cdist(x[i0:i0 + block_rows], x)
+    for i0 in range(0, n, rows):
+        block = torch.cdist(x[i0:i0 + rows], x)
         d, i = block.topk(k + 1, dim=1, largest=False)
-        dists.append(d.cpu())
-        idxs.append(i.cpu())
-    return _drop_self(torch.cat(dists).double().numpy(), torch.cat(idxs).numpy(), k)
+        dists.append(d)
+        idxs.append(i)
+    return _drop_self(torch.cat(dists).double().cpu().numpy(), torch.cat(idxs).cpu().numpy(), k)
 
 
 def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
