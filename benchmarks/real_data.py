@@ -32,7 +32,7 @@ import numpy as np
 import gwalign
 from gwalign.metrics import foscttm, label_transfer_accuracy
 from gwalign.preprocess import scale_rows
-from gwalign.results import transfer
+from gwalign.results import joint_embedding, transfer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -72,17 +72,18 @@ def data_folder(name: str, root: Optional[Path]) -> Path:
     return SHARED / DATASETS[name].folder
 
 
-def score(data: Dataset, result: gwalign.Alignment, xt: np.ndarray, ls: np.ndarray,
-          lt: np.ndarray) -> dict[str, float]:
-    """FOSCTTM (paired), label transfer on shared types, transfer confidence by shared/unshared."""
-    projected = result.project_to_source(xt)
+def score(data: Dataset, result: gwalign.Alignment, xs: np.ndarray, xt: np.ndarray, ls: np.ndarray,
+          lt: np.ndarray, embedding: str = "target") -> dict[str, float]:
+    """FOSCTTM (paired), label transfer on shared types, transfer confidence by shared/unshared,
+    all on the joint embedding ``gwalign run`` writes as ``obsm["X_gw"]``."""
+    emb_s, emb_t = joint_embedding(result, xs, xt, embedding)
     scores: dict[str, float] = {}
     if data.paired:
-        scores["foscttm"] = foscttm(projected, xt)
+        scores["foscttm"] = foscttm(emb_s, emb_t)
     keep_s = np.ones(len(ls), bool) if data.shared_labels is None else np.isin(ls, data.shared_labels)
     keep_t = np.ones(len(lt), bool) if data.shared_labels is None else np.isin(lt, data.shared_labels)
     # Classifiers see every cell; only cells of shared types can be scored.
-    scores["label_transfer"] = label_transfer_accuracy(projected, ls, xt, lt, keep_source=keep_s,
+    scores["label_transfer"] = label_transfer_accuracy(emb_s, ls, emb_t, lt, keep_source=keep_s,
                                                        keep_target=keep_t)
     _, confidence = transfer(result, ls, to_target=True)
     scores["confidence_shared"] = float(confidence[keep_t].mean())
@@ -109,6 +110,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=None, help="kNN neighbours (default: GWConfig's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="other GWConfig fields, e.g. --set rank=64 start_signs=4 (values parsed as Python literals)")
+    parser.add_argument("--embedding", default="target", choices=["target", "source", "spectral"],
+                        help="joint embedding scored (gwalign.results.joint_embedding)")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
     args = parser.parse_args()
     names = list(DATASETS) if "all" in args.datasets else args.datasets
@@ -132,7 +135,7 @@ def main() -> None:
             start = time.perf_counter()
             result = gwalign.align(xs, xt, config)
             elapsed = time.perf_counter() - start
-            s = score(data, result, xt, ls, lt)
+            s = score(data, result, xs, xt, ls, lt, args.embedding)
             values.append(s)
             conf = f"{s['confidence_shared']:.3f}" + (f" / {s['confidence_unshared']:.3f}"
                                                       if "confidence_unshared" in s else "")

@@ -71,6 +71,8 @@ def run(
     joint_rep_target: Optional[str] = typer.Option(None, help="obsm key of shared features (target) for fused GW"),
     transfer_labels: Optional[List[str]] = typer.Option(None, "--transfer-labels", help="obs column to carry across (repeatable)"),
     top_k: Optional[int] = typer.Option(None, help="Plan entries kept per cell in obsm['gw_coupling'] " + _default("top_k")),
+    joint_embedding: Optional[str] = typer.Option(None, "--joint-embedding",
+                                                  help="X_gw: target | source | spectral " + _default("joint_embedding")),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:i " + _default("device")),
     seed: Optional[int] = typer.Option(None, help="Random seed " + _default("seed")),
     figures: Optional[bool] = typer.Option(None, "--figures/--no-figures", help="Write PNG figures [default: figures]"),
@@ -87,6 +89,7 @@ def run(
                  n_anchors=n_anchors, k=k, max_iter=max_iter, semi_relaxed=semi_relaxed, rho=rho,
                  fgw_alpha=fgw_alpha, joint_rep_source=joint_rep_source,
                  joint_rep_target=joint_rep_target, transfer_labels=transfer_labels, top_k=top_k,
+                 joint_embedding=joint_embedding,
                  device=device, seed=seed, figures=figures)
     try:
         values: dict[str, Any] = load_toml(config) if config is not None else {}

@@ -98,7 +98,7 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
 
     tick = time.perf_counter()
     stage("write")
-    emb_s, emb_t = joint_embedding(alignment, rep_s.matrix)
+    emb_s, emb_t = joint_embedding(alignment, rep_s.matrix, rep_t.matrix, config.joint_embedding)
     label_keys = list(config.transfer_labels)
     to_source, to_target = label_transfers(alignment, source, target, label_keys)
     base = summary(alignment, {

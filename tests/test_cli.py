@@ -304,3 +304,22 @@ def test_check_and_version(small_pair):
     assert result.exit_code == 0 and "gwalign" in result.output
     result = runner.invoke(app, ["run", "--help"])
     assert result.exit_code == 0 and "--epsilon" in result.output and "default" in result.output
+
+
+@pytest.mark.parametrize("method", ["source", "spectral"])
+def test_other_joint_embeddings_are_written_and_keep_quality(example, tmp_path, method):
+    """X_gw from the other embeddings: right shapes, same space for both files, ground truth kept."""
+    rna, atac = example
+    result = runner.invoke(app, ["run", str(rna), str(atac), "-o", str(tmp_path), *FAST,
+                                 "--joint-embedding", method])
+    assert result.exit_code == 0, result.output
+    source = ad.read_h5ad(tmp_path / "rna.gwalign.h5ad")
+    target = ad.read_h5ad(tmp_path / "atac.gwalign.h5ad")
+    assert source.obsm["X_gw"].shape[1] == target.obsm["X_gw"].shape[1]
+    assert np.isfinite(source.obsm["X_gw"]).all() and np.isfinite(target.obsm["X_gw"]).all()
+    if method == "spectral":
+        from gwalign.results import SPECTRAL_DIM
+
+        assert source.obsm["X_gw"].shape[1] == SPECTRAL_DIM
+    scores = score_files(tmp_path / "rna.gwalign.h5ad", tmp_path / "atac.gwalign.h5ad", "true_cell", "cell_type")
+    assert scores["foscttm"] <= 0.15 and scores["label_transfer"] >= 0.85, scores
