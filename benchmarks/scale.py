@@ -47,14 +47,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 10000, 20000, 45000])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--n-starts", type=int, default=1)
+    parser.add_argument("--n-starts", type=int, default=1, help="starts (0: GWConfig's default)")
     parser.add_argument("--n-anchors", type=int, default=80)
     parser.add_argument("--precision", default="mixed", choices=["mixed", "tf32", "tf32x3", "ieee"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="other GWConfig fields, e.g. --set sinkhorn_max_iter=10 (Python literals)")
     args = parser.parse_args()
     overrides = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
-    config = gwalign.GWConfig(device=args.device, distance="landmark", n_starts=args.n_starts,
+    config = gwalign.GWConfig(device=args.device, distance="landmark", n_starts=args.n_starts or None,
                               n_anchors=args.n_anchors, precision=args.precision, **overrides)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(f"# {name}, torch {torch.__version__}, n_anchors={args.n_anchors}, n_starts={args.n_starts}, "

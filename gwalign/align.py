@@ -17,7 +17,7 @@ from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, GWConfig
 from gwalign.distances import (DijkstraDistances, DistanceProvider, LandmarkDistances,
                                PrecomputedDistances, landmark_paths)
 from gwalign.engine import ops
-from gwalign.engine.lowrank import factor_dense, solve_lowrank_gw
+from gwalign.engine.lowrank import factor_dense, factor_nystrom, solve_lowrank_gw
 from gwalign.engine.plan import FactoredPlan
 from gwalign.engine.solver import ProgressCallback, SolveResult, solve_sampled_gw
 from gwalign.graph import KNNGraph, knn_graph
@@ -227,8 +227,8 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
 
     with _stage("graph", timings, (n, k)):
         points = (to_dev(xs), to_dev(xt))
-        graphs = (knn_graph(points[0], config.k) if xs is not None else None,
-                  knn_graph(points[1], config.k) if xt is not None else None)
+        graphs = (knn_graph(points[0], config.k, weights=config.edge_weights) if xs is not None else None,
+                  knn_graph(points[1], config.k, weights=config.edge_weights) if xt is not None else None)
 
     with _stage("distances", timings, (n, k)):
         paths = [None, None]
@@ -253,6 +253,15 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
                      distance_mode=mode, timings=timings, gradient_mode=_gradient_mode(config, mode, lin))
 
 
+def _factor(provider: DistanceProvider, rank: int):
+    """Low-rank factors of a provider's normalised distances: exact eigenvectors of a dense
+    matrix, or the Nyström factorisation of landmark rows."""
+    if isinstance(provider, LandmarkDistances):
+        return factor_nystrom(provider.table, provider.landmarks, provider.scale, rank,
+                              provider.device, provider.dtype)
+    return factor_dense(provider.dense(), rank)
+
+
 def _solve(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torch.Tensor, b: torch.Tensor,
            config: GWConfig, mode: str, lin, joint, to_dev, timings: dict[str, float],
            progress: Optional[ProgressCallback]) -> SolveResult:
@@ -260,7 +269,7 @@ def _solve(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torch.Tensor, 
     joint_t = None if joint is None else (to_dev(joint[0]), to_dev(joint[1]))
     if _gradient_mode(config, mode, lin) == "lowrank":
         tick = time.perf_counter()
-        factors = (factor_dense(dist_s.dense(), config.rank), factor_dense(dist_t.dense(), config.rank))
+        factors = (_factor(dist_s, config.rank), _factor(dist_t, config.rank))
         timings["factorise"] = time.perf_counter() - tick
         return solve_lowrank_gw(factors[0], factors[1], a, b, config,
                                 config.n_starts or 1 + 2 ** config.start_signs, joint=joint_t,
@@ -293,9 +302,8 @@ def _joint(js, jt, n: int, k: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
 def _gradient_mode(config: GWConfig, mode: str, linear_cost) -> str:
     """Resolve ``gradient="auto"``: low-rank needs dense (precomputed) distances."""
     if config.gradient == "lowrank":
-        if mode != "precomputed":
-            raise ValueError(f"gradient='lowrank' needs distance='precomputed' (got {mode!r}); "
-                             "use gradient='sampled' for larger data")
+        if mode not in ("precomputed", "landmark"):
+            raise ValueError(f"gradient='lowrank' needs distance='precomputed' or 'landmark' (got {mode!r})")
         if linear_cost is not None:
             raise ValueError("gradient='lowrank' takes fused features (joint_source/joint_target), "
                              "not a dense linear_cost; use gradient='sampled'")

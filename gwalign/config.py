@@ -30,14 +30,18 @@ class GWConfig:
     ----------
     k
         Neighbours per point in the kNN graph whose shortest paths give geodesic distances.
+    edge_weights
+        ``distance`` (Euclidean kNN edge lengths) or ``connectivity`` (hop counts, as SCOT):
+        see docs/design-notes.md for the measurement on the real pairs.
     distance
         ``precomputed`` (all-pairs shortest paths, small N only), ``dijkstra`` (shortest paths
         from the anchors at each step), ``landmark`` (landmark-MDS embedding of the geodesic
         metric) or ``auto`` (precomputed up to ``AUTO_PRECOMPUTED_MAX_POINTS`` points, else landmark).
     gradient
         How each GW step linearises the objective. ``lowrank``: the exact gradient of rank-``rank``
-        factorisations of the distance matrices (needs ``precomputed`` distances; no sampling
-        noise, exact objective). ``sampled``: M anchor pairs drawn from the plan (any distance
+        factorisations of the distance matrices (``precomputed`` distances: truncated
+        eigendecomposition; ``landmark``: Nyström factors from the landmarks' geodesic rows;
+        no sampling noise, exact objective for the factors). ``sampled``: M anchor pairs drawn from the plan (any distance
         mode, any size). ``auto``: lowrank when the distances are precomputed and the run is not
         semi-relaxed, else sampled.
         On SNARE-seq (1047 cells) sampled GW with M=64 ended in mirrored minima for every seed
@@ -144,6 +148,7 @@ class GWConfig:
     """
 
     k: int = 10
+    edge_weights: Literal["distance", "connectivity", "local"] = "distance"
     distance: DistanceMode = "auto"
     gradient: GradientMode = "auto"
     rank: int = 32
@@ -185,6 +190,7 @@ class GWConfig:
 
     def __post_init__(self) -> None:
         _check_int("k", self.k, 1)
+        _check_choice("edge_weights", self.edge_weights, ("distance", "connectivity", "local"))
         _check_choice("distance", self.distance, ("auto", "precomputed", "dijkstra", "landmark"))
         _check_int("n_landmarks", self.n_landmarks, 2)
         _check_int("landmark_dim", self.landmark_dim, 1)

@@ -158,6 +158,9 @@ class LandmarkDistances(DistanceProvider):
         coords = _landmark_mds(table, landmarks, dim)
         self.timings["mds"] = time.perf_counter() - tick
         self.landmarks = landmarks
+        # The exact geodesic rows of the landmarks (L×N), kept for the Nyström factorisation
+        # of low-rank GW (gwalign.engine.lowrank.factor_nystrom); float32 to halve the memory.
+        self.table = np.asarray(table, dtype=np.float32)
         self.coords = torch.as_tensor(coords, dtype=dtype, device=device)
         super().__init__(n, device, dtype, seed)
 

@@ -41,7 +41,8 @@ class KNNGraph:
         return self.matrix.shape[0]
 
 
-def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 2048) -> KNNGraph:
+def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 2048,
+              weights: str = "distance") -> KNNGraph:
     """Build the symmetric kNN graph of ``x`` and stitch its components.
 
     Parameters
@@ -54,6 +55,12 @@ def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 
         Neighbours searched per point when looking for bridges between components.
     block_rows
         Rows per block on the GPU path.
+    weights
+        ``distance``: Euclidean edge lengths (geodesics approximate manifold distances).
+        ``connectivity``: every kNN edge has length 1, so shortest paths count hops (SCOT's
+        choice); a bridge between components gets its length over the mean kNN edge length.
+        ``local``: ``d_ij / sqrt(σ_i σ_j)`` with σ the distance to the k-th neighbour (self-tuning
+        scale, Zelnik-Manor & Perona 2004): dense and sparse regions count alike, lengths kept.
 
     Returns
     -------
@@ -65,10 +72,24 @@ def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 
     rows = np.repeat(np.arange(n), k)
     graph = sp.csr_matrix((_positive(dist[:, :k]).ravel(), (rows, idx[:, :k].ravel())), shape=(n, n))
     graph = graph.maximum(graph.T).tocsr()
+    if weights not in ("distance", "connectivity", "local"):
+        raise ValueError(f"weights must be 'distance', 'connectivity' or 'local', got {weights!r}")
+    unit = float(graph.data.mean()) if weights == "connectivity" else 1.0
+    sigma = np.maximum(_positive(dist[:, k - 1]), 1e-300)
+    if weights == "connectivity":
+        graph.data[:] = 1.0
+    elif weights == "local":
+        coo = graph.tocoo()
+        graph = sp.csr_matrix((coo.data / np.sqrt(sigma[coo.row] * sigma[coo.col]), (coo.row, coo.col)),
+                              shape=(n, n))
     n_components, labels = connected_components(graph, directed=False)
     bridges = _stitch(x, labels, dist, idx) if n_components > 1 else []
     if bridges:
         b_rows, b_cols, b_w = (np.array(t) for t in zip(*bridges))
+        if weights == "connectivity":
+            b_w = np.maximum(b_w / unit, 1.0)
+        elif weights == "local":
+            b_w = b_w / np.sqrt(sigma[b_rows] * sigma[b_cols])
         extra = sp.csr_matrix((_positive(b_w), (b_rows, b_cols)), shape=(n, n))
         graph = graph.maximum(extra).maximum(extra.T).tocsr()
     final_components, _ = connected_components(graph, directed=False)

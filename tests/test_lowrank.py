@@ -45,3 +45,36 @@ def test_objective_equals_dense_gw_loss_of_the_plan(rng):
     assert state.history[-1] == pytest.approx(loss, rel=1e-8)
     gram = solver.fs.phi.T @ dense @ solver.ft.phi
     assert solver.objective(gram, cb) == pytest.approx(loss, rel=1e-8)
+
+
+def test_nystrom_with_every_point_a_landmark_is_the_truncated_eigendecomposition(rng):
+    from gwalign.engine.lowrank import factor_nystrom
+
+    d = random_distances(rng, 60)
+    landmarks = rng.permutation(60)
+    table = d[torch.as_tensor(landmarks)].numpy()          # L×N rows, landmarks in random order
+    for rank in (5, 60):
+        ny = factor_nystrom(table, landmarks, 2.0, rank, torch.device("cpu"), torch.float64)
+        exact = factor_dense(d / 2.0, rank)
+        assert torch.allclose((ny.phi * ny.lam) @ ny.phi.T, (exact.phi * exact.lam) @ exact.phi.T, atol=1e-8)
+        assert torch.allclose(ny.phi.T @ ny.phi, torch.eye(rank, dtype=torch.float64), atol=1e-8)
+
+
+def test_nystrom_from_few_landmarks_approximates_graph_geodesics(rng):
+    """64 farthest-point landmarks of a 1500-point Swiss roll: close to the exact rank-32 truncation."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from gwalign.distances import LandmarkDistances
+    from gwalign.engine.lowrank import factor_nystrom
+    from gwalign.graph import knn_graph
+    from gwalign.synthetic import spiral_and_roll
+
+    _, _, xt, _ = spiral_and_roll(10, 1500, seed=int(rng.integers(1 << 30)))
+    graph = knn_graph(torch.tensor(xt), k=10)
+    land = LandmarkDistances(graph, torch.device("cpu"), torch.float64, n_landmarks=64, dim=8,
+                             points=torch.tensor(xt))
+    exact = torch.as_tensor(dijkstra(graph.matrix, directed=False)) / land.scale
+    ny = factor_nystrom(land.table, land.landmarks, land.scale, 32, torch.device("cpu"), torch.float64)
+    error = float(torch.linalg.norm((ny.phi * ny.lam) @ ny.phi.T - exact) / torch.linalg.norm(exact))
+    best = factor_dense(exact, 32).relative_error
+    assert error < best + 0.02, (error, best)

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 
 from gwalign.config import GWConfig
@@ -81,6 +82,35 @@ def factor_dense(matrix: torch.Tensor, rank: int) -> LowRankDistances:
     error = math.sqrt(max(total - float((kept * kept).sum()), 0.0) / total) if total > 0 else 0.0
     return LowRankDistances(phi=vectors[:, order].to(matrix.dtype).contiguous(),
                             lam=kept.to(matrix.dtype), relative_error=error)
+
+
+def factor_nystrom(table: np.ndarray, landmarks: np.ndarray, scale: float, rank: int,
+                   device: torch.device, dtype: torch.dtype) -> LowRankDistances:
+    """Nyström factorisation of a distance matrix from its landmark rows, in O(N·L²).
+
+    With ``C = D[:, L]`` (from the L×N ``table``) and ``W = D[L, L] = Q Λ Qᵀ`` truncated to the
+    ``rank`` largest |λ|, ``D ≈ C Q Λ⁻¹ Qᵀ Cᵀ`` (Williams & Seeger 2001; for indefinite
+    matrices the truncation drops the near-zero eigenvalues that make ``W⁻¹`` unstable). A QR
+    of ``C Q Λ⁻¹`` and an r×r eigendecomposition turn it into ``Φ diag(λ) Φᵀ`` with orthonormal
+    ``Φ``, the form :class:`LowRankGW` expects. Distances are divided by ``scale`` (the
+    provider's normalisation). ``relative_error`` is measured on the landmark rows.
+    """
+    c = torch.as_tensor(np.asarray(table, dtype=np.float64).T / scale)       # N×L
+    w = c[torch.as_tensor(landmarks)]                                          # L×L
+    w = 0.5 * (w + w.T)
+    values, vectors = torch.linalg.eigh(w)
+    order = torch.argsort(values.abs(), descending=True)[:min(rank, len(values))]
+    values, vectors = values[order], vectors[:, order]
+    basis, upper = torch.linalg.qr(c @ (vectors / values))                     # N×r, r×r
+    middle = upper @ torch.diag(values) @ upper.T
+    lam, rotation = torch.linalg.eigh(0.5 * (middle + middle.T))
+    phi = basis @ rotation
+    keep = torch.argsort(lam.abs(), descending=True)
+    phi, lam = phi[:, keep], lam[keep]
+    approx = (phi[torch.as_tensor(landmarks)] * lam) @ phi.T                   # L×N
+    error = float(torch.linalg.norm(approx - c.T) / torch.linalg.norm(c.T))
+    return LowRankDistances(phi=phi.to(device=device, dtype=dtype).contiguous(),
+                            lam=lam.to(device=device, dtype=dtype), relative_error=error)
 
 
 @dataclass
