@@ -59,6 +59,9 @@ class GWConfig:
         apart. Measured with rows scaled by ``normalise_rows="auto"``: the best of product +
         8 sign starts reached the basin of the label-consistent plan on SNARE-seq, PBMC and
         scNMT (both pairs); 8 Gaussian starts missed it on PBMC (0.730 against 0.899).
+    screen_points
+        Low-rank GW with several starts: above this many cells on a side, the starts are screened
+        on this many cells per side (uniform subsample) and only the winner runs at full size.
     n_landmarks
         Landmarks for ``distance="landmark"``.
     landmark_dim
@@ -155,6 +158,7 @@ class GWConfig:
     rank: int = 32
     start_noise: float = 1.0
     start_signs: int = 3
+    screen_points: int = 4000
     n_landmarks: int = 128
     landmark_dim: int = 32
     n_anchors: Optional[int] = None
@@ -194,6 +198,7 @@ class GWConfig:
         _check_choice("edge_weights", self.edge_weights, ("distance", "connectivity", "local"))
         _check_choice("distance", self.distance, ("auto", "precomputed", "dijkstra", "landmark"))
         _check_int("n_landmarks", self.n_landmarks, 2)
+        _check_int("screen_points", self.screen_points, 16)
         _check_int("landmark_dim", self.landmark_dim, 1)
         if self.n_anchors is not None:
             _check_int("n_anchors", self.n_anchors, 1)

@@ -194,3 +194,14 @@ def test_mixed_precision_sampled_gw_in_tf32_on_rounded_features_lowrank_in_tf32x
     seen.clear()
     gwalign.align(xs, xt, config.replace(precision="ieee"))
     assert set(seen) - {None} == {"ieee"}
+
+
+def test_lowrank_starts_screened_on_a_subsample_reach_the_full_screening_result():
+    """Screening on 150 cells per side picks a start that ends where full screening ends."""
+    xs, ts, xt, tt = spiral_and_roll(500, 600, seed=4)
+    config = gwalign.GWConfig(gradient="lowrank", distance="precomputed", **CPU)
+    full = gwalign.align(xs, xt, config)
+    sub = gwalign.align(xs, xt, config.replace(screen_points=150))
+    assert "screen" in sub.solve.timings and "screen" not in full.solve.timings
+    assert sub.gw_objective <= full.gw_objective * 1.02
+    assert abs(spearmanr(ts, sub.project_to_source(tt))[0]) >= 0.99

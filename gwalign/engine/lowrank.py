@@ -254,6 +254,34 @@ class LowRankGW:
                                       config.final_precision)
 
 
+def _rows(factors: LowRankDistances, rows: np.ndarray) -> LowRankDistances:
+    """The factorisation restricted to some points: ``D[rows][:, rows] ≈ Φ_rows Λ Φ_rowsᵀ``."""
+    index = torch.as_tensor(rows, device=factors.phi.device)
+    return LowRankDistances(phi=factors.phi[index].contiguous(), lam=factors.lam,
+                            relative_error=factors.relative_error)
+
+
+def _select_start(solver: "LowRankGW", n_starts: int, config: GWConfig,
+                  progress: Optional[ProgressCallback]) -> tuple[_State, list[float]]:
+    """Screen the starts, run the finalists to convergence, return the best (at its best
+    iterate, not yet polished) and every start's screened objective."""
+    base = solver.product_gram()
+    screen = min(config.max_iter, config.epsilon_decay_iters + 2)
+    states: list[_State] = []
+    for gram in start_grams(base, n_starts, config):
+        state = solver.start(gram)
+        solver.run(state, screen if n_starts > 1 else config.max_iter,
+                   progress if n_starts == 1 else None)
+        states.append(state)
+    screened = [state.history[-1] for state in states]
+    finalists = [states[i] for i in sorted(range(len(states)), key=screened.__getitem__)[:FINALISTS]]
+    for state in finalists:
+        if not state.converged:
+            solver.run(state, config.max_iter, progress)
+        solver.restore_best(state)
+    return min(finalists, key=lambda state: state.history[-1]), screened
+
+
 #: Screened starts that run to convergence (the lowest final objective is kept): the best
 #: screened start can still end in a worse basin than the runner-up.
 FINALISTS = 3
@@ -297,24 +325,33 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     Returns
     -------
     SolveResult
-        ``start_objectives`` holds every start's objective at the end of screening.
+        ``start_objectives`` holds every start's objective at the end of screening (of the
+        subsample, when one was used).
+
+    With more than ``config.screen_points`` points on a side, the starts are screened (and
+    the finalists run) on ``screen_points`` cells drawn uniformly per side (seeded), using the
+    same factors' rows; the full problem then runs once, starting from the ``G`` of the
+    winner's best linearisation. ``G = Φ_sᵀ T Φ_t`` is a sum over cell pairs, so a uniform
+    subsample estimates it for the same plan.
     """
     solver = LowRankGW(fs, ft, a, b, config, joint)
-    base = solver.product_gram()
-    screen = min(config.max_iter, config.epsilon_decay_iters + 2)
-    states: list[_State] = []
-    for gram in start_grams(base, n_starts, config):
-        state = solver.start(gram)
-        solver.run(state, screen if n_starts > 1 else config.max_iter,
-                   progress if n_starts == 1 else None)
-        states.append(state)
-    screened = [state.history[-1] for state in states]
-    finalists = [states[i] for i in sorted(range(len(states)), key=screened.__getitem__)[:FINALISTS]]
-    for state in finalists:
-        if not state.converged:
-            solver.run(state, config.max_iter, progress)
-        solver.restore_best(state)
-    best = min(finalists, key=lambda state: state.history[-1])
+    n, k = a.shape[0], b.shape[0]
+    if n_starts > 1 and max(n, k) > config.screen_points:
+        # Starts are chosen on a uniform subsample of cells (the same factors' rows), and only
+        # the winner runs at full size, from the G of its best linearisation.
+        gen = np.random.default_rng(config.seed)
+        rows_s = np.sort(gen.choice(n, size=min(n, config.screen_points), replace=False))
+        rows_t = np.sort(gen.choice(k, size=min(k, config.screen_points), replace=False))
+        sub_joint = None if joint is None else (joint[0][rows_s], joint[1][rows_t])
+        sub_a, sub_b = a[rows_s] / a[rows_s].sum(), b[rows_t] / b[rows_t].sum()
+        sub = LowRankGW(_rows(fs, rows_s), _rows(ft, rows_t), sub_a, sub_b, config, sub_joint)
+        chosen, screened = _select_start(sub, n_starts, config, None)
+        best = solver.start(chosen.gram)
+        solver.run(best, config.max_iter, progress)
+        solver.restore_best(best)
+        solver.timings["screen"] = sum(sub.timings.values())
+    else:
+        best, screened = _select_start(solver, n_starts, config, progress)
     solver.polish(best)
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
                        n_iter=best.iteration, converged=best.converged, epsilon=config.epsilon,
