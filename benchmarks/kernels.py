@@ -1,4 +1,4 @@
-"""Micro-benchmark of the fused kernels (row log-sum-exp, T @ Z, transport cost) on one GPU.
+"""Micro-benchmark of the fused kernels (row log-sum-exp, T @ Z, transport cost, top-k) on one GPU.
 
 Per call: 2·N·K·d flops for the feature products and N·K exponentials (apply adds 2·N·K·m for the
 product with Z, the cost kernel 2·N·K·d for the cost features). TFLOP/s counts the useful d, not
@@ -18,7 +18,7 @@ from gwalign.engine import stream
 from gwalign.engine.plan import FactoredPlan
 from gwalign.engine.precision import round_to_tf32
 from gwalign.kernels.lse import feature_split, launch_config, lse_rows_triton
-from gwalign.kernels.plan_ops import apply_triton, transport_cost_triton
+from gwalign.kernels.plan_ops import apply_triton, topk_triton, transport_cost_triton
 
 SWEEP = [(64, 64, 4), (128, 64, 4), (128, 64, 8), (64, 128, 4), (128, 128, 8), (256, 64, 8)]
 
@@ -90,6 +90,12 @@ def main() -> None:
                 ms = bench(lambda: transport_cost_triton(x, y, p, bias, eps, x, y, precision))
                 print(f"| cost | {n:,} | {d} ({tiles}) | {precision} | default | {ms:.2f} | "
                       f"{4.0 * n * n * d / ms / 1e9:.1f} | {n * n / ms / 1e6:.0f} | {err:.1e} |", flush=True)
+                values, _ = topk_triton(x[check], y, p[check], bias, eps, 10, precision)
+                ref_top, _ = stream.topk_rows_reference(plan64, 10)
+                err = float(((values.double() - ref_top).abs() / ref_top).max())
+                ms = bench(lambda: topk_triton(x, y, p, bias, eps, 10, precision))
+                print(f"| top-10 | {n:,} | {d} ({tiles}) | {precision} | default | {ms:.2f} | "
+                      f"{2.0 * n * n * d / ms / 1e9:.1f} | – | {err:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -106,4 +106,10 @@ def sample_columns(plan: FactoredPlan, rows: torch.Tensor, generator: torch.Gene
 
 def topk_rows(plan: FactoredPlan, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` plan entries of every row (values, column indices)."""
+    if _kernel_ready(plan):
+        from gwalign.kernels.plan_ops import MAX_TOPK, topk_triton
+
+        if k <= MAX_TOPK:
+            values, indices = topk_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, k)
+            return values.to(plan.u.dtype), indices
     return stream.topk_rows_reference(plan, k)
