@@ -16,7 +16,7 @@ import sys
 import time
 
 
-def run_one(n: int, distance: str, max_iter: int) -> dict:
+def run_one(n: int, distance: str, max_iter: int, gradient: str = "auto") -> dict:
     import numpy as np
     import torch
     from scipy.stats import spearmanr
@@ -25,7 +25,7 @@ def run_one(n: int, distance: str, max_iter: int) -> dict:
     from gwalign.synthetic import spiral_and_roll
 
     xs, ts, xt, tt = spiral_and_roll(n, n, seed=0)
-    config = gwalign.GWConfig(device="cpu", distance=distance, max_iter=max_iter, n_starts=1)
+    config = gwalign.GWConfig(device="cpu", distance=distance, max_iter=max_iter, n_starts=1, gradient=gradient)
     start = time.perf_counter()
     result = gwalign.align(xs, xt, config)
     elapsed = time.perf_counter() - start
@@ -42,17 +42,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000, 20000])
     parser.add_argument("--distance", default="landmark")
     parser.add_argument("--max-iter", type=int, default=100)
+    parser.add_argument("--gradient", default="auto", choices=["auto", "lowrank", "sampled"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.distance, args.max_iter)))
+        print(json.dumps(run_one(args.one, args.distance, args.max_iter, args.gradient)))
         return
     print(f"# {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(f"# gradient={args.gradient}")
     print("| N = K | distance | time (s) | peak RSS (MB) | GW iters | Sinkhorn steps | abs Spearman |")
     print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--one", str(n), "--distance", args.distance,
-                              "--max-iter", str(args.max_iter)], capture_output=True, text=True, check=True)
+                              "--max-iter", str(args.max_iter), "--gradient", args.gradient], capture_output=True, text=True, check=True)
         row = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"| {n:,} | {row['distance']} | {row['seconds']} | {row['peak_rss_mb']} | "
               f"{row['iterations']} | {row['sinkhorn_steps']} | {row['spearman']} |", flush=True)

@@ -4,6 +4,12 @@ Prints, per size: end-to-end time and per stage, peak GPU memory, GW iterations 
 |Spearman| of the barycentric match. Kernels are compiled by a warm-up run first.
 
     python benchmarks/scale.py --sizes 4000 10000 20000 45000
+    python benchmarks/scale.py --sizes 4000 10000 20000 45000 --compare torchgw pot
+
+``--compare`` also runs, on the same data and GPU, TorchGW 0.4.2 (``torchgw.sampled_gw`` with its
+fast settings: landmark distances, mixed precision, M = 80, ε = 0.005) and POT's entropic GW on
+exact graph geodesics (all-pairs Dijkstra on the CPU, then ``ot.gromov.entropic_gromov_wasserstein``
+on the GPU; sizes up to ``POT_MAX``), when they are installed (``../shared/tools/device-wheels.sh``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from scipy.stats import spearmanr
 
 import gwalign
 from gwalign.synthetic import spiral_and_roll
+
+#: Largest side POT's dense entropic GW is asked to handle (N² distances on the CPU, N·K plans on the GPU).
+POT_MAX = 5000
 
 PAIRS = {4000: 5000, 10000: 12000, 20000: 25000, 45000: 45000, 100000: 100000, 250000: 250000,
          1000000: 1000000}
@@ -43,6 +52,50 @@ def run(n: int, k: int, device: str, config: gwalign.GWConfig) -> dict:
             "sinkhorn": int(np.sum(result.solve.sinkhorn_iters)), "polish": result.solve.sinkhorn_iters[-1]}
 
 
+def barycentric_spearman(plan: torch.Tensor, ts: np.ndarray, tt: np.ndarray) -> float:
+    """|Spearman| between source positions and the barycentre of their coupled target positions."""
+    plan = plan.double()
+    proj = (plan @ torch.as_tensor(tt, dtype=torch.float64, device=plan.device)) / plan.sum(1).clamp_min(1e-300)
+    return abs(spearmanr(ts, proj.cpu().numpy())[0])
+
+
+def run_other(tool: str, n: int, k: int, device: str) -> dict:
+    """Time another tool end to end on the same pair; ``error`` says why a size failed."""
+    xs, ts, xt, tt = spiral_and_roll(n, k, seed=0)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    try:
+        if tool == "torchgw":
+            import torchgw
+
+            plan = torchgw.sampled_gw(X_source=xs, X_target=xt, distance_mode="landmark", M=80, epsilon=0.005,
+                                      mixed_precision=True, device=torch.device(device))
+        else:
+            if max(n, k) > POT_MAX:
+                return {"error": f"not run (> {POT_MAX} points: N² distances)"}
+            import ot
+            from scipy.sparse.csgraph import dijkstra
+
+            from gwalign.graph import knn_graph
+
+            dist = [dijkstra(knn_graph(torch.as_tensor(x, dtype=torch.float32), 10).matrix, directed=True)
+                    for x in (xs, xt)]
+            cs, ct = (torch.as_tensor(d / d.mean(), device=device) for d in dist)
+            ps = torch.full((n,), 1.0 / n, dtype=torch.float64, device=device)
+            pt = torch.full((k,), 1.0 / k, dtype=torch.float64, device=device)
+            plan = ot.gromov.entropic_gromov_wasserstein(cs, ct, ps, pt, "square_loss", epsilon=5e-3)
+        plan = torch.as_tensor(plan, device=device)
+        torch.cuda.synchronize()
+    except torch.OutOfMemoryError:
+        return {"error": "CUDA out of memory"}
+    except Exception as error:  # a benchmark row, not a crash: report what stopped it
+        return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"}
+    elapsed = time.perf_counter() - start
+    return {"time": elapsed, "peak_gb": torch.cuda.max_memory_allocated() / 2**30,
+            "spearman": barycentric_spearman(plan, ts, tt)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 10000, 20000, 45000])
@@ -50,6 +103,8 @@ def main() -> None:
     parser.add_argument("--n-starts", type=int, default=1, help="starts (0: GWConfig's default)")
     parser.add_argument("--n-anchors", type=int, default=80)
     parser.add_argument("--precision", default="mixed", choices=["mixed", "tf32", "tf32x3", "ieee"])
+    parser.add_argument("--compare", nargs="*", default=[], choices=["torchgw", "pot"],
+                        help="also run these tools on the same pairs (GPU only)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="other GWConfig fields, e.g. --set sinkhorn_max_iter=10 (Python literals)")
     args = parser.parse_args()
@@ -72,6 +127,26 @@ def main() -> None:
               f"{st.get('solve_sinkhorn', 0) + st.get('solve_polish', 0):.2f} | {row['peak_gb']:.2f} | {row['iters']} | {row['sinkhorn']} ({row['polish']}) | "
               f"{row['spearman']:.4f} |", flush=True)
         print("<!-- stages " + json.dumps({key: round(value, 2) for key, value in st.items()}) + " -->", flush=True)
+    if args.compare:
+        import importlib.metadata as md
+
+        print("\n| tool | N × K | time (s) | peak GPU (GB) | abs Spearman |")
+        print("|---|---|---|---|---|")
+        for tool in args.compare:
+            name = {"torchgw": "torchgw", "pot": "pot"}[tool]
+            try:
+                label = f"{tool} {md.version(name)}"
+            except md.PackageNotFoundError:
+                print(f"| {tool} | – | not installed | – | – |")
+                continue
+            for n in args.sizes:
+                k = PAIRS.get(n, n)
+                row = run_other(tool, n, k, args.device)
+                if "error" in row:
+                    print(f"| {label} | {n:,} × {k:,} | {row['error']} | – | – |", flush=True)
+                else:
+                    print(f"| {label} | {n:,} × {k:,} | {row['time']:.2f} | {row['peak_gb']:.2f} | "
+                          f"{row['spearman']:.4f} |", flush=True)
 
 
 if __name__ == "__main__":
