@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -26,9 +27,15 @@ ENGINE_DEFAULTS = GWConfig()
 RUN_DEFAULTS = RunConfig()
 
 
+def _said(value: str) -> str:
+    """``[default: value]`` for help texts, escaped for rich."""
+    return escape(f"[default: {value}]")
+
+
 def _default(name: str) -> str:
     value = getattr(RUN_DEFAULTS, name) if hasattr(RUN_DEFAULTS, name) else getattr(ENGINE_DEFAULTS, name)
-    return f"[default: {'auto' if value is None else value}]"
+    # Escaped: rich help rendering would otherwise read "[default: …]" as a markup tag and drop it.
+    return escape(f"[default: {'auto' if value is None else value}]")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -64,22 +71,22 @@ def run(
     k: Optional[int] = typer.Option(None, "--k", help="Neighbours in the kNN graph " + _default("k")),
     max_iter: Optional[int] = typer.Option(None, help="Maximum GW iterations " + _default("max_iter")),
     semi_relaxed: Optional[bool] = typer.Option(None, "--semi-relaxed/--balanced",
-                                                help="Relax the target marginal (cell types missing from the source) [default: balanced]"),
+                                                help="Relax the target marginal (cell types missing from the source) " + _said("balanced")),
     rho: Optional[float] = typer.Option(None, help="Semi-relaxed KL weight, relative to the cost scale " + _default("rho")),
     fgw_alpha: Optional[float] = typer.Option(None, help="Fused GW weight of shared features " + _default("fgw_alpha")),
-    joint_rep_source: Optional[str] = typer.Option(None, help="obsm key of shared features (source) for fused GW"),
-    joint_rep_target: Optional[str] = typer.Option(None, help="obsm key of shared features (target) for fused GW"),
-    transfer_labels: Optional[List[str]] = typer.Option(None, "--transfer-labels", help="obs column to carry across (repeatable)"),
+    joint_rep_source: Optional[str] = typer.Option(None, help="obsm key of shared features (source) for fused GW " + _said("none")),
+    joint_rep_target: Optional[str] = typer.Option(None, help="obsm key of shared features (target) for fused GW " + _said("none")),
+    transfer_labels: Optional[List[str]] = typer.Option(None, "--transfer-labels", help="obs column to carry across (repeatable) " + _said("none")),
     top_k: Optional[int] = typer.Option(None, help="Plan entries kept per cell in obsm['gw_coupling'] " + _default("top_k")),
     joint_embedding: Optional[str] = typer.Option(None, "--joint-embedding",
                                                   help="X_gw: target | source | spectral " + _default("joint_embedding")),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:i " + _default("device")),
     seed: Optional[int] = typer.Option(None, help="Random seed " + _default("seed")),
-    figures: Optional[bool] = typer.Option(None, "--figures/--no-figures", help="Write PNG figures [default: figures]"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML preset (see configs/); flags override it."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    as_json: bool = typer.Option(False, "--json", help="Print only the report as JSON on stdout."),
+    figures: Optional[bool] = typer.Option(None, "--figures/--no-figures", help="Write PNG figures " + _said("figures")),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML preset (see configs/); flags override it. " + _said("none")),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs. " + _said("off")),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output. " + _said("off")),
+    as_json: bool = typer.Option(False, "--json", help="Print only the report as JSON on stdout. " + _said("off")),
 ) -> None:
     """Align SOURCE to TARGET and write AnnData outputs ready for scanpy."""
     from gwalign.pipeline import run_pair

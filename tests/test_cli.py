@@ -323,3 +323,14 @@ def test_other_joint_embeddings_are_written_and_keep_quality(example, tmp_path, 
         assert source.obsm["X_gw"].shape[1] == SPECTRAL_DIM
     scores = score_files(tmp_path / "rna.gwalign.h5ad", tmp_path / "atac.gwalign.h5ad", "true_cell", "cell_type")
     assert scores["foscttm"] <= 0.15 and scores["label_transfer"] >= 0.85, scores
+
+
+def test_run_help_shows_every_default():
+    """Each option of `gwalign run --help` names its default (rich must not swallow the brackets)."""
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "250"}, terminal_width=250)
+    assert result.exit_code == 0
+    option_lines = [line for line in result.output.splitlines() if line.lstrip("│ ").startswith("--")]
+    assert len(option_lines) > 20
+    missing = [line.split()[1] for line in option_lines if "default" not in line and "--help" not in line]
+    assert not missing, missing
+    assert "[default: 10]" in result.output and "[default: target]" in result.output
