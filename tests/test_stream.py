@@ -151,3 +151,26 @@ def test_tf32_rounding_keeps_ten_mantissa_bits_and_rounds_to_nearest():
     assert bool(((r.double() - x.double()).abs() <= 0.5 * step * (1 + 1e-6)).all())
     assert torch.equal(round_to_tf32(r), r)
     assert torch.equal(round_to_tf32(x.double()), x.double())  # only float32 is rounded
+
+
+@pytest.mark.parametrize("omega", [1.3, 1.5, 1.9])
+def test_over_relaxed_sinkhorn_reaches_the_same_plan_in_fewer_iterations(torch_gen, omega):
+    """Same fixed point as plain Sinkhorn (POT's plan) and exact row marginals; at ω = 1.3 and 1.5
+    clearly fewer iterations at small ε (measured 666 → 384 / 257); 1.9 may trip the safeguard."""
+    n, k, d = 90, 70, 4
+    u = torch.randn(n, d, generator=torch_gen, dtype=torch.float64)
+    v = torch.randn(k, d, generator=torch_gen, dtype=torch.float64)
+    a = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    b = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    cost = torch.cdist(u, v) ** 2
+    eps = 0.01 * float(cost.mean())
+    plain = sinkhorn(u, v, a, b, eps, max_iter=20000, tol=1e-8, block_rows=16, block_cols=32)
+    relaxed = sinkhorn(u, v, a, b, eps, max_iter=20000, tol=1e-8, block_rows=16, block_cols=32, omega=omega)
+    assert plain.converged and relaxed.converged
+    ref = ot.sinkhorn(a.numpy(), b.numpy(), cost.numpy(), eps, method="sinkhorn_log", numItermax=200000,
+                      stopThr=1e-13)
+    assert rel(ops.apply(relaxed.plan, torch.eye(k, dtype=torch.float64)), ref) < 1e-5
+    assert rel(ops.row_mass(relaxed.plan), a) < 1e-10
+    assert float((ops.col_mass(relaxed.plan) - b).abs().sum()) < 1e-8
+    if omega < 1.7:
+        assert relaxed.n_iter <= 0.8 * plain.n_iter, (relaxed.n_iter, plain.n_iter)
