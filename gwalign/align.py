@@ -300,20 +300,16 @@ def _joint(js, jt, n: int, k: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
     return js_arr, jt_arr
 
 
-#: Largest N·K for which ``gradient="auto"`` uses low-rank GW on landmark distances. Its screened
-#: starts (1 + 2**start_signs runs through the annealing) cost 8.5 s at 45k × 45k on the H100
-#: against 2.4 s for one start, and grow with N·K; beyond 100k per side sampled GW is cheaper.
-AUTO_LOWRANK_MAX_PAIRS = 100_000 * 100_000
-
-
 def _gradient_mode(config: GWConfig, mode: str, linear_cost, n_pairs: int) -> str:
     """Resolve ``gradient="auto"``.
 
-    Low-rank GW whenever it applies (precomputed distances, or landmark distances up to
-    :data:`AUTO_LOWRANK_MAX_PAIRS`), since it was as good or better on every real pair: forced
-    onto landmark distances it scored label transfer 0.901 / 0.815 / 0.803 / 0.745 (SNARE-seq,
-    PBMC, scNMT-met, scNMT-acc) against sampled GW's 0.897 / 0.106 / 0.776 / 0.747
-    (docs/design-notes.md). Sampled GW for semi-relaxed runs, dense linear costs, and beyond.
+    Low-rank GW whenever it applies (precomputed or landmark distances), since it was as good or
+    better on every real pair: forced onto landmark distances it scored label transfer 0.901 /
+    0.815 / 0.803 / 0.745 (SNARE-seq, PBMC, scNMT-met, scNMT-acc) against sampled GW's 0.897 /
+    0.106 / 0.776 / 0.747, and with its starts screened on a subsample it was also faster at
+    every size measured on the H100 (250k: 36 s against 52 s for one sampled start; 500k: 135 s
+    against 176 s; 1M: 515 s, docs/benchmarks.md). Sampled GW for the ``dijkstra`` distance
+    mode, semi-relaxed runs and dense linear costs. ``n_pairs`` (N·K) is kept for callers.
     """
     if config.gradient == "lowrank":
         if mode not in ("precomputed", "landmark"):
@@ -327,9 +323,7 @@ def _gradient_mode(config: GWConfig, mode: str, linear_cost, n_pairs: int) -> st
     # target marginal is free (measured: the extra-cluster test got 0.33 of the mass).
     if config.gradient == "sampled" or linear_cost is not None or config.semi_relaxed:
         return "sampled"
-    if mode == "precomputed" or (mode == "landmark" and n_pairs <= AUTO_LOWRANK_MAX_PAIRS):
-        return "lowrank"
-    return "sampled"
+    return "lowrank" if mode in ("precomputed", "landmark") else "sampled"
 
 
 def _distance_mode(config: GWConfig, n: int, k: int) -> str:
