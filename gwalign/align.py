@@ -251,7 +251,7 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     timings.update({f"solve_{key}": value for key, value in solve.timings.items()})
     return Alignment(plan=solve.plan, solve=solve, config=config, graphs=graphs,
                      distance_mode=mode, timings=timings,
-                     gradient_mode=_gradient_mode(config, mode, lin, n * k))
+                     gradient_mode=_gradient_mode(config, mode, lin))
 
 
 def _factor(provider: DistanceProvider, rank: int):
@@ -268,7 +268,7 @@ def _solve(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torch.Tensor, 
            progress: Optional[ProgressCallback]) -> SolveResult:
     """Run the chosen GW solver (low-rank with screened starts, or sampled with full starts)."""
     joint_t = None if joint is None else (to_dev(joint[0]), to_dev(joint[1]))
-    if _gradient_mode(config, mode, lin, a.shape[0] * b.shape[0]) == "lowrank":
+    if _gradient_mode(config, mode, lin) == "lowrank":
         tick = time.perf_counter()
         factors = (_factor(dist_s, config.rank), _factor(dist_t, config.rank))
         timings["factorise"] = time.perf_counter() - tick
@@ -300,7 +300,7 @@ def _joint(js, jt, n: int, k: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
     return js_arr, jt_arr
 
 
-def _gradient_mode(config: GWConfig, mode: str, linear_cost, n_pairs: int) -> str:
+def _gradient_mode(config: GWConfig, mode: str, linear_cost) -> str:
     """Resolve ``gradient="auto"``.
 
     Low-rank GW whenever it applies (precomputed or landmark distances), since it was as good or
@@ -309,7 +309,7 @@ def _gradient_mode(config: GWConfig, mode: str, linear_cost, n_pairs: int) -> st
     0.106 / 0.776 / 0.747, and with its starts screened on a subsample it was also faster at
     every size measured on the H100 (250k: 36 s against 52 s for one sampled start; 500k: 135 s
     against 176 s; 1M: 515 s, docs/benchmarks.md). Sampled GW for the ``dijkstra`` distance
-    mode, semi-relaxed runs and dense linear costs. ``n_pairs`` (N·K) is kept for callers.
+    mode, semi-relaxed runs and dense linear costs.
     """
     if config.gradient == "lowrank":
         if mode not in ("precomputed", "landmark"):
