@@ -133,9 +133,8 @@ def main() -> None:
         print("\n| tool | N × K | time (s) | peak GPU (GB) | abs Spearman |")
         print("|---|---|---|---|---|")
         for tool in args.compare:
-            name = {"torchgw": "torchgw", "pot": "pot"}[tool]
             try:
-                label = f"{tool} {md.version(name)}"
+                label = f"{tool} {md.version(tool)}"
             except md.PackageNotFoundError:
                 print(f"| {tool} | – | not installed | – | – |")
                 continue

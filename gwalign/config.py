@@ -100,8 +100,9 @@ class GWConfig:
         error is below 0.1 and is dropped for the rest of a solve once the error exceeds twice
         its best (``gwalign.engine.sinkhorn``).
         Final polish of a 5000×5000 sampled-GW run on 2 CPU cores: 147 iterations at 1.0, 28 at
-        1.5 (all Sinkhorn steps 510 → 361, run 68 s → 49 s); a cold 3000×3000 solve to 1e-4:
-        216 at 1.0, 83 at 1.5, while 1.7 and 1.9 tripped the safeguard (209, 214).
+        1.5 (all Sinkhorn steps 510 → 361, run 68 s → 49 s); ``benchmarks/sinkhorn_relaxation.py``
+        (3000×3000, to 1e-4): cold 252 at 1.0, 96 at 1.5, while 1.7 and 1.9 tripped the
+        safeguard (245, 250); warm 56 / 32 / 23 / 35 at 1.0 / 1.5 / 1.7 / 1.9.
     precision
         GPU dot precision of the Sinkhorn kernels: ``tf32`` (fastest, ~4e-4 relative LSE error),
         ``tf32x3`` (3 TF32 passes, ~1e-7), ``ieee`` (fp32 FMA, 20-100× slower on H100);

@@ -75,10 +75,11 @@ def _kernel_ready(plan: FactoredPlan, *others: Optional[torch.Tensor]) -> bool:
 
 def apply(plan: FactoredPlan, z: torch.Tensor, precision: str = "tf32x3") -> torch.Tensor:
     """``T @ Z`` (Z: K×m or length K); ``precision`` as in :func:`lse_rows` (GPU only)."""
-    if _kernel_ready(plan, z.to(plan.u.dtype)):
+    z = z.to(plan.u.dtype)
+    if _kernel_ready(plan, z):
         from gwalign.kernels.plan_ops import apply_triton
 
-        return apply_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, z.to(plan.u.dtype), precision)
+        return apply_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, z, precision)
     return stream.apply_reference(plan, z)
 
 

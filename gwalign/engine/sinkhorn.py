@@ -90,8 +90,9 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     # the Sinkhorn step. It converges locally for ω < 2, so it starts only once the marginal
     # error is below RELAX_BELOW, and is dropped for good if the error then exceeds twice the
     # best seen (safeguard). Balanced solves only.
-    relax = 1.0
-    relaxed = False
+    allowed = omega if rho is None else 1.0     # set to 1 for good by the safeguard
+    relax = 1.0                                 # factor of the current step
+    relaxed = False                             # any relaxed step taken
     best_error = float("inf")
     error, converged, it = float("inf"), False, 0
     for it in range(1, max_iter + 1):
@@ -111,9 +112,9 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
             converged = True
             break
         if relaxed and error > 2.0 * best_error:
-            omega = 1.0
+            allowed = 1.0
         best_error = min(best_error, error)
-        relax = omega if (rho is None and error < RELAX_BELOW) else 1.0
+        relax = allowed if error < RELAX_BELOW else 1.0
         g_step = damping * (beta - eps * c)
         relaxed = relaxed or relax != 1.0
         g = g_step if relax == 1.0 else (1.0 - relax) * g + relax * g_step

@@ -52,6 +52,29 @@ def _load_features(ptr, rows, row_ok, stride, n_feat, OFFSET: tl.constexpr, WIDT
                    mask=row_ok[:, None] & (feats < n_feat)[None, :], other=0.0).to(tl.float32)
 
 
+@triton.jit
+def _load_split(ptr, rows, row_ok, stride, n_feat, D0: tl.constexpr, D1: tl.constexpr):
+    """Main and tail feature tiles of some rows (:func:`feature_split`); the tail repeats the
+    main tile when ``D1 == 0`` and is then never used."""
+    main = _load_features(ptr, rows, row_ok, stride, n_feat, 0, D0)
+    tail = main
+    if D1 > 0:
+        tail = _load_features(ptr, rows, row_ok, stride, n_feat, D0, D1)
+    return main, tail
+
+
+@triton.jit
+def _split_dot(x0, x1, y_ptr, cols, col_ok, stride_y, n_feat, D0: tl.constexpr, D1: tl.constexpr,
+               PRECISION: tl.constexpr):
+    """``⟨x_i, y_j⟩`` for a tile of columns, over the main and tail feature chunks."""
+    y0 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, 0, D0)
+    out = tl.dot(x0, tl.trans(y0), input_precision=PRECISION)
+    if D1 > 0:
+        y1 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, D0, D1)
+        out = tl.dot(x1, tl.trans(y1), out, input_precision=PRECISION)
+    return out
+
+
 @triton.jit(do_not_specialize=["n_rows", "n_cols"])  # one compilation for every problem size
 def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
                      stride_x, stride_y, scale,
@@ -62,10 +85,7 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
     row_ok = rows < n_rows
     # Features enter the dot unscaled, so features already rounded to tf32 stay exact in a tf32
     # dot and every pass over a plan sees the same logits (see gwalign.engine.precision).
-    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0)
-    x1 = x0
-    if D1 > 0:
-        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
+    x0, x1 = _load_split(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
     run_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
     run_sum = tl.zeros([BLOCK_M], tl.float32)
     for start in range(0, n_cols, BLOCK_N):
@@ -73,11 +93,7 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
         col_ok = cols < n_cols
         b = tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32) * scale
         b = tl.where(col_ok, b, float("-inf"))
-        y0 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, 0, D0)
-        logits = tl.dot(x0, tl.trans(y0), input_precision=PRECISION)
-        if D1 > 0:
-            y1 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, D0, D1)
-            logits = tl.dot(x1, tl.trans(y1), logits, input_precision=PRECISION)
+        logits = _split_dot(x0, x1, y_ptr, cols, col_ok, stride_y, n_feat, D0, D1, PRECISION)
         logits = logits * (2.0 * scale) + b[None, :]
         new_max = tl.maximum(run_max, tl.max(logits, axis=1))
         run_sum = run_sum * tl.exp2(run_max - new_max) + \

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gwalign.kernels.lse import LOG2E, _load_features, feature_split
+from gwalign.kernels.lse import LOG2E, _load_split, _split_dot, feature_split
 
 #: Z columns one program accumulates (wider Z is split over a second grid axis).
 MAX_Z_BLOCK = 64
@@ -31,11 +31,7 @@ MAX_Z_BLOCK = 64
 def _log2_plan_tile(x0, x1, y_ptr, q_ptr, p2, cols, col_ok, stride_y, n_feat, scale,
                     D0: tl.constexpr, D1: tl.constexpr, PRECISION: tl.constexpr):
     """log2 T on one tile (x0/x1 unscaled row features, p2 = p_i · scale)."""
-    y0 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, 0, D0)
-    logits = tl.dot(x0, tl.trans(y0), input_precision=PRECISION)
-    if D1 > 0:
-        y1 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, D0, D1)
-        logits = tl.dot(x1, tl.trans(y1), logits, input_precision=PRECISION)
+    logits = _split_dot(x0, x1, y_ptr, cols, col_ok, stride_y, n_feat, D0, D1, PRECISION)
     q = tl.load(q_ptr + cols, mask=col_ok, other=0.0).to(tl.float32) * scale
     q = tl.where(col_ok, q, float("-inf"))
     return logits * (2.0 * scale) + q[None, :] + p2[:, None]
@@ -51,10 +47,7 @@ def _apply_kernel(x_ptr, y_ptr, p_ptr, q_ptr, z_ptr, out_ptr, n_rows, n_cols, n_
     z_ok = zc < n_z
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n_rows
-    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0)
-    x1 = x0
-    if D1 > 0:
-        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
+    x0, x1 = _load_split(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
     p2 = tl.load(p_ptr + rows, mask=row_ok, other=0.0).to(tl.float32) * scale
     acc = tl.zeros([BLOCK_M, BLOCK_Z], tl.float32)
     for start in range(0, n_cols, BLOCK_N):
@@ -77,14 +70,8 @@ def _cost_kernel(x_ptr, y_ptr, p_ptr, q_ptr, c_ptr, e_ptr, alpha_ptr, beta_ptr, 
     pid = tl.program_id(0)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n_rows
-    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0)
-    x1 = x0
-    if D1 > 0:
-        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
-    c0 = _load_features(c_ptr, rows, row_ok, stride_c, n_cost, 0, C0)
-    c1 = c0
-    if C1 > 0:
-        c1 = _load_features(c_ptr, rows, row_ok, stride_c, n_cost, C0, C1)
+    x0, x1 = _load_split(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
+    c0, c1 = _load_split(c_ptr, rows, row_ok, stride_c, n_cost, C0, C1)
     p2 = tl.load(p_ptr + rows, mask=row_ok, other=0.0).to(tl.float32) * scale
     alpha = tl.load(alpha_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
     acc = tl.zeros([BLOCK_M], tl.float32)
@@ -93,11 +80,7 @@ def _cost_kernel(x_ptr, y_ptr, p_ptr, q_ptr, c_ptr, e_ptr, alpha_ptr, beta_ptr, 
         col_ok = cols < n_cols
         weights = tl.exp2(_log2_plan_tile(x0, x1, y_ptr, q_ptr, p2, cols, col_ok, stride_y, n_feat,
                                           scale, D0, D1, PRECISION))
-        e0 = _load_features(e_ptr, cols, col_ok, stride_e, n_cost, 0, C0)
-        inner = tl.dot(c0, tl.trans(e0), input_precision=PRECISION)
-        if C1 > 0:
-            e1 = _load_features(e_ptr, cols, col_ok, stride_e, n_cost, C0, C1)
-            inner = tl.dot(c1, tl.trans(e1), inner, input_precision=PRECISION)
+        inner = _split_dot(c0, c1, e_ptr, cols, col_ok, stride_e, n_cost, C0, C1, PRECISION)
         beta = tl.load(beta_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
         cost = alpha[:, None] + beta[None, :] - 2.0 * inner
         acc += tl.sum(weights * cost, axis=1)
@@ -202,10 +185,7 @@ def _topk_kernel(x_ptr, y_ptr, p_ptr, q_ptr, val_ptr, idx_ptr, n_rows, n_cols, n
     pid = tl.program_id(0)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n_rows
-    x0 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, 0, D0)
-    x1 = x0
-    if D1 > 0:
-        x1 = _load_features(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
+    x0, x1 = _load_split(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
     zero = tl.zeros([BLOCK_M], tl.float32)
     slots = tl.arange(0, K)
     local = tl.arange(0, BLOCK_N)
