@@ -32,7 +32,7 @@ import numpy as np
 import gwalign
 from gwalign.metrics import foscttm, label_transfer_accuracy
 from gwalign.preprocess import scale_rows
-from gwalign.results import joint_embedding, transfer
+from gwalign.results import CCA_RIDGE, coupled_cca, joint_embedding, transfer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -73,10 +73,13 @@ def data_folder(name: str, root: Optional[Path]) -> Path:
 
 
 def score(data: Dataset, result: gwalign.Alignment, xs: np.ndarray, xt: np.ndarray, ls: np.ndarray,
-          lt: np.ndarray, embedding: str = "target") -> dict[str, float]:
+          lt: np.ndarray, embedding: str = "cca", cca_ridge: float = CCA_RIDGE) -> dict[str, float]:
     """FOSCTTM (paired), label transfer on shared types, transfer confidence by shared/unshared,
     all on the joint embedding ``gwalign run`` writes as ``obsm["X_gw"]``."""
-    emb_s, emb_t = joint_embedding(result, xs, xt, embedding)
+    if embedding == "cca":
+        emb_s, emb_t, _ = coupled_cca(result, xs, xt, cca_ridge)
+    else:
+        emb_s, emb_t = joint_embedding(result, xs, xt, embedding)
     scores: dict[str, float] = {}
     if data.paired:
         scores["foscttm"] = foscttm(emb_s, emb_t)
@@ -110,15 +113,18 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=None, help="kNN neighbours (default: GWConfig's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="other GWConfig fields, e.g. --set rank=64 start_signs=4 (values parsed as Python literals)")
-    parser.add_argument("--embedding", default="target", choices=["target", "source", "spectral"],
-                        help="joint embedding scored (gwalign.results.joint_embedding)")
+    parser.add_argument("--embedding", nargs="+", default=["cca"], choices=["cca", "target", "source", "spectral"],
+                        help="joint embeddings scored, each on the same alignment (gwalign.results.joint_embedding)")
+    parser.add_argument("--cca-ridge", type=float, nargs="+", default=[CCA_RIDGE],
+                        help="covariance ridges scored for the cca embedding (gwalign.results.coupled_cca)")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
     args = parser.parse_args()
     names = list(DATASETS) if "all" in args.datasets else args.datasets
 
-    print("| data | seed | FOSCTTM | label transfer | confidence shared / unshared | mass shared / unshared "
-          "| GW objective | start objectives | time (s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    variants = [(e, r) for e in args.embedding for r in (args.cca_ridge if e == "cca" else [None])]
+    print("| data | seed | embedding | FOSCTTM | label transfer | confidence shared / unshared "
+          "| mass shared / unshared | GW objective | start objectives | time (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     summary = []
     for name in names:
         data = DATASETS[name]
@@ -126,7 +132,7 @@ def main() -> None:
         xs = scale_rows(np.load(folder / f"{data.source}.npy"), args.normalise)[0]
         xt = scale_rows(np.load(folder / f"{data.target}.npy"), args.normalise)[0]
         ls, lt = np.load(folder / f"{data.source_labels}.npy"), np.load(folder / f"{data.target_labels}.npy")
-        values = []
+        values: dict[str, list[dict[str, float]]] = {}
         for seed in args.seeds:
             overrides = {key: value for key, value in (("epsilon", args.epsilon), ("k", args.k)) if value is not None}
             overrides.update({key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)})
@@ -135,20 +141,23 @@ def main() -> None:
             start = time.perf_counter()
             result = gwalign.align(xs, xt, config)
             elapsed = time.perf_counter() - start
-            s = score(data, result, xs, xt, ls, lt, args.embedding)
-            values.append(s)
-            conf = f"{s['confidence_shared']:.3f}" + (f" / {s['confidence_unshared']:.3f}"
-                                                      if "confidence_unshared" in s else "")
-            mass = f"{s['mass_shared']:.2f} / {s['mass_unshared']:.2f}" if "mass_shared" in s else "–"
-            fos = f"{s['foscttm']:.3f}" if "foscttm" in s else "–"
             starts = ", ".join(f"{v:.4f}" for v in result.solve.start_objectives)
-            print(f"| {name} | {seed} | {fos} | {s['label_transfer']:.3f} | {conf} | {mass} | "
-                  f"{result.gw_objective:.4f} | {starts} | {elapsed:.1f} |", flush=True)
-        for key in ("foscttm", "label_transfer"):
-            if key in values[0]:
-                col = np.array([v[key] for v in values])
-                summary.append(f"# {name} {key}: mean {col.mean():.3f}, spread (max - min) {np.ptp(col):.3f} "
-                               f"over {len(col)} seeds; published {data.published}")
+            for embedding, ridge in variants:
+                label = embedding if ridge is None else f"cca (ridge {ridge:g})"
+                s = score(data, result, xs, xt, ls, lt, embedding, CCA_RIDGE if ridge is None else ridge)
+                values.setdefault(label, []).append(s)
+                conf = f"{s['confidence_shared']:.3f}" + (f" / {s['confidence_unshared']:.3f}"
+                                                          if "confidence_unshared" in s else "")
+                mass = f"{s['mass_shared']:.2f} / {s['mass_unshared']:.2f}" if "mass_shared" in s else "–"
+                fos = f"{s['foscttm']:.3f}" if "foscttm" in s else "–"
+                print(f"| {name} | {seed} | {label} | {fos} | {s['label_transfer']:.3f} | {conf} | {mass} | "
+                      f"{result.gw_objective:.4f} | {starts} | {elapsed:.1f} |", flush=True)
+        for label, rows in values.items():
+            for key in ("foscttm", "label_transfer"):
+                if key in rows[0]:
+                    col = np.array([v[key] for v in rows])
+                    summary.append(f"# {name} {label} {key}: mean {col.mean():.3f}, spread (max - min) "
+                                   f"{np.ptp(col):.3f} over {len(col)} seeds; published {data.published}")
     print("\n".join(summary))
 
 

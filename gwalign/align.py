@@ -308,8 +308,10 @@ def _gradient_mode(config: GWConfig, mode: str, linear_cost) -> str:
     0.815 / 0.803 / 0.745 (SNARE-seq, PBMC, scNMT-met, scNMT-acc) against sampled GW's 0.897 /
     0.106 / 0.776 / 0.747, and with its starts screened on a subsample it was also faster at
     every size measured on the H100 (250k: 36 s against 52 s for one sampled start; 500k: 135 s
-    against 176 s; 1M: 515 s, docs/benchmarks.md). Sampled GW for the ``dijkstra`` distance
-    mode, semi-relaxed runs and dense linear costs.
+    against 176 s; 1M: 515 s, docs/benchmarks.md). Semi-relaxed runs too (their starts are chosen
+    as balanced GW, :func:`gwalign.engine.lowrank.solve_lowrank_gw`): sampled semi-relaxed GW
+    mirrored PBMC (label transfer 0.06-0.10). Sampled GW for the ``dijkstra`` distance mode and
+    dense linear costs.
     """
     if config.gradient == "lowrank":
         if mode not in ("precomputed", "landmark"):
@@ -318,10 +320,7 @@ def _gradient_mode(config: GWConfig, mode: str, linear_cost) -> str:
             raise ValueError("gradient='lowrank' takes fused features (joint_source/joint_target), "
                              "not a dense linear_cost; use gradient='sampled'")
         return "lowrank"
-    # Semi-relaxed stays sampled under auto: low-rank start screening compares the pure GW
-    # objective, which favours plans that move mass onto the wrong target cluster when the
-    # target marginal is free (measured: the extra-cluster test got 0.33 of the mass).
-    if config.gradient == "sampled" or linear_cost is not None or config.semi_relaxed:
+    if config.gradient == "sampled" or linear_cost is not None:
         return "sampled"
     return "lowrank" if mode in ("precomputed", "landmark") else "sampled"
 

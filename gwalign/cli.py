@@ -79,7 +79,7 @@ def run(
     transfer_labels: Optional[List[str]] = typer.Option(None, "--transfer-labels", help="obs column to carry across (repeatable) " + _said("none")),
     top_k: Optional[int] = typer.Option(None, help="Plan entries kept per cell in obsm['gw_coupling'] " + _default("top_k")),
     joint_embedding: Optional[str] = typer.Option(None, "--joint-embedding",
-                                                  help="X_gw: target | source | spectral " + _default("joint_embedding")),
+                                                  help="X_gw: cca | target | source | spectral " + _default("joint_embedding")),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:i " + _default("device")),
     seed: Optional[int] = typer.Option(None, help="Random seed " + _default("seed")),
     figures: Optional[bool] = typer.Option(None, "--figures/--no-figures", help="Write PNG figures " + _said("figures")),

@@ -319,9 +319,10 @@ class RunConfig:
     top_k
         Plan entries kept per cell in the sparse ``obsm["gw_coupling"]``.
     joint_embedding
-        ``obsm["X_gw"]``: ``target`` (source cells projected into the target's representation,
-        the default), ``source`` or ``spectral`` (:func:`gwalign.results.joint_embedding` has
-        the measurements).
+        ``obsm["X_gw"]``: ``cca`` (both sides projected on the canonical directions of the
+        coupling-weighted CCA, the default), ``target`` (source cells projected into the
+        target's representation), ``source`` or ``spectral``
+        (:func:`gwalign.results.joint_embedding` has the measurements).
     figures
         Write PNG figures (convergence, joint UMAP).
     """
@@ -338,7 +339,7 @@ class RunConfig:
     transfer_labels: tuple[str, ...] = ()
     normalise_rows: Literal["auto", "l2", "none"] = "auto"
     top_k: int = 10
-    joint_embedding: Literal["target", "source", "spectral"] = "target"
+    joint_embedding: Literal["cca", "target", "source", "spectral"] = "cca"
     figures: bool = True
 
     def __post_init__(self) -> None:
@@ -348,7 +349,7 @@ class RunConfig:
         _check_int("n_top_genes", self.n_top_genes, 10)
         _check_int("top_k", self.top_k, 1)
         _check_choice("normalise_rows", self.normalise_rows, ("auto", "l2", "none"))
-        _check_choice("joint_embedding", self.joint_embedding, ("target", "source", "spectral"))
+        _check_choice("joint_embedding", self.joint_embedding, ("cca", "target", "source", "spectral"))
         if (self.joint_rep_source is None) != (self.joint_rep_target is None):
             raise ValueError("joint_rep_source and joint_rep_target must be given together")
 

@@ -25,3 +25,25 @@ def spiral_and_roll(n_source: int, n_target: int, seed: int = 0, noise: float = 
     theta_t = 1.5 * np.pi * (1.0 + 2.0 * t_t)
     x_t = np.c_[theta_t * np.cos(theta_t), width * rng.uniform(size=n_target), theta_t * np.sin(theta_t)]
     return x_s, t_s, x_t, t_t
+
+
+def blobs_with_extra(seed: int = 0, per_blob: int = 150, extra: int = 60
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An unbalanced problem: three 2-D blobs on a triangle, and the same points (in 3-D) plus
+    a far fourth blob that has no counterpart in the source.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``x_source`` (3·per_blob × 2), its blob labels, ``x_target`` (3·per_blob + extra × 3)
+        and its blob labels (3 = the extra blob). The shared points have identical geodesics.
+    """
+    gen = np.random.default_rng(seed)
+
+    def blob(centre: list[float], n: int) -> np.ndarray:
+        return np.asarray(centre, dtype=float) + gen.normal(size=(n, len(centre)))
+
+    xs = np.concatenate([blob([0, 0], per_blob), blob([12, 0], per_blob), blob([6, 10], per_blob)])
+    xt = np.concatenate([np.c_[xs, np.zeros(len(xs))], blob([30, 20, 0], extra)])
+    labels_s = np.repeat(np.arange(3), per_blob)
+    return xs, labels_s, xt, np.concatenate([labels_s, np.full(extra, 3)])

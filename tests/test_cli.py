@@ -306,7 +306,7 @@ def test_check_and_version(small_pair):
     assert result.exit_code == 0 and "--epsilon" in result.output and "default" in result.output
 
 
-@pytest.mark.parametrize("method", ["source", "spectral"])
+@pytest.mark.parametrize("method", ["target", "source", "spectral"])
 def test_other_joint_embeddings_are_written_and_keep_quality(example, tmp_path, method):
     """X_gw from the other embeddings: right shapes, same space for both files, ground truth kept."""
     rna, atac = example
@@ -333,4 +333,4 @@ def test_run_help_shows_every_default():
     assert len(option_lines) > 20
     missing = [line.split()[1] for line in option_lines if "default" not in line and "--help" not in line]
     assert not missing, missing
-    assert "[default: 10]" in result.output and "[default: target]" in result.output
+    assert "[default: 10]" in result.output and "[default: cca]" in result.output
