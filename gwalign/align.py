@@ -273,7 +273,7 @@ def _solve(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torch.Tensor, 
         factors = (_factor(dist_s, config.rank), _factor(dist_t, config.rank))
         timings["factorise"] = time.perf_counter() - tick
         return solve_lowrank_gw(factors[0], factors[1], a, b, config,
-                                config.n_starts or 1 + 2 ** config.start_signs, joint=joint_t,
+                                config.lowrank_starts, joint=joint_t,
                                 progress=progress)
     starts = []
     for start in range(config.n_starts or DEFAULT_SAMPLED_STARTS):

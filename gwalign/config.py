@@ -59,6 +59,12 @@ class GWConfig:
         apart. Measured with rows scaled by ``normalise_rows="auto"``: the best of product +
         8 sign starts reached the basin of the label-consistent plan on SNARE-seq, PBMC and
         scNMT (both pairs); 8 Gaussian starts missed it on PBMC (0.730 against 0.899).
+    profile_start
+        Low-rank GW with several starts: one start is the entropic OT plan between the cells'
+        distance profiles (quantiles of each cell's distances; Mémoli's third lower bound,
+        :mod:`gwalign.engine.profiles`), invariant to isometries, so it needs no luck with signs.
+        On SNARE-seq with k = 15 all nine other starts ended at objective 0.275 (label transfer
+        0.33) while the profile start reached 0.257 (0.956).
     screen_points
         Low-rank GW with several starts: above this many cells on a side, the starts are screened
         on this many cells per side (uniform subsample) and only the winner runs at full size.
@@ -128,8 +134,9 @@ class GWConfig:
         Steps kept for the cost EMA.
     n_starts
         Starts; the one with the lowest GW objective is kept. ``lowrank``: the product plan,
-        then the ``2**start_signs`` sign-pattern starts, then Gaussian perturbations seeded
-        ``seed+1, …``; ``None`` → ``1 + 2**start_signs`` (screened: each start runs only through
+        the distance-profile plan (``profile_start``), then the ``2**start_signs`` sign-pattern
+        starts, then Gaussian perturbations seeded ``seed+1, …``; ``None`` →
+        ``2 + 2**start_signs`` (screened: each start runs only through
         the ε annealing, the best continues; seed-independent). ``sampled``: full runs with
         seeds ``seed, seed+1, …``; ``None`` → 3. GW is non-convex and
         mirror-symmetric shapes have several minima; on the example data one start in three landed in the wrong one (FOSCTTM 0.54,
@@ -159,6 +166,7 @@ class GWConfig:
     rank: int = 32
     start_noise: float = 1.0
     start_signs: int = 3
+    profile_start: bool = True
     screen_points: int = 4000
     n_landmarks: int = 128
     landmark_dim: int = 32
@@ -247,6 +255,11 @@ class GWConfig:
         _check_int("block_elements", self.block_elements, 1024)
         _check_int("dense_limit", self.dense_limit, 1)
         _check_int("precomputed_max_points", self.precomputed_max_points, 2)
+
+    @property
+    def lowrank_starts(self) -> int:
+        """Low-rank GW starts: ``n_starts``, else product + profile + ``2**start_signs``."""
+        return self.n_starts or 1 + int(self.profile_start) + 2 ** self.start_signs
 
     def step_sinkhorn_max_iter(self, gradient: str) -> int:
         """Sinkhorn cap per GW step: ``sinkhorn_max_iter``, else 50 (lowrank) / 10 (sampled)."""

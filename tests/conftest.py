@@ -21,3 +21,17 @@ def torch_gen():
     seed = int.from_bytes(os.urandom(4), "little")
     print(f"torch seed {seed}")
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="session")
+def snare():
+    """SNARE-seq (tests/data, MIT, see its README): RNA and ATAC rows scaled as the CLI's default,
+    and the cell-line labels (row i of both files is the same cell)."""
+    from pathlib import Path
+
+    from gwalign.preprocess import scale_rows
+
+    data = Path(__file__).parent / "data" / "snareseq"
+    xs = scale_rows(np.load(data / "rna.npy"), "auto")[0]
+    xt = scale_rows(np.load(data / "atac.npy"), "auto")[0]
+    return xs, xt, np.load(data / "rna_labels.npy")

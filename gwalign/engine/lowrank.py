@@ -33,6 +33,7 @@ import torch
 from gwalign.config import GWConfig
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan, choose_blocks
+from gwalign.engine.profiles import profile_gram
 from gwalign.engine.sinkhorn import sinkhorn
 from gwalign.engine.solver import (ProgressCallback, SolveResult, epsilon_at, product_mean_cost,
                                   product_plan, should_stop)
@@ -168,6 +169,16 @@ class LowRankGW:
         """``G`` of the product plan ``a bᵀ``: rank one."""
         return torch.outer(self.fs.phi.T @ self.a, self.ft.phi.T @ self.b)
 
+    def profile_gram(self) -> torch.Tensor:
+        """``G`` of the distance-profile plan (:mod:`gwalign.engine.profiles`)."""
+        return profile_gram(self.fs.phi, self.fs.lam, self.ft.phi, self.ft.lam, self.a, self.b,
+                            self.config.epsilon, self.blocks, self.config.step_precision("lowrank"))
+
+    def start_grams(self, n_starts: int) -> list[torch.Tensor]:
+        """Initial ``G`` of each of ``n_starts`` starts (see :func:`start_grams`)."""
+        profile = self.profile_gram() if self.config.profile_start and n_starts > 1 else None
+        return start_grams(self.product_gram(), n_starts, self.config, profile)
+
     def objective(self, gram: torch.Tensor, col_mass: torch.Tensor) -> float:
         """GW objective of a plan with row marginal ``a``, column marginal ``col_mass`` and ``G``."""
         cross = float(((self.fs.lam[:, None] * gram) * (gram * self.ft.lam[None, :])).sum())
@@ -265,10 +276,9 @@ def _select_start(solver: "LowRankGW", n_starts: int, config: GWConfig,
                   progress: Optional[ProgressCallback]) -> tuple[_State, list[float]]:
     """Screen the starts, run the finalists to convergence, return the best (at its best
     iterate, not yet polished) and every start's screened objective."""
-    base = solver.product_gram()
     screen = min(config.max_iter, config.epsilon_decay_iters + 2)
     states: list[_State] = []
-    for gram in start_grams(base, n_starts, config):
+    for gram in solver.start_grams(n_starts):
         state = solver.start(gram)
         solver.run(state, screen if n_starts > 1 else config.max_iter,
                    progress if n_starts == 1 else None)
@@ -287,11 +297,13 @@ def _select_start(solver: "LowRankGW", n_starts: int, config: GWConfig,
 FINALISTS = 3
 
 
-def start_grams(base: torch.Tensor, n_starts: int, config: GWConfig) -> list[torch.Tensor]:
-    """Initial ``G`` of each start: product plan, sign patterns, then seeded Gaussian noise."""
+def start_grams(base: torch.Tensor, n_starts: int, config: GWConfig,
+                profile: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+    """Initial ``G`` of each start: product plan, the distance-profile plan's ``G`` (when
+    given), sign patterns, then seeded Gaussian noise."""
     size = config.start_noise * base.abs().max()
     m = min(config.start_signs, min(base.shape) - 1)
-    grams = [base]
+    grams = [base] if profile is None else [base, profile]
     for pattern in itertools.product((1.0, -1.0), repeat=m):
         diagonal = torch.zeros(min(base.shape), dtype=base.dtype, device=base.device)
         diagonal[1:1 + m] = torch.tensor(pattern, dtype=base.dtype)
@@ -313,7 +325,9 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
                      progress: Optional[ProgressCallback] = None) -> SolveResult:
     """Low-rank (fused, semi-relaxed) entropic GW with screened starts.
 
-    Start 0 begins at the product plan. The next ``2**config.start_signs`` add
+    Start 0 begins at the product plan, start 1 (``config.profile_start``) at the plan that
+    matches cells by their distance profiles (:mod:`gwalign.engine.profiles`). The next
+    ``2**config.start_signs`` add
     ``±start_noise·max|G|`` on the diagonal of ``G`` for the leading non-constant components
     (factor indices 1…m; index 0 is the Perron component of a distance matrix), one start per
     sign pattern: reflections flip eigenvector signs, so the mirror images are all tried.
