@@ -170,9 +170,13 @@ class LowRankGW:
         return torch.outer(self.fs.phi.T @ self.a, self.ft.phi.T @ self.b)
 
     def profile_gram(self) -> torch.Tensor:
-        """``G`` of the distance-profile plan (:mod:`gwalign.engine.profiles`)."""
+        """``G`` of the distance-profile plan (:mod:`gwalign.engine.profiles`), solved at the ε
+        the GW annealing starts from (``epsilon * epsilon_start_factor``): the first GW step
+        blurs the plan to that ε anyway, and the solve takes a fraction of the iterations."""
+        config = self.config
         return profile_gram(self.fs.phi, self.fs.lam, self.ft.phi, self.ft.lam, self.a, self.b,
-                            self.config.epsilon, self.blocks, self.config.step_precision("lowrank"))
+                            config.epsilon, self.blocks,
+                            config.step_precision("lowrank"), omega=config.sinkhorn_omega)
 
     def start_grams(self, n_starts: int) -> list[torch.Tensor]:
         """Initial ``G`` of each of ``n_starts`` starts (see :func:`start_grams`)."""
