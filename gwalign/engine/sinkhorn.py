@@ -79,11 +79,15 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     """
     alpha = (u * u).sum(dim=1) if row_cost is None else row_cost
     beta = (v * v).sum(dim=1) if col_cost is None else col_cost
-    log_a, log_b = torch.log(a), torch.log(b)
+    # Loop-invariant parts of p = f − α + ε log a and q = g − β + ε log b, and fused forms
+    # (torch.add with alpha=, lerp): each small op is a kernel launch, and on the GPU launches,
+    # not arithmetic, bound the many small solves of start screening.
+    eps_log_a, eps_log_b = eps * torch.log(a), eps * torch.log(b)
+    row_shift, col_shift = alpha - eps_log_a, beta - eps_log_b
     f = torch.zeros_like(alpha) if f is None else f
     g = torch.zeros_like(beta) if g is None else g
     damping = 1.0 if rho is None else rho / (rho + eps)
-    q = g - beta + eps * log_b
+    q = g - col_shift
     extra_t = None if extra is None else extra.T
     previous_mass: Optional[torch.Tensor] = None
     # Over-relaxation (Thibault, Chizat, Dossal, Papadakis 2017): each potential moves ω times
@@ -97,16 +101,19 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     error, converged, it = float("inf"), False, 0
     for it in range(1, max_iter + 1):
         r = ops.lse_rows(u, v, q, eps, extra, block_rows, block_cols, precision)
-        f_step = alpha - eps * r
-        f = f_step if relax == 1.0 else (1.0 - relax) * f + relax * f_step
-        p = f - alpha + eps * log_a
+        if relax == 1.0:
+            f = torch.add(alpha, r, alpha=-eps)
+            p = torch.add(eps_log_a, r, alpha=-eps)      # f − α + ε log a, without the α round trip
+        else:
+            f = torch.lerp(f, torch.add(alpha, r, alpha=-eps), relax)
+            p = f - row_shift
         # Column log-sum-exp: gives the column marginal for free, then the column update.
         c = ops.lse_rows(v, u, p, eps, extra_t, block_cols, block_rows, precision)
-        mass = torch.exp(q / eps + c)
+        mass = torch.exp(torch.add(c, q, alpha=1.0 / eps))
         if rho is None:
-            error = float((mass - b).abs().sum())
+            error = float(torch.dist(mass, b, 1))
         elif previous_mass is not None:
-            error = float((mass - previous_mass).abs().sum())
+            error = float(torch.dist(mass, previous_mass, 1))
         previous_mass = mass
         if error < tol:
             converged = True
@@ -115,21 +122,23 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
             allowed = 1.0
         best_error = min(best_error, error)
         relax = allowed if error < RELAX_BELOW else 1.0
-        g_step = damping * (beta - eps * c)
+        g_step = torch.add(beta, c, alpha=-eps)
+        if damping != 1.0:
+            g_step = g_step.mul_(damping)
         relaxed = relaxed or relax != 1.0
-        g = g_step if relax == 1.0 else (1.0 - relax) * g + relax * g_step
-        q = g - beta + eps * log_b
+        g = g_step if relax == 1.0 else torch.lerp(g, g_step, relax)
+        q = g - col_shift
     if relaxed or not converged:
         # End on a plain row update so that the enforced marginal holds exactly (over-relaxed
         # row potentials do not); after relaxation, measure the column error of that plan.
         r = ops.lse_rows(u, v, q, eps, extra, block_rows, block_cols, precision)
-        f = alpha - eps * r
-        p = eps * log_a - eps * r
+        f = torch.add(alpha, r, alpha=-eps)
+        p = torch.add(eps_log_a, r, alpha=-eps)
         if relaxed:
             c = ops.lse_rows(v, u, p, eps, extra_t, block_cols, block_rows, precision)
-            mass = torch.exp(q / eps + c)
+            mass = torch.exp(torch.add(c, q, alpha=1.0 / eps))
             if rho is None:
-                error = float((mass - b).abs().sum())
+                error = float(torch.dist(mass, b, 1))
             converged = error < tol
     plan = FactoredPlan(u=u, v=v, p=p, q=q, eps=eps, extra=extra,
                         block_rows=block_rows, block_cols=block_cols)
