@@ -4,7 +4,9 @@ from gwalign.align import Alignment, GPUMemoryError, GWAlignWarning, align
 from gwalign.config import GWConfig
 from gwalign.engine.plan import FactoredPlan
 from gwalign.graph import KNNGraph, knn_graph
+from gwalign.results import coupled_cca, joint_embedding
 
 __version__ = "0.1.0"
 
-__all__ = ["Alignment", "FactoredPlan", "GPUMemoryError", "GWAlignWarning", "GWConfig", "KNNGraph", "align", "knn_graph", "__version__"]
+__all__ = ["Alignment", "FactoredPlan", "GPUMemoryError", "GWAlignWarning", "GWConfig", "KNNGraph", "align",
+           "coupled_cca", "joint_embedding", "knn_graph", "__version__"]
