@@ -42,9 +42,9 @@ class GWConfig:
         factorisations of the distance matrices (``precomputed`` distances: truncated
         eigendecomposition; ``landmark``: Nyström factors from the landmarks' geodesic rows;
         no sampling noise, exact objective for the factors). ``sampled``: M anchor pairs drawn from the plan (any distance
-        mode, any size). ``auto``: lowrank for precomputed and landmark distances, unless
-        semi-relaxed or given a dense linear cost; else sampled (``gwalign.align._gradient_mode``
-        has the measurements).
+        mode, any size). ``auto``: lowrank for precomputed and landmark distances (semi-relaxed
+        runs included, their start chosen as balanced GW), unless given a dense linear cost;
+        else sampled (``gwalign.align._gradient_mode`` has the measurements).
         On SNARE-seq (1047 cells) sampled GW with M=64 ended in mirrored minima for every seed
         (FOSCTTM 0.41-0.64) while low-rank GW's best start reached 0.160 (docs/design-notes.md).
     rank
