@@ -31,7 +31,8 @@ class GWConfig:
     k
         Neighbours per point in the kNN graph whose shortest paths give geodesic distances.
     edge_weights
-        ``distance`` (Euclidean kNN edge lengths) or ``connectivity`` (hop counts, as SCOT):
+        ``distance`` (Euclidean kNN edge lengths), ``connectivity`` (hop counts, as SCOT) or
+        ``local`` (lengths over the endpoints' k-th neighbour distances, :func:`gwalign.graph.knn_graph`):
         see docs/design-notes.md for the measurement on the real pairs.
     distance
         ``precomputed`` (all-pairs shortest paths, small N only), ``dijkstra`` (shortest paths

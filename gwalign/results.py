@@ -82,13 +82,16 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     """
     x = np.asarray(rep_source, dtype=np.float64)
     y = np.asarray(rep_target, dtype=np.float64)
-    r = alignment.row_marginal().astype(np.float64)
+    # One streamed pass gives both T Y and the row marginal T 1 (a column of ones appended).
+    applied = alignment.apply(np.c_[y, np.ones(len(y))]).astype(np.float64)
+    ty, r = applied[:, :-1], applied[:, -1]
     c = alignment.col_marginal().astype(np.float64)
-    r, c = r / r.sum(), c / c.sum()
+    mass = r.sum()
+    r, c = r / mass, c / c.sum()
     xc = x - r @ x
     yc = y - c @ y
-    # Xcᵀ T Yc = Xcᵀ (T Y) because Xcᵀ r = 0; T Y comes from the streamed apply.
-    cross = xc.T @ alignment.apply(y).astype(np.float64) / float(alignment.row_marginal().sum())
+    # Xcᵀ T Yc = Xcᵀ (T Y) because Xcᵀ r = 0.
+    cross = xc.T @ ty / mass
     whiten_x = _inverse_sqrt(_shrunk_covariance(xc, r, ridge))
     whiten_y = _inverse_sqrt(_shrunk_covariance(yc, c, ridge))
     left, corr, right_t = np.linalg.svd(whiten_x @ cross @ whiten_y, full_matrices=False)

@@ -178,6 +178,7 @@ class LowRankGW:
         tick = time.perf_counter()
         gram = profile_gram(self.fs.phi, self.fs.lam, self.ft.phi, self.ft.lam, self.a, self.b,
                             config.epsilon, self.blocks, config.step_precision("lowrank"),
+                            config.step_sinkhorn_max_iter("lowrank"), config.sinkhorn_tol,
                             omega=config.sinkhorn_omega)
         self.timings["profile"] = time.perf_counter() - tick
         return gram

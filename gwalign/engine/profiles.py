@@ -57,14 +57,16 @@ def distance_quantiles(phi: torch.Tensor, lam: torch.Tensor, n_columns: int = PR
 
 def profile_plan(phi_s: torch.Tensor, lam_s: torch.Tensor, phi_t: torch.Tensor, lam_t: torch.Tensor,
                  a: torch.Tensor, b: torch.Tensor, epsilon: float, blocks: tuple[int, int], precision: str,
-                 max_iter: int = 50, tol: float = 1e-3, omega: float = 1.0):
+                 max_iter: int, tol: float, omega: float = 1.0):
     """Entropic OT plan between the two sides' distance profiles.
 
     ``epsilon`` is relative to the mean profile cost under the product plan, as GW's ε is. The
-    plan is only a start, so the solve is capped like a GW step (50 iterations): solved to 1e-4
-    it took 465 iterations at 4000 × 4000 (31 s of a 124 s CPU run), capped it reaches the same
-    basins. A larger ε is *not* a shortcut: at 10ε the plan was too blurred and SNARE-seq with
-    k = 15–30 fell back into the wrong basin.
+    plan is only a start, so :class:`~gwalign.engine.lowrank.LowRankGW` solves it like one of
+    its GW steps (``max_iter``, ``tol`` of a step): solved to 1e-4 it took 465 iterations at
+    4000 × 4000 (31 s of a 124 s CPU run), capped at 50 it reached the same basins (throwaway
+    timing script; the basins: ``benchmarks/real_data.py --k 15``). A larger ε is *not* a
+    shortcut: at 10ε the plan was too blurred and SNARE-seq with k = 15–30 fell back into the
+    wrong basin (an intermediate commit, measured with the same script).
     """
     qs = distance_quantiles(phi_s, lam_s)
     qt = distance_quantiles(phi_t, lam_t)
@@ -76,7 +78,8 @@ def profile_plan(phi_s: torch.Tensor, lam_s: torch.Tensor, phi_t: torch.Tensor, 
 
 def profile_gram(phi_s: torch.Tensor, lam_s: torch.Tensor, phi_t: torch.Tensor, lam_t: torch.Tensor,
                  a: torch.Tensor, b: torch.Tensor, epsilon: float, blocks: tuple[int, int],
-                 precision: str, omega: float = 1.0) -> torch.Tensor:
+                 precision: str, max_iter: int, tol: float, omega: float = 1.0) -> torch.Tensor:
     """``G = Φ_sᵀ T Φ_t`` of :func:`profile_plan`'s plan: the low-rank GW start it gives."""
-    plan = profile_plan(phi_s, lam_s, phi_t, lam_t, a, b, epsilon, blocks, precision, omega=omega)
+    plan = profile_plan(phi_s, lam_s, phi_t, lam_t, a, b, epsilon, blocks, precision, max_iter, tol,
+                        omega=omega)
     return phi_s.T @ ops.apply(plan, phi_t)
