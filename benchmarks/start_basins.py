@@ -61,9 +61,9 @@ def main() -> None:
             grams = solver.start_grams(10)
             grams.append(fs.phi.T @ torch.tensor(oracle) @ ft.phi)
             results = []
-            for gram in grams:
-                state = solver.start(gram)
-                solver.run(state, config.max_iter)
+            states = [solver.start(gram) for gram in grams]
+            solver.run(states, config.max_iter)
+            for state in states:
                 projected = (ops.apply(state.plan, torch.tensor(xt)) / ops.row_mass(state.plan)[:, None]).numpy()
                 results.append((state.history[-1], label_transfer_accuracy(
                     projected, ls, xt, lt, keep_source=keep_s, keep_target=keep_t)))

@@ -24,6 +24,18 @@ SCRIPT = textwrap.dedent('''
             err = float((got.double() - ref).norm() / ref.norm())
             assert torch.isfinite(got).all(), (n, k, d)
             worst = max(worst, err)
+    # A batch of problems in one launch: shared rows and batched columns, then the reverse.
+    for n, k, d, s in [(37, 53, 7, 3), (65, 129, 33, 2)]:
+        x = torch.randn(n, d, generator=gen) * 0.5
+        ys = torch.randn(s, k, d, generator=gen) * 0.5
+        col_bias = torch.randn(s, k, generator=gen)
+        row_bias = torch.randn(s, n, generator=gen)
+        for got, pairs in ((lse_rows_triton(x, ys, col_bias, 0.3), [(x, ys[i], col_bias[i]) for i in range(s)]),
+                           (lse_rows_triton(ys, x, row_bias, 0.3), [(ys[i], x, row_bias[i]) for i in range(s)])):
+            assert got.shape == (s, pairs[0][0].shape[0]), got.shape
+            for i, (xi, yi, bi) in enumerate(pairs):
+                ref = stream.lse_rows_reference(xi.double(), yi.double(), bi.double(), 0.3, None, 16, 32)
+                worst = max(worst, float((got[i].double() - ref).norm() / ref.norm()))
     print("worst", worst)
     assert worst < 1e-4, worst
 ''')

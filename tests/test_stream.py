@@ -175,3 +175,34 @@ def test_over_relaxed_sinkhorn_reaches_the_same_plan_in_fewer_iterations(torch_g
     assert float((ops.col_mass(relaxed.plan) - b).abs().sum()) < 1e-8
     if omega < 1.7:
         assert relaxed.n_iter <= 0.8 * plain.n_iter, (relaxed.n_iter, plain.n_iter)
+
+
+@pytest.mark.parametrize("rho", [None, 0.5])
+def test_sinkhorn_batch_equals_separate_solves(rho):
+    """Problems solved side by side stop, relax and end exactly as when solved one at a time,
+    although they converge at different iterations."""
+    from gwalign.engine.sinkhorn import sinkhorn, sinkhorn_batch
+
+    gen = torch.Generator().manual_seed(11)
+    n, k, d, s = 37, 29, 5, 4
+    u = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    v = torch.randn(s, k, d, generator=gen, dtype=torch.float64) * torch.linspace(0.3, 1.5, s,
+                                                                                   dtype=torch.float64)[:, None, None]
+    a = torch.rand(n, generator=gen, dtype=torch.float64) + 0.5
+    a /= a.sum()
+    b = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    g0 = torch.randn(s, k, generator=gen, dtype=torch.float64) * 0.1
+    col = torch.rand(s, k, generator=gen, dtype=torch.float64)
+    settings = dict(rho=rho, max_iter=60, tol=1e-7, block_rows=8, block_cols=16, omega=1.6, row_cost=(u * u).sum(1))
+    batch = sinkhorn_batch(u, v, a, b, 0.3, None, g0, col_cost=col, **settings)
+    iterations = set()
+    for i, got in enumerate(batch):
+        alone = sinkhorn(u, v[i], a, b, 0.3, None, g0[i], col_cost=col[i], **settings)
+        assert (got.n_iter, got.converged) == (alone.n_iter, alone.converged)
+        assert got.error == pytest.approx(alone.error, rel=1e-9, abs=1e-15)
+        for name in ("f", "g"):
+            assert torch.allclose(getattr(got, name), getattr(alone, name), rtol=1e-12, atol=1e-13), name
+        assert torch.allclose(got.plan.q, alone.plan.q, rtol=1e-12, atol=1e-13)
+        assert (got.col_mass is None) == (alone.col_mass is None)
+        iterations.add(got.n_iter)
+    assert len(iterations) > 1, "the problems should converge at different iterations"

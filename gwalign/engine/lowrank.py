@@ -34,7 +34,7 @@ from gwalign.config import GWConfig
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan, choose_blocks
 from gwalign.engine.profiles import profile_gram
-from gwalign.engine.sinkhorn import sinkhorn
+from gwalign.engine.sinkhorn import sinkhorn_batch
 from gwalign.engine.solver import (ProgressCallback, SolveResult, epsilon_at, product_mean_cost,
                                   product_plan, should_stop)
 
@@ -63,10 +63,11 @@ class LowRankDistances:
         return float((self.lam * x * x).sum())
 
     def squared_apply(self, w: torch.Tensor) -> torch.Tensor:
-        """``(D ∘ D) w`` in O(N r²): row i is ``φ_i Λ (Φᵀ diag(w) Φ) Λ φ_iᵀ``."""
+        """``(D ∘ D) w`` in O(N r²): row i is ``φ_i Λ (Φᵀ diag(w) Φ) Λ φ_iᵀ``. ``w`` is a
+        length-N vector or an S×N batch of them."""
         weighted = self.phi * self.lam
-        gram = (self.phi * w[:, None]).T @ self.phi
-        return ((weighted @ gram) * weighted).sum(dim=1)
+        gram = (self.phi * w[..., None]).transpose(-1, -2) @ self.phi
+        return ((weighted @ gram) * weighted).sum(dim=-1)
 
 
 def factor_dense(matrix: torch.Tensor, rank: int) -> LowRankDistances:
@@ -188,72 +189,95 @@ class LowRankGW:
         profile = self.profile_gram() if self.config.profile_start and n_starts > 1 else None
         return start_grams(self.product_gram(), n_starts, self.config, profile)
 
-    def objective(self, gram: torch.Tensor, col_mass: torch.Tensor) -> float:
-        """GW objective of a plan with row marginal ``a``, column marginal ``col_mass`` and ``G``."""
-        cross = float(((self.fs.lam[:, None] * gram) * (gram * self.ft.lam[None, :])).sum())
-        return float(self.a @ self.sq_a + col_mass @ self.ft.squared_apply(col_mass)) - 2.0 * cross
+    def objectives(self, states: list[_State]) -> list[float]:
+        """GW objective of each state's plan (row marginal ``a``, its column marginal and ``G``),
+        with one host sync for the batch."""
+        grams = torch.stack([state.gram for state in states])
+        masses = torch.stack([state.col_mass for state in states])
+        cross = ((self.fs.lam[:, None] * grams) * (grams * self.ft.lam)).sum(dim=(1, 2))
+        squares = (masses * self.ft.squared_apply(masses)).sum(dim=1)
+        return (squares + (self.a @ self.sq_a) - 2.0 * cross).tolist()
 
     def start(self, gram: torch.Tensor) -> _State:
         """A state at the product plan, whose first linearisation uses ``gram`` as its ``G``."""
         return _State(plan=product_plan(self.a, self.b, self.blocks), f=None, g=None, gram=gram,
                       col_mass=self.b, history=[], sinkhorn_iters=[])
 
-    def _features(self, state: _State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cost ``row_i + col_j − 2⟨u_i, v_j⟩`` of the linearised (fused) GW step, scaled."""
+    def _features(self, states: list[_State]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cost ``row_i + col_j − 2⟨u_i, v_j⟩`` of each state's linearised (fused) GW step,
+        scaled: ``u`` (N×d) and ``row`` are shared, ``v`` (S×K×d) and ``col`` (S×K) per state."""
         fs, ft, w = self.fs, self.ft, self.gw_weight
         u = fs.phi * fs.lam
-        v = (ft.phi * ft.lam) @ state.gram.T * w
+        grams = torch.stack([state.gram for state in states])
+        v = (ft.phi * ft.lam) @ grams.transpose(1, 2) * w
         row = self.sq_a * w
-        col = ft.squared_apply(state.col_mass) * w
+        col = ft.squared_apply(torch.stack([state.col_mass for state in states])) * w
         if self.joint is not None:
             x, y = self.joint
-            u, v = torch.cat([u, x], dim=1), torch.cat([v, y], dim=1)
+            u = torch.cat([u, x], dim=1)
+            v = torch.cat([v, y.expand(len(states), *y.shape)], dim=2)
             row = row + (x * x).sum(1)
             col = col + (y * y).sum(1)
         return u, v, row, col
 
-    def step(self, state: _State, eps: float, max_sinkhorn: int, tol: float, precision: str) -> float:
-        """Linearise at the current plan, solve the entropic OT, update ``G``; return the objective."""
+    def step(self, states: list[_State], eps: float, max_sinkhorn: int, tol: float,
+             precision: str) -> list[float]:
+        """Linearise each state at its plan, solve the entropic OTs side by side
+        (:func:`sinkhorn_batch`), update ``G``; return the objectives."""
         config = self.config
-        u, v, row, col = self._features(state)
+        u, v, row, col = self._features(states)
         tick = time.perf_counter()
-        result = sinkhorn(u, v, self.a, self.b, eps, state.f, state.g,
-                          rho=config.rho if config.semi_relaxed else None, max_iter=max_sinkhorn, tol=tol,
-                          block_rows=self.blocks[0], block_cols=self.blocks[1], row_cost=row, col_cost=col,
-                          precision=precision, omega=config.sinkhorn_omega)
+        warm = any(state.f is not None for state in states)
+        f = torch.stack([state.f if state.f is not None else torch.zeros_like(row) for state in states]) \
+            if warm else None
+        g = torch.stack([state.g if state.g is not None else torch.zeros_like(col[0]) for state in states]) \
+            if warm else None
+        results = sinkhorn_batch(u, v, self.a, self.b, eps, f, g,
+                                 rho=config.rho if config.semi_relaxed else None, max_iter=max_sinkhorn,
+                                 tol=tol, block_rows=self.blocks[0], block_cols=self.blocks[1],
+                                 row_cost=row, col_cost=col, precision=precision,
+                                 omega=config.sinkhorn_omega)
         self.timings["sinkhorn"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        state.plan, state.f, state.g = result.plan, result.f, result.g
-        state.gram = self.fs.phi.T @ ops.apply(result.plan, self.ft.phi)
-        # The plan's own column marginal: Sinkhorn may stop early, so it is not exactly b.
-        state.col_mass = result.col_mass if result.col_mass is not None else ops.col_mass(result.plan)
+        for state, result in zip(states, results):
+            state.plan, state.f, state.g = result.plan, result.f, result.g
+            state.gram = self.fs.phi.T @ ops.apply(result.plan, self.ft.phi)
+            # The plan's own column marginal: Sinkhorn may stop early, so it is not exactly b.
+            state.col_mass = result.col_mass if result.col_mass is not None else ops.col_mass(result.plan)
+            state.sinkhorn_iters.append(result.n_iter)
+            state.marginal_error = result.error
         self.timings["gradient"] += time.perf_counter() - tick
-        state.sinkhorn_iters.append(result.n_iter)
-        state.marginal_error = result.error
-        return self.objective(state.gram, state.col_mass)
+        return self.objectives(states)
 
-    def run(self, state: _State, until: int, progress: Optional[ProgressCallback] = None) -> None:
-        """Outer iterations until ``until`` of them or the stopping rule fires."""
+    def run(self, states: list[_State], until: int, progress: Optional[ProgressCallback] = None) -> None:
+        """Outer iterations of every state until ``until`` of them or its stopping rule fires.
+
+        States at the same iteration (hence the same ε) step together, one batched Sinkhorn
+        per step; each keeps its own history, best iterate and stopping decision.
+        """
         config = self.config
-        while state.iteration < until:
-            linearised_at = (state.gram, state.col_mass)
-            state.history.append(self.step(state, epsilon_at(config, state.iteration),
-                                           config.step_sinkhorn_max_iter("lowrank"), config.sinkhorn_tol,
-                                           config.step_precision("lowrank")))
-            state.iteration += 1
-            if state.iteration > config.epsilon_decay_iters and state.history[-1] < state.best_objective:
-                # The objective is exact but the iteration is not a descent method: it can
-                # wander from a good plan into a mirrored basin (measured on SNARE-seq), so the
-                # best iterate at the final ε is kept.
-                state.best_objective = state.history[-1]
-                # Sinkhorn returns new potential tensors (never updates them in place): no copies.
-                state.best = (state.plan, state.f, state.g, linearised_at)
+        active = [state for state in states if not state.converged and state.iteration < until]
+        while active:
+            iteration = min(state.iteration for state in active)
+            batch = [state for state in active if state.iteration == iteration]
+            linearised_at = [(state.gram, state.col_mass) for state in batch]
+            values = self.step(batch, epsilon_at(config, iteration), config.step_sinkhorn_max_iter("lowrank"),
+                               config.sinkhorn_tol, config.step_precision("lowrank"))
+            for state, value, linearisation in zip(batch, values, linearised_at):
+                state.history.append(value)
+                state.iteration += 1
+                if state.iteration > config.epsilon_decay_iters and value < state.best_objective:
+                    # The objective is exact but the iteration is not a descent method: it can
+                    # wander from a good plan into a mirrored basin (measured on SNARE-seq), so
+                    # the best iterate at the final ε is kept.
+                    state.best_objective = value
+                    # Sinkhorn returns new potential tensors (never updates them in place): no copies.
+                    state.best = (state.plan, state.f, state.g, linearisation)
+                n_settled = state.iteration - max(config.epsilon_decay_iters, 1)
+                state.converged = should_stop(state.history, n_settled, config)
             if progress is not None:
-                progress(state.iteration, config.max_iter, state.history[-1])
-            n_settled = state.iteration - max(config.epsilon_decay_iters, 1)
-            if should_stop(state.history, n_settled, config):
-                state.converged = True
-                return
+                progress(iteration + 1, config.max_iter, min(values))
+            active = [state for state in active if not state.converged and state.iteration < until]
 
     def restore_best(self, state: _State) -> None:
         """Go back to the best iterate at the final ε seen so far (if any).
@@ -270,8 +294,8 @@ class LowRankGW:
         """Sinkhorn at the final ε and a tight tolerance for the state's current linearisation
         (after :meth:`restore_best`: the best plan's); its objective replaces the last."""
         config = self.config
-        state.history[-1] = self.step(state, config.epsilon, config.final_max_iter, config.final_tol,
-                                      config.final_precision)
+        state.history[-1] = self.step([state], config.epsilon, config.final_max_iter, config.final_tol,
+                                      config.final_precision)[0]
 
 
 def _rows(factors: LowRankDistances, rows: np.ndarray) -> LowRankDistances:
@@ -286,17 +310,13 @@ def _select_start(solver: "LowRankGW", n_starts: int, config: GWConfig,
     """Screen the starts, run the finalists to convergence, return the best (at its best
     iterate, not yet polished) and every start's screened objective."""
     screen = min(config.max_iter, config.epsilon_decay_iters + 2)
-    states: list[_State] = []
-    for gram in solver.start_grams(n_starts):
-        state = solver.start(gram)
-        solver.run(state, screen if n_starts > 1 else config.max_iter,
-                   progress if n_starts == 1 else None)
-        states.append(state)
+    # All starts step side by side (one batched Sinkhorn per iteration), then the finalists.
+    states = [solver.start(gram) for gram in solver.start_grams(n_starts)]
+    solver.run(states, screen if n_starts > 1 else config.max_iter, progress if n_starts == 1 else None)
     screened = [state.history[-1] for state in states]
     finalists = [states[i] for i in sorted(range(len(states)), key=screened.__getitem__)[:FINALISTS]]
+    solver.run(finalists, config.max_iter, progress)
     for state in finalists:
-        if not state.converged:
-            solver.run(state, config.max_iter, progress)
         solver.restore_best(state)
     return min(finalists, key=lambda state: state.history[-1]), screened
 
@@ -388,7 +408,7 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         best, screened = _select_start(solver, n_starts, config, progress)
     if chosen is not None:
         best = solver.start(chosen.gram)
-        solver.run(best, config.max_iter, progress)
+        solver.run([best], config.max_iter, progress)
         solver.restore_best(best)
     solver.polish(best)
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],

@@ -37,7 +37,9 @@ def lse_rows(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
              precision: Optional[str] = None) -> torch.Tensor:
     """Row log-sum-exp of ``(bias_j + 2⟨x_i, y_j⟩ − extra_ij)/ε`` on the best backend.
 
-    ``precision`` (tf32, tf32x3, ieee) is the GPU kernel's dot precision; ``None`` →
+    ``x`` (N×d), ``y`` (K×d) and ``bias`` (K) may carry a leading batch dimension S (then the
+    result is S×N and an unbatched operand is shared by every problem; ``extra`` must then be
+    ``None``). ``precision`` (tf32, tf32x3, ieee) is the GPU kernel's dot precision; ``None`` →
     ``$GWALIGN_PRECISION`` or tf32x3. The CPU reference always computes in the tensors' dtype.
     """
     if extra is None and triton_enabled(x):
@@ -46,7 +48,20 @@ def lse_rows(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
         if supports(x):
             chosen = precision or os.environ.get("GWALIGN_PRECISION", "tf32x3")
             return lse_rows_triton(x, y, bias, eps, precision=chosen)
-    return stream.lse_rows_reference(x, y, bias, eps, extra, block_rows, block_cols)
+    if x.dim() == 2 and y.dim() == 2 and bias.dim() == 1:
+        return stream.lse_rows_reference(x, y, bias, eps, extra, block_rows, block_cols)
+    if extra is not None:
+        raise ValueError("a dense extra cost is not supported for a batch of problems")
+    operands = ((x, 2), (y, 2), (bias, 1))
+    n_batch = max(t.shape[0] for t, dim in operands if t.dim() > dim)
+    return torch.stack([stream.lse_rows_reference(*(_problem(t, s, dim) for t, dim in operands), eps,
+                                                  None, block_rows, block_cols)
+                        for s in range(n_batch)])
+
+
+def _problem(operand: torch.Tensor, index: int, unbatched_dim: int) -> torch.Tensor:
+    """Problem ``index`` of an operand that is either shared (``unbatched_dim`` dims) or batched."""
+    return operand if operand.dim() == unbatched_dim else operand[index]
 
 
 def row_lse(plan: FactoredPlan) -> torch.Tensor:

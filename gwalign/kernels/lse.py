@@ -6,7 +6,8 @@ One program owns ``BLOCK_M`` rows, keeps their features in registers, and stream
 a ``tl.dot`` on the feature tile, then an online max / sum in base 2 (``exp2``), accumulated in
 fp32. The factor 2·log2(e)/ε multiplies the dot product and log2(e)/ε the bias once per
 tile, so the inner loop is dot + fma + exp2 + sum. Offsets are 64-bit, so N·K may exceed 2³¹.
-The column half-step is the same kernel with the roles of x and y swapped.
+The column half-step is the same kernel with the roles of x and y swapped. A second grid axis
+runs a batch of problems that share one operand (the screened starts of low-rank GW) in one launch.
 
 Feature widths: ``tl.dot`` needs power-of-two tiles of at least 16, so a width d is split into a
 main chunk and a tail chunk (:func:`feature_split`): d = 80 (the sampled-GW default at scale)
@@ -77,10 +78,17 @@ def _split_dot(x0, x1, y_ptr, cols, col_ok, stride_y, n_feat, D0: tl.constexpr, 
 
 @triton.jit(do_not_specialize=["n_rows", "n_cols"])  # one compilation for every problem size
 def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
-                     stride_x, stride_y, scale,
+                     stride_x, stride_y, batch_x, batch_y, batch_bias, batch_out, scale,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
                      PRECISION: tl.constexpr):
     pid = tl.program_id(0)
+    # Axis 1 walks a batch of problems (screened GW starts); a batch stride of 0 shares an
+    # operand between them.
+    problem = tl.program_id(1).to(tl.int64)
+    x_ptr += problem * batch_x
+    y_ptr += problem * batch_y
+    bias_ptr += problem * batch_bias
+    out_ptr += problem * batch_out
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n_rows
     # Features enter the dot unscaled, so features already rounded to tf32 stay exact in a tf32
@@ -123,7 +131,7 @@ def launch_config(width: int, precision: str = "tf32") -> tuple[int, int, int]:
 
 def supports(x: torch.Tensor) -> bool:
     """The kernel takes float32 inputs with at most ``MAX_FEATURES`` features."""
-    return x.dtype == torch.float32 and x.shape[1] <= MAX_FEATURES
+    return x.dtype == torch.float32 and x.shape[-1] <= MAX_FEATURES
 
 
 def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
@@ -134,9 +142,10 @@ def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
     Parameters
     ----------
     x, y
-        Row (N×d) and column (K×d) features, float32, same device.
+        Row (N×d) and column (K×d) features, float32, same device. Either may carry a leading
+        batch dimension S (S×N×d, S×K×d): S problems in one launch, an unbatched operand shared.
     bias
-        Length-K column bias.
+        Length-K column bias, or S×K.
     eps
         Regularisation (> 0).
     precision
@@ -151,19 +160,24 @@ def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
     Returns
     -------
     torch.Tensor
-        Length N, float32.
+        Length N, or S×N when any operand is batched; float32.
     """
+    batched = x.dim() == 3 or y.dim() == 3 or bias.dim() == 2
+    n_batch = max(x.shape[0] if x.dim() == 3 else 1, y.shape[0] if y.dim() == 3 else 1,
+                  bias.shape[0] if bias.dim() == 2 else 1)
     x = x.contiguous()
     y = y.contiguous()
     bias = bias.contiguous().to(torch.float32)
-    n_rows, n_feat = x.shape
-    out = torch.empty(n_rows, dtype=torch.float32, device=x.device)
+    n_rows, n_feat = x.shape[-2:]
+    out = torch.empty(n_batch, n_rows, dtype=torch.float32, device=x.device)
     d0, d1 = tiles or feature_split(n_feat)
     if d0 + d1 < n_feat:
         raise ValueError(f"feature tiles {d0}+{d1} do not cover {n_feat} features")
     block_m, block_n, warps = blocks or launch_config(d0 + d1, precision)
-    grid = (triton.cdiv(n_rows, block_m),)
-    _lse_rows_kernel[grid](x, y, bias, out, n_rows, y.shape[0], n_feat, x.stride(0), y.stride(0),
+    grid = (triton.cdiv(n_rows, block_m), n_batch)
+    _lse_rows_kernel[grid](x, y, bias, out, n_rows, y.shape[-2], n_feat, x.stride(-2), y.stride(-2),
+                           x.stride(0) if x.dim() == 3 else 0, y.stride(0) if y.dim() == 3 else 0,
+                           bias.stride(0) if bias.dim() == 2 else 0, out.stride(0),
                            LOG2E / eps, BLOCK_M=block_m, BLOCK_N=block_n, D0=d0, D1=d1,
                            PRECISION=precision, num_warps=warps)
-    return out
+    return out if batched else out[0]
