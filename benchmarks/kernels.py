@@ -20,7 +20,8 @@ from gwalign.engine.precision import round_to_tf32
 from gwalign.kernels.lse import feature_split, launch_config, lse_rows_triton
 from gwalign.kernels.plan_ops import apply_triton, topk_triton, transport_cost_triton
 
-SWEEP = [(64, 64, 4), (128, 64, 4), (128, 64, 8), (64, 128, 4), (128, 128, 8), (256, 64, 8)]
+SWEEP = [(16, 64, 4), (32, 64, 4), (32, 128, 4), (64, 64, 4), (128, 64, 4), (128, 64, 8), (64, 128, 4), (128, 128, 8),
+         (256, 64, 8)]
 
 
 def bench(fn) -> float:

@@ -7,9 +7,6 @@ of sources), so that the two sides are on one scale and costs do not drift betwe
 
 from __future__ import annotations
 
-import mmap
-import multiprocessing
-import os
 import time
 from collections import OrderedDict
 from typing import Optional
@@ -20,6 +17,7 @@ import torch
 from scipy.sparse.csgraph import dijkstra
 
 from gwalign.graph import KNNGraph
+from gwalign.paths import shortest_paths, shortest_paths_many
 
 #: Sources whose distance rows estimate the global mean distance.
 SCALE_SAMPLE = 64
@@ -186,62 +184,6 @@ def farthest_points(points: torch.Tensor, n_points: int, seed: int) -> np.ndarra
         chosen.append(nxt)
         nearest = torch.minimum(nearest, ((x - x[nxt]) ** 2).sum(dim=1))
     return torch.stack(chosen).cpu().numpy().astype(np.int64)
-
-
-#: Work (sources × edges) per forked worker of :func:`shortest_paths_many` (about 0.1 s of
-#: Dijkstra): small jobs use few workers or none, since starting workers has a cost of its own.
-PARALLEL_MIN_WORK = 10_000_000
-
-_SHARED: dict = {}
-
-
-def _paths_worker(task: tuple[int, int, int]) -> None:
-    job, lo, hi = task
-    graph, sources, out = _SHARED["jobs"][job]
-    out[lo:hi] = dijkstra(graph, directed=True, indices=sources[lo:hi])
-
-
-def shortest_paths(graph: sp.csr_matrix, sources: np.ndarray, workers: Optional[int] = None) -> np.ndarray:
-    """Geodesic distances from ``sources`` to every node: ``len(sources)`` × N, float64."""
-    return shortest_paths_many([(graph, sources)], workers)[0]
-
-
-def shortest_paths_many(jobs: list[tuple[sp.csr_matrix, np.ndarray]],
-                        workers: Optional[int] = None) -> list[np.ndarray]:
-    """:func:`shortest_paths` for several (graph, sources) jobs, sharing one process pool.
-
-    scipy's Dijkstra holds the GIL, so threads do not help; large jobs fork processes (Linux)
-    that write their rows straight into shared anonymous mappings (no pickling of the L×N
-    results). Both sides of an alignment go through one pool: with a pool per side the paths
-    took 0.79–0.86 s at 45k × 45k on the H100 host, with one 0.48 s. The graph is symmetric,
-    so the directed search (cheaper) is exact.
-    """
-    jobs = [(graph, np.asarray(sources, dtype=np.int64)) for graph, sources in jobs]
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n_sources = sum(len(sources) for _, sources in jobs)
-    work = sum(len(sources) * graph.nnz for graph, sources in jobs)
-    workers = max(1, min(workers, n_sources, -(-work // max(PARALLEL_MIN_WORK, 1))))
-    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [np.atleast_2d(dijkstra(graph, directed=True, indices=sources)) for graph, sources in jobs]
-    buffers = [mmap.mmap(-1, len(sources) * graph.shape[0] * 8) for graph, sources in jobs]
-    outs = [np.frombuffer(buf, dtype=np.float64).reshape(len(sources), graph.shape[0])
-            for buf, (graph, sources) in zip(buffers, jobs)]
-    tasks = []
-    for j, (graph, sources) in enumerate(jobs):
-        share = max(1, round(workers * len(sources) / n_sources))
-        edges = np.linspace(0, len(sources), share + 1).astype(int)
-        tasks += [(j, int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
-    _SHARED["jobs"] = [(graph, sources, out) for (graph, sources), out in zip(jobs, outs)]
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            pool.map(_paths_worker, tasks, chunksize=1)
-        return [out.copy() for out in outs]
-    finally:
-        _SHARED.clear()
-        del outs
-        for buf in buffers:
-            buf.close()
 
 
 def landmark_paths(graphs: list[KNNGraph], points: list[Optional[torch.Tensor]], n_landmarks: int,

@@ -84,7 +84,7 @@ def test_landmark_distances_approximate_geodesics_on_a_flat_manifold(rng, euclid
 
 
 def test_parallel_shortest_paths_equal_sequential(rng, monkeypatch):
-    import gwalign.distances as distances
+    import gwalign.paths as distances
 
     xs, _, _, _ = spiral_and_roll(1200, 10, seed=int(rng.integers(1 << 30)))
     graph = knn_graph(torch.tensor(xs), k=6).matrix
