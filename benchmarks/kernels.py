@@ -17,11 +17,11 @@ import triton
 from gwalign.engine import stream
 from gwalign.engine.plan import FactoredPlan
 from gwalign.engine.precision import round_to_tf32
-from gwalign.kernels.lse import feature_split, launch_config, lse_rows_triton
+from gwalign.kernels.lse import feature_split, launch_config, lse_rows_triton, multiprocessors
 from gwalign.kernels.plan_ops import apply_triton, topk_triton, transport_cost_triton
 
 SWEEP = [(16, 64, 4), (32, 64, 4), (32, 128, 4), (64, 64, 4), (128, 64, 4), (128, 64, 8), (64, 128, 4), (128, 128, 8),
-         (256, 64, 8)]
+         (256, 64, 8), (256, 128, 8), (256, 32, 8)]
 
 
 def bench(fn) -> float:
@@ -65,11 +65,12 @@ def main() -> None:
             ref_apply = stream.apply_reference(plan64, z.double())
             ref_cost = float(stream.transport_cost_reference(plan64, x[check].double(), y.double()))
             for precision in args.precisions:
-                configs = [launch_config(sum(feature_split(d)), precision)] + (SWEEP if args.sweep else [])
+                configs = [launch_config(sum(feature_split(d)), precision, n, multiprocessors(device))] + \
+                    (SWEEP if args.sweep else [])
                 for tiling in [tuple(int(w) for w in t.split("+")) for t in args.tiles]:
                     if sum(tiling) < d:
                         continue
-                    config = launch_config(sum(tiling), precision)
+                    config = launch_config(sum(tiling), precision, n, multiprocessors(device))
                     ms = bench(lambda: lse_rows_triton(x, y, bias, eps, precision=precision, blocks=config,
                                                        tiles=tiling))
                     print(f"| lse | {n:,} | {d} ({tiling[0]}+{tiling[1]}) | {precision} | {config} | {ms:.2f} | "

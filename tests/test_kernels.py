@@ -132,6 +132,20 @@ def test_feature_split_covers_width_with_fewest_lanes(width, split):
     assert main + tail >= width
 
 
+@pytest.mark.parametrize("precision, width", [("tf32", 64), ("tf32", 80), ("tf32x3", 32), ("tf32x3", 64)])
+def test_row_tiles_shrink_until_the_grid_fills_the_gpu(precision, width):
+    from gwalign.kernels.lse import launch_config
+
+    largest = launch_config(width, precision)[0]
+    for rows in (17, 900, 4000, 9000, 45000, 200000):
+        block_m, block_n, warps = launch_config(width, precision, rows, 132)
+        assert 32 <= block_m <= max(largest, 256) and block_n >= 32 and warps in (4, 8)
+        # Either every SM gets a row tile, or the tiles are already as small as they go.
+        assert -(-rows // block_m) >= 132 or block_m == 32, (rows, block_m)
+        if block_m < largest and rows < 100_000:
+            assert -(-rows // (2 * block_m)) < 132, "tiles shrank further than needed"
+
+
 def test_lse_kernel_matches_reference_in_interpreter():
     result = run_in_interpreter(SCRIPT)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -17,6 +17,7 @@ Reference: :func:`gwalign.engine.stream.lse_rows_reference`.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -111,22 +112,51 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
     tl.store(out_ptr + rows, out, mask=row_ok)
 
 
-def launch_config(width: int, precision: str = "tf32") -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps) for a padded feature width and a dot precision.
+#: Rows per problem from which tf32 tiles of width ≤ 64 take 256 rows × 64 columns with 8 warps
+#: (200k, d = 64: 25.7 ms against 28.1 ms for 64 × 128; smaller problems keep 64 × 128).
+LARGE_ROWS = 100_000
 
-    Chosen by ``benchmarks/kernels.py --sweep`` on the H100 (docs/benchmarks.md). tf32, widths
-    up to 64: 64 × 128 tiles (45k, d = 64: 1.76 ms against 2.68 ms for 128 × 64); widths 65–128
-    (d = 80 as 64 + 16): 128 × 64 with 8 warps (200k: 39.7 ms against 65.1 ms for 64 × 128;
-    45k: 2.84 against 2.77 ms). tf32x3, three products per tile: 128 × 64 (width 32) or
+
+def launch_config(width: int, precision: str = "tf32", rows: Optional[int] = None,
+                  programs_wanted: int = 0) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps) for a padded feature width, a dot precision and a problem.
+
+    Chosen by ``benchmarks/kernels.py --sweep`` on the H100 (docs/benchmarks.md). tf32, widths up
+    to 64: 64 × 128 tiles (45k, d = 64: 1.76 ms against 2.68 ms for 128 × 64), 256 × 64 with 8
+    warps from :data:`LARGE_ROWS` rows; widths 65–128 (d = 80 as 64 + 16): 128 × 64 with 8
+    warps (200k: 39.7 ms against 65.1 ms for 64 × 128). tf32x3, three products per tile:
+    64 × 128 (width 32; 40k: 1.95 ms, 128 × 64 1.97 ms; 10k: 0.20 against 0.41 ms) or
     128 × 128 with 8 warps (64 and 80 at 45k: 4.86 and 6.63 ms against 5.67 and 7.56 ms).
+
+    With ``rows`` (rows of all problems of the launch together) and ``programs_wanted`` (the
+    GPU's SM count), row tiles halve, down to 32, until the grid fills the SMs: a 4000-row
+    low-rank step ran 32 programs of 128 rows on 132 SMs (tf32x3, width 32: 0.17 ms; 32 × 128
+    tiles: 0.05 ms).
     """
     if width > 128:
-        return 32, 64, 4
-    if precision == "tf32":
-        return (64, 128, 4) if width <= 64 else (128, 64, 8)
-    if width <= 32:
-        return 128, 64, 4
-    return 128, 128, 8
+        block_m, block_n, warps = 32, 64, 4
+    elif precision == "tf32":
+        if width <= 64:
+            large = rows is not None and rows >= LARGE_ROWS
+            block_m, block_n, warps = (256, 64, 8) if large else (64, 128, 4)
+        else:
+            block_m, block_n, warps = 128, 64, 8
+    elif width <= 32:
+        block_m, block_n, warps = 64, 128, 4
+    else:
+        block_m, block_n, warps = 128, 128, 8
+    if rows is not None:
+        while block_m > 32 and -(-rows // block_m) < programs_wanted:
+            block_m //= 2
+    return block_m, block_n, warps
+
+
+@functools.lru_cache(maxsize=None)
+def multiprocessors(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (0 elsewhere: the interpreter has none)."""
+    if device.type != "cuda":
+        return 0
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def supports(x: torch.Tensor) -> bool:
@@ -173,7 +203,8 @@ def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
     d0, d1 = tiles or feature_split(n_feat)
     if d0 + d1 < n_feat:
         raise ValueError(f"feature tiles {d0}+{d1} do not cover {n_feat} features")
-    block_m, block_n, warps = blocks or launch_config(d0 + d1, precision)
+    block_m, block_n, warps = blocks or launch_config(d0 + d1, precision, n_rows * n_batch,
+                                                      multiprocessors(x.device))
     grid = (triton.cdiv(n_rows, block_m), n_batch)
     _lse_rows_kernel[grid](x, y, bias, out, n_rows, y.shape[-2], n_feat, x.stride(-2), y.stride(-2),
                            x.stride(0) if x.dim() == 3 else 0, y.stride(0) if y.dim() == 3 else 0,
