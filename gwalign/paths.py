@@ -40,6 +40,16 @@ def _worker_pool() -> multiprocessing.pool.Pool:
     return _POOL
 
 
+def _scratch_dir(jobs: list[tuple[sp.csr_matrix, np.ndarray]]) -> Optional[str]:
+    """``/dev/shm`` when it has room for the graphs and tables (containers often mount a small
+    one, and a full tmpfs kills the writer of a mapped file), else the default temp directory."""
+    needed = sum(graph.data.nbytes + graph.indices.nbytes + graph.indptr.nbytes + 8 * len(sources) * graph.shape[0]
+                 for graph, sources in jobs)
+    if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 * needed:
+        return "/dev/shm"
+    return None
+
+
 def _paths_task(task: tuple[str, int, int, int]) -> None:
     """Rows ``lo:hi`` of job ``job``'s table, written into its shared file."""
     folder, job, lo, hi = task
@@ -74,7 +84,7 @@ def shortest_paths_many(jobs: list[tuple[sp.csr_matrix, np.ndarray]],
     workers = max(1, min(cap, available_workers(), n_sources, -(-work // max(PARALLEL_MIN_WORK, 1))))
     if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [np.atleast_2d(dijkstra(graph, directed=True, indices=sources)) for graph, sources in jobs]
-    folder = tempfile.mkdtemp(prefix="gwalign-paths-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    folder = tempfile.mkdtemp(prefix="gwalign-paths-", dir=_scratch_dir(jobs))
     try:
         tasks = []
         for j, (graph, sources) in enumerate(jobs):

@@ -112,3 +112,19 @@ def test_farthest_points_match_a_brute_force_greedy(rng):
         chosen.append(int(np.argmax(nearest)))
         nearest = np.minimum(nearest, ((x - x[chosen[-1]]) ** 2).sum(1))
     assert got.tolist() == chosen
+
+
+def test_parallel_paths_fall_back_to_disk_when_shared_memory_is_small(rng, monkeypatch):
+    import collections
+
+    import gwalign.paths as paths
+
+    xs = spiral_and_roll(600, 10, seed=int(rng.integers(1 << 30)))[0]
+    graph = knn_graph(torch.tensor(xs), k=6).matrix
+    sources = rng.choice(600, size=6, replace=False)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(paths.shutil, "disk_usage", lambda path: usage(1 << 20, 1 << 20, 0))
+    monkeypatch.setattr(paths, "PARALLEL_MIN_WORK", 0)
+    assert paths._scratch_dir([(graph, sources)]) is None
+    table = paths.shortest_paths(graph, sources, workers=2)
+    assert np.array_equal(table, dijkstra(graph, directed=False, indices=sources))

@@ -77,7 +77,10 @@ def _split_dot(x0, x1, y_ptr, cols, col_ok, stride_y, n_feat, D0: tl.constexpr, 
     return out
 
 
-@triton.jit(do_not_specialize=["n_rows", "n_cols"])  # one compilation for every problem size
+# One compilation for every problem size: sizes and the batch strides of the vectors (N or K,
+# divisible by 16 or not) are not specialised. The feature batch strides are: unspecialised, the
+# feature tiles lose their vectorised loads (a batch of ten 4000-row problems ran at half speed).
+@triton.jit(do_not_specialize=["n_rows", "n_cols", "batch_bias", "batch_out"])
 def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
                      stride_x, stride_y, batch_x, batch_y, batch_bias, batch_out, scale,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
@@ -112,9 +115,9 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
     tl.store(out_ptr + rows, out, mask=row_ok)
 
 
-#: Rows per problem from which tf32 tiles of width ≤ 64 take 256 rows × 64 columns with 8 warps
-#: (200k, d = 64: 25.7 ms against 28.1 ms for 64 × 128; smaller problems keep 64 × 128).
-LARGE_ROWS = 100_000
+#: Rows from which tf32 tiles of width ≤ 64 take 256 rows × 64 columns with 8 warps (H100, d = 64:
+#: 200k 25.8 ms against 28.0 ms for 64 × 128; but 100k 8.33 against 6.97 ms, 45k 1.71 against 1.54).
+LARGE_ROWS = 150_000
 
 
 def launch_config(width: int, precision: str = "tf32", rows: Optional[int] = None,

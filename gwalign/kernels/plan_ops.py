@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gwalign.kernels.lse import LOG2E, _load_split, _split_dot, feature_split
+from gwalign.kernels.lse import LOG2E, _load_split, _split_dot, feature_split, multiprocessors
 
 #: Z columns one program accumulates (wider Z is split over a second grid axis).
 MAX_Z_BLOCK = 64
@@ -87,9 +87,13 @@ def _cost_kernel(x_ptr, y_ptr, p_ptr, q_ptr, c_ptr, e_ptr, alpha_ptr, beta_ptr, 
     tl.store(out_ptr + rows, acc, mask=row_ok)
 
 
-def _launch(width: int) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps): two register tiles live here, so rows shrink with width."""
-    if width <= 64:
+def _launch(width: int, programs: int = 0, programs_wanted: int = 0) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps): two register tiles live here, so rows shrink with width.
+
+    ``programs``: the grid size with 64-row tiles; below ``programs_wanted`` (the SM count)
+    32-row tiles are used, as in :func:`gwalign.kernels.lse.launch_config`.
+    """
+    if width <= 64 and programs >= programs_wanted:
         return 64, 64, 4
     return 32, 64, 4
 
@@ -137,8 +141,10 @@ def apply_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Ten
     out = torch.empty(n_rows, n_z, dtype=torch.float32, device=x.device)
     d0, d1 = feature_split(n_feat)
     block_z = max(16, min(MAX_Z_BLOCK, triton.next_power_of_2(n_z)))
-    block_m, block_n, warps = _launch(max(d0 + d1, block_z))
-    grid = (triton.cdiv(n_rows, block_m), triton.cdiv(n_z, block_z))
+    z_blocks = triton.cdiv(n_z, block_z)
+    block_m, block_n, warps = _launch(max(d0 + d1, block_z), triton.cdiv(n_rows, 64) * z_blocks,
+                                      multiprocessors(x.device))
+    grid = (triton.cdiv(n_rows, block_m), z_blocks)
     _apply_kernel[grid](x, y, p, q, z2, out, n_rows, y.shape[0], n_feat, n_z, x.stride(0), y.stride(0),
                         z2.stride(0), out.stride(0), LOG2E / eps, BLOCK_M=block_m, BLOCK_N=block_n,
                         D0=d0, D1=d1, BLOCK_Z=block_z, PRECISION=precision, num_warps=warps)
