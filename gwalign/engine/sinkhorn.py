@@ -7,6 +7,7 @@ forms ``p = f − |u|² + ε log a`` and ``q = g − |v|² + ε log b``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Optional
 
@@ -97,118 +98,187 @@ def sinkhorn_batch(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.T
     ``v`` is S×K×d, ``g`` and ``col_cost`` S×K; ``u``, ``f`` and ``row_cost`` are S×N(×d) or
     shared (N×d, N). Every iteration makes one batched launch per half-step instead of S, which
     is what matters on the GPU for the small problems of start screening (launch-bound). Each
-    problem follows exactly the iteration of a solve on its own: once it meets ``tol`` its
-    potentials are frozen while the others go on. ``extra`` is allowed only when S = 1.
+    problem follows exactly the iteration of a solve on its own; once it meets ``tol`` it is
+    finished and leaves the batch, so the work is the sum of the problems' iterations, not S
+    times the slowest. ``extra`` is allowed only when S = 1.
     """
     n_batch = v.shape[0]
     if extra is not None and n_batch != 1:
         raise ValueError("a dense extra cost is allowed only for a single problem")
-    alpha = (u * u).sum(dim=-1) if row_cost is None else row_cost
-    beta = (v * v).sum(dim=-1) if col_cost is None else col_cost
-    # Loop-invariant parts of p = f − α + ε log a and q = g − β + ε log b, and fused forms
-    # (torch.add with alpha=, lerp): each small op is a kernel launch, and on the GPU launches,
-    # not arithmetic, bound the many small solves of start screening.
-    eps_log_a, eps_log_b = eps * torch.log(a), eps * torch.log(b)
-    row_shift, col_shift = alpha - eps_log_a, beta - eps_log_b
-    f = torch.zeros(n_batch, a.shape[0], dtype=u.dtype, device=u.device) if f is None else f
-    g = torch.zeros_like(beta) if g is None else g
-    damping = 1.0 if rho is None else rho / (rho + eps)
-    q = g - col_shift
-    extra_t = None if extra is None else extra.T
+    solver = _BatchSinkhorn(u, v, a, b, eps, f, g, rho=rho, extra=extra, block_rows=block_rows,
+                            block_cols=block_cols, row_cost=row_cost, col_cost=col_cost,
+                            precision=precision, omega=omega)
+    return solver.solve(max_iter, tol)
 
-    def half_step(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, dense: Optional[torch.Tensor],
-                  rows: int, cols: int) -> torch.Tensor:
-        if n_batch == 1:   # the single-problem path, with a dense extra cost if any
-            return ops.lse_rows(x[0] if x.dim() == 3 else x, y[0] if y.dim() == 3 else y, bias[0], eps,
-                                dense, rows, cols, precision)[None]
-        return ops.lse_rows(x, y, bias, eps, None, rows, cols, precision)
 
-    def l1_error(mass: torch.Tensor, reference: torch.Tensor) -> list[float]:
-        if n_batch == 1:
+class _BatchSinkhorn:
+    """State of :func:`sinkhorn_batch`: tensors of the problems still running (leading dimension:
+    the running problems), and per-problem host state indexed by the problems' original index."""
+
+    def __init__(self, u, v, a, b, eps, f, g, *, rho, extra, block_rows, block_cols, row_cost, col_cost,
+                 precision, omega) -> None:
+        n_batch = v.shape[0]
+        self.eps, self.rho, self.extra, self.precision = eps, rho, extra, precision
+        self.blocks = (block_rows, block_cols)
+        self.a, self.b = a, b
+        self.u, self.v = u, v
+        self.alpha = (u * u).sum(dim=-1) if row_cost is None else row_cost
+        self.beta = (v * v).sum(dim=-1) if col_cost is None else col_cost
+        # Loop-invariant parts of p = f − α + ε log a and q = g − β + ε log b, and fused forms
+        # (torch.add with alpha=, lerp): each small op is a kernel launch, and on the GPU
+        # launches, not arithmetic, bound small solves.
+        self.eps_log_a, eps_log_b = eps * torch.log(a), eps * torch.log(b)
+        self.row_shift, self.col_shift = self.alpha - self.eps_log_a, self.beta - eps_log_b
+        self.f = torch.zeros(n_batch, a.shape[0], dtype=u.dtype, device=u.device) if f is None else f
+        self.g = torch.zeros_like(self.beta) if g is None else g
+        self.q = self.g - self.col_shift
+        self.p: Optional[torch.Tensor] = None
+        self.mass: Optional[torch.Tensor] = None
+        self.previous_mass: Optional[torch.Tensor] = None
+        self.damping = 1.0 if rho is None else rho / (rho + eps)
+        # Over-relaxation (Thibault, Chizat, Dossal, Papadakis 2017): each potential moves ω
+        # times the Sinkhorn step. It converges locally for ω < 2, so it starts only once the
+        # marginal error is below RELAX_BELOW, and is dropped for good if the error then exceeds
+        # twice the best seen (safeguard). Balanced solves only.
+        self.allowed = [omega if rho is None else 1.0] * n_batch   # set to 1 for good by the safeguard
+        self.relax = [1.0] * n_batch                               # factor of the current step
+        self.relaxed = [False] * n_batch                           # any relaxed step taken
+        self.best_error = [float("inf")] * n_batch
+        self.error = [float("inf")] * n_batch
+        self.running = list(range(n_batch))                        # original index of each batch row
+        self.results: list[Optional[SinkhornResult]] = [None] * n_batch
+
+    def _lse(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, rows_first: bool) -> torch.Tensor:
+        rows, cols = self.blocks if rows_first else self.blocks[::-1]
+        if bias.shape[0] == 1:   # the single-problem path, with the dense extra cost if any
+            extra = self.extra if rows_first or self.extra is None else self.extra.T
+            return ops.lse_rows(x[0] if x.dim() == 3 else x, y[0] if y.dim() == 3 else y, bias[0], self.eps,
+                                extra, rows, cols, self.precision)[None]
+        return ops.lse_rows(x, y, bias, self.eps, None, rows, cols, self.precision)
+
+    def _weights(self, factors: list[float]) -> torch.Tensor:
+        return torch.tensor(factors, dtype=self.u.dtype).to(self.u.device, non_blocking=True)[:, None]
+
+    def _l1(self, mass: torch.Tensor, reference: torch.Tensor) -> list[float]:
+        if mass.shape[0] == 1:
             return [float(torch.dist(mass, reference.expand_as(mass), 1))]
         return torch.linalg.vector_norm(mass - reference, 1, dim=-1).tolist()   # one host sync
 
-    def merge(keep: Optional[torch.Tensor], old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        return new if keep is None else torch.where(keep, old, new)
-
-    def weights(factors: list[float]) -> torch.Tensor:
-        return torch.tensor(factors, dtype=u.dtype).to(u.device, non_blocking=True)[:, None]
-
-    # Over-relaxation (Thibault, Chizat, Dossal, Papadakis 2017): each potential moves ω times
-    # the Sinkhorn step. It converges locally for ω < 2, so it starts only once the marginal
-    # error is below RELAX_BELOW, and is dropped for good if the error then exceeds twice the
-    # best seen (safeguard). Balanced solves only. All of it is per problem.
-    allowed = [omega if rho is None else 1.0] * n_batch   # set to 1 for good by the safeguard
-    relax = [1.0] * n_batch                               # factor of the current step
-    relaxed = [False] * n_batch                           # any relaxed step taken
-    best_error = [float("inf")] * n_batch
-    error = [float("inf")] * n_batch
-    done = [False] * n_batch
-    n_iter = [max_iter] * n_batch
-    frozen: Optional[torch.Tensor] = None       # S×1 mask of the problems that have converged
-    mass: Optional[torch.Tensor] = None
-    previous_mass: Optional[torch.Tensor] = None
-    p = None
-    for it in range(1, max_iter + 1):
-        r = half_step(u, v, q, extra, block_rows, block_cols)
-        if all(factor == 1.0 for factor in relax):
-            f_new = torch.add(alpha, r, alpha=-eps)
-            p_new = torch.add(eps_log_a, r, alpha=-eps)    # f − α + ε log a, without the α round trip
+    def _row_update(self, plain: bool = False) -> None:
+        r = self._lse(self.u, self.v, self.q, True)
+        factors = [1.0 if plain else self.relax[i] for i in self.running]
+        if all(factor == 1.0 for factor in factors):
+            self.f = torch.add(self.alpha, r, alpha=-self.eps)
+            self.p = torch.add(self.eps_log_a, r, alpha=-self.eps)   # f − α + ε log a, no α round trip
         else:
-            f_new = torch.lerp(f, torch.add(alpha, r, alpha=-eps), weights(relax))
-            p_new = f_new - row_shift
-        f, p = merge(frozen, f, f_new), merge(frozen, p, p_new)
-        # Column log-sum-exp: gives the column marginal for free, then the column update.
-        c = half_step(v, u, p, extra_t, block_cols, block_rows)
-        mass = merge(frozen, mass, torch.exp(torch.add(c, q, alpha=1.0 / eps)))
-        if rho is None:
-            measured = l1_error(mass, b)
-        elif previous_mass is not None:
-            measured = l1_error(mass, previous_mass)
+            self.f = torch.lerp(self.f, torch.add(self.alpha, r, alpha=-self.eps), self._weights(factors))
+            self.p = self.f - self.row_shift
+
+    def _col_lse(self) -> torch.Tensor:
+        """Column log-sum-exp; sets the column marginal of the current plan."""
+        c = self._lse(self.v, self.u, self.p, False)
+        self.mass = torch.exp(torch.add(c, self.q, alpha=1.0 / self.eps))
+        return c
+
+    def solve(self, max_iter: int, tol: float) -> list[SinkhornResult]:
+        for it in range(1, max_iter + 1):
+            self._row_update()
+            c = self._col_lse()
+            if self.rho is None:
+                measured = self._l1(self.mass, self.b)
+            elif self.previous_mass is not None:
+                measured = self._l1(self.mass, self.previous_mass)
+            else:
+                measured = [self.error[i] for i in self.running]
+            self.previous_mass = self.mass
+            finished = []
+            for row, i in enumerate(self.running):
+                self.error[i] = measured[row]
+                if self.error[i] < tol:
+                    finished.append(row)
+                    continue
+                if self.relaxed[i] and self.error[i] > 2.0 * self.best_error[i]:
+                    self.allowed[i] = 1.0
+                self.best_error[i] = min(self.best_error[i], self.error[i])
+                self.relax[i] = self.allowed[i] if self.error[i] < RELAX_BELOW else 1.0
+                self.relaxed[i] = self.relaxed[i] or self.relax[i] != 1.0
+            if finished:
+                staying = self._finish(finished, it, tol, converged=True)
+                if not staying:
+                    break
+                c = c.index_select(0, torch.tensor(staying, device=c.device))
+            g_step = torch.add(self.beta, c, alpha=-self.eps)
+            if self.damping != 1.0:
+                g_step = g_step.mul_(self.damping)
+            factors = [self.relax[i] for i in self.running]
+            self.g = g_step if all(x == 1.0 for x in factors) else torch.lerp(self.g, g_step, self._weights(factors))
+            self.q = self.g - self.col_shift
+        if self.running:
+            self._finish(list(range(len(self.running))), max_iter, tol, converged=False)
+        return self.results
+
+    def _batched(self) -> list[str]:
+        """Attributes with one row per running problem (``u``, ``α`` may be shared)."""
+        names = ["v", "beta", "col_shift", "f", "g", "q", "p", "mass", "previous_mass"]
+        if self.u.dim() == 3:
+            names.append("u")
+        if self.alpha.dim() == 2:
+            names += ["alpha", "row_shift"]
+        return names
+
+    def _select(self, rows: list[int]) -> None:
+        """Keep only these batch rows."""
+        if len(rows) == len(self.running):
+            return
+        index = torch.tensor(rows, device=self.v.device)
+        for name in self._batched():
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.index_select(0, index))
+        self.running = [self.running[row] for row in rows]
+
+    def _finish(self, rows: list[int], n_iter: int, tol: float, converged: bool) -> list[int]:
+        """Record the results of these batch rows (stopped at ``n_iter``), drop them, and return
+        the rows that stay (numbered as before the call).
+
+        A problem that stops without converging, or after relaxed steps, ends on a plain row
+        update so that the enforced marginal holds exactly (over-relaxed row potentials do not);
+        after relaxation the column error of that plan is measured again.
+        """
+        ending = copy.copy(self)     # shares the per-problem host lists, indexes its own tensors
+        ending._select(rows)
+        done = [converged] * len(rows)
+        final = [self.relaxed[i] or not converged for i in ending.running]
+        if any(final):
+            f, p = ending.f, ending.p
+            ending._row_update(plain=True)
+            if p is not None and not all(final):
+                mask = torch.tensor(final, device=self.v.device)[:, None]
+                ending.f, ending.p = torch.where(mask, ending.f, f), torch.where(mask, ending.p, p)
+            relaxed = [self.relaxed[i] for i in ending.running]
+            if any(relaxed):
+                mass = ending.mass
+                ending._col_lse()
+                if mass is not None and not all(relaxed):
+                    mask = torch.tensor(relaxed, device=self.v.device)[:, None]
+                    ending.mass = torch.where(mask, ending.mass, mass)
+                if self.rho is None:
+                    measured = ending._l1(ending.mass, self.b)
+                    for row, i in enumerate(ending.running):
+                        if self.relaxed[i]:
+                            self.error[i] = measured[row]
+                            done[row] = self.error[i] < tol
+        for row, i in enumerate(ending.running):
+            plan = FactoredPlan(u=ending.u if ending.u.dim() == 2 else ending.u[row], v=ending.v[row],
+                                p=ending.p[row], q=ending.q[row], eps=self.eps, extra=self.extra,
+                                block_rows=self.blocks[0], block_cols=self.blocks[1])
+            self.results[i] = SinkhornResult(plan=plan, f=ending.f[row], g=ending.g[row], n_iter=n_iter,
+                                             error=self.error[i], converged=done[row],
+                                             col_mass=ending.mass[row] if done[row] else None)
+        finishing = set(rows)
+        staying = [row for row in range(len(self.running)) if row not in finishing]
+        if staying:
+            self._select(staying)
         else:
-            measured = error
-        previous_mass = mass
-        for s in range(n_batch):
-            if done[s]:
-                continue
-            error[s] = measured[s]
-            if error[s] < tol:
-                done[s], n_iter[s], relax[s] = True, it, 1.0
-                continue
-            if relaxed[s] and error[s] > 2.0 * best_error[s]:
-                allowed[s] = 1.0
-            best_error[s] = min(best_error[s], error[s])
-            relax[s] = allowed[s] if error[s] < RELAX_BELOW else 1.0
-            relaxed[s] = relaxed[s] or relax[s] != 1.0
-        if all(done):
-            break
-        if any(done):
-            frozen = torch.tensor(done, device=u.device)[:, None]
-        g_step = torch.add(beta, c, alpha=-eps)
-        if damping != 1.0:
-            g_step = g_step.mul_(damping)
-        g_new = g_step if all(factor == 1.0 for factor in relax) else torch.lerp(g, g_step, weights(relax))
-        g = merge(frozen, g, g_new)
-        q = g - col_shift
-    # End on a plain row update so that the enforced marginal holds exactly (over-relaxed row
-    # potentials do not); after relaxation, measure the column error of that plan.
-    final = [relaxed[s] or not done[s] for s in range(n_batch)]
-    if any(final):
-        keep = None if all(final) else torch.tensor([not x for x in final], device=u.device)[:, None]
-        r = half_step(u, v, q, extra, block_rows, block_cols)
-        f = merge(keep, f, torch.add(alpha, r, alpha=-eps))
-        p = merge(keep, p, torch.add(eps_log_a, r, alpha=-eps))
-        if any(relaxed):
-            c = half_step(v, u, p, extra_t, block_cols, block_rows)
-            mass = torch.exp(torch.add(c, q, alpha=1.0 / eps))
-            if rho is None:
-                measured = l1_error(mass, b)
-                for s in range(n_batch):
-                    if relaxed[s]:
-                        error[s] = measured[s]
-                        done[s] = error[s] < tol
-    return [SinkhornResult(plan=FactoredPlan(u=u if u.dim() == 2 else u[s], v=v[s], p=p[s], q=q[s], eps=eps,
-                                             extra=extra, block_rows=block_rows, block_cols=block_cols),
-                           f=f[s], g=g[s], n_iter=n_iter[s], error=error[s], converged=done[s],
-                           col_mass=mass[s] if done[s] else None)
-            for s in range(n_batch)]
+            self.running = []
+        return staying
