@@ -95,6 +95,14 @@ def score(data: Dataset, result: gwalign.Alignment, xs: np.ndarray, xt: np.ndarr
         mass = result.col_marginal() * len(lt)
         scores["mass_shared"] = float(mass[keep_t].mean())
         scores["mass_unshared"] = float(mass[~keep_t].mean())
+    distortion = result.cell_distortion()
+    if distortion is not None and data.shared_labels is not None:
+        # Median per-cell distortion of shared and unshared types, relative to the side's median.
+        for side, values, keep in (("source", distortion[0], keep_s), ("target", distortion[1], keep_t)):
+            if not keep.all():
+                median = np.median(values)
+                scores[f"distortion_{side}"] = (float(np.median(values[keep]) / median),
+                                                float(np.median(values[~keep]) / median))
     return scores
 
 
@@ -152,6 +160,11 @@ def main() -> None:
                 fos = f"{s['foscttm']:.3f}" if "foscttm" in s else "–"
                 print(f"| {name} | {seed} | {label} | {fos} | {s['label_transfer']:.3f} | {conf} | {mass} | "
                       f"{result.gw_objective:.4f} | {starts} | {elapsed:.1f} |", flush=True)
+        for side in ("source", "target"):
+            key = f"distortion_{side}"
+            if key in s:
+                summary.append(f"# {name} {side} per-cell distortion, median of shared / unshared types over the "
+                               f"side's median: {s[key][0]:.2f} / {s[key][1]:.2f}")
         for label, rows in values.items():
             for key in ("foscttm", "label_transfer"):
                 if key in rows[0]:

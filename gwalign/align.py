@@ -116,6 +116,15 @@ class Alignment:
         """Bridge edges added to connect each side's kNN graph."""
         return tuple(0 if g is None else g.n_bridges for g in self.graphs)  # type: ignore[return-value]
 
+    def cell_distortion(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """(source, target): each cell's share of the GW objective per unit of its mass, the mean
+        squared mismatch between its distances and its partners'. Cells with no counterpart on the
+        other side can stand out (PBMC: two of its six one-sided types, at 9.6 and 6.7 robust z-scores
+        above the median), but so can matched cells that fit badly (a shared SNARE-seq type: 4.6),
+        so it is a hint, not a test (docs/design-notes.md, "Per-cell distortion"). ``None`` for
+        sampled GW."""
+        return self.solve.cell_distortion
+
     def row_marginal(self) -> np.ndarray:
         """Mass of each source cell (``T 1``)."""
         return ops.row_mass(self.plan).cpu().numpy()

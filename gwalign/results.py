@@ -176,6 +176,10 @@ def uns_safe(value: Any) -> Any:
     return value
 
 
+#: A cell whose distortion exceeds this multiple of its side's median counts as high (report.json).
+HIGH_DISTORTION = 3.0
+
+
 def add_outputs(adata, alignment: Alignment, embedding: np.ndarray, partner_names, *,
                 is_source: bool, top_k: int, labels: dict[str, tuple[np.ndarray, np.ndarray]],
                 info: dict[str, Any]) -> None:
@@ -186,6 +190,9 @@ def add_outputs(adata, alignment: Alignment, embedding: np.ndarray, partner_name
     adata.obsm["gw_coupling"] = coupling
     adata.obs["gw_match"] = pd.Categorical(np.asarray(partner_names)[match_index])
     adata.obs["gw_match_weight"] = match_share
+    distortion = alignment.cell_distortion()
+    if distortion is not None:
+        adata.obs["gw_distortion"] = distortion[0 if is_source else 1]
     for key, (values, confidence) in labels.items():
         adata.obs[f"{key}_gw"] = pd.Categorical(values)
         adata.obs[f"{key}_gw_confidence"] = confidence
@@ -242,5 +249,10 @@ def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dic
         "timings_s": {k: round(v, 4) for k, v in alignment.timings.items()},
         "device": str(alignment.plan.u.device),
     }
+    distortion = alignment.cell_distortion()
+    if distortion is not None:
+        # Cells fitting at least HIGH_DISTORTION times worse than their side's median: candidates
+        # for cells without a counterpart (a hint, not a test: see obs["gw_distortion"]).
+        out["high_distortion_fraction"] = [float(np.mean(d > HIGH_DISTORTION * np.median(d))) for d in distortion]
     out.update(extra or {})
     return out

@@ -56,9 +56,11 @@ def test_outputs_follow_the_contract(example, default_run):
         assert set(own.obs["gw_match"]) <= set(partner.obs_names)
         assert ((own.obs["gw_match_weight"] > 0) & (own.obs["gw_match_weight"] <= 1 + 1e-6)).all()
         assert {"cell_type_gw", "cell_type_gw_confidence"} <= set(own.obs.columns)
+        assert np.isfinite(own.obs["gw_distortion"]).all() and own.obs["gw_distortion"].median() > 0
         info = own.uns["gwalign"]
         for key in ("parameters", "version", "partner_file", "partner_obs_names_sha256", "gw_objective",
-                    "iterations", "converged", "timings_s", "device", "start_objectives"):
+                    "iterations", "converged", "timings_s", "device", "start_objectives",
+                    "high_distortion_fraction"):
             assert key in info, key
     assert rna.uns["gwalign"]["partner_file"] == atac_path.name
     joint = ad.read_h5ad(out / "joint.gwalign.h5ad")

@@ -105,3 +105,25 @@ def test_starts_stepped_side_by_side_follow_their_solo_runs(rng):
         assert torch.allclose(alone.plan.p, batched.plan.p, rtol=1e-10, atol=1e-12)
         assert torch.allclose(alone.gram, batched.gram, rtol=1e-10, atol=1e-14)
     assert len({round(state.history[-1], 8) for state in together}) > 1, "starts should differ"
+
+
+def test_cell_distortion_matches_dense_gradient_and_sums_to_objective(rng):
+    n, k = 36, 31
+    ds, dt = random_distances(rng, n), random_distances(rng, k, dim=2)
+    ds, dt = ds / ds.mean(), dt / dt.mean()
+    a = torch.as_tensor(rng.dirichlet(np.ones(n) * 3))
+    b = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    config = gwalign.GWConfig(dtype="float64", device="cpu", max_iter=8, epsilon_decay_iters=3)
+    solver = LowRankGW(factor_dense(ds, n), factor_dense(dt, k), a, b, config)
+    state = solver.start(solver.product_gram())
+    solver.run([state], until=5)
+    plan = state.plan
+    dense = torch.exp((plan.p[:, None] + plan.q[None, :] + 2 * plan.u @ plan.v.T) / plan.eps)
+    ra, cb = dense.sum(1), dense.sum(0)
+    grad = ((ds * ds) @ ra)[:, None] + ((dt * dt) @ cb)[None, :] - 2 * ds @ dense @ dt
+    source, target = solver.cell_distortion(plan)
+    assert torch.allclose(source, (dense * grad).sum(1) / ra, rtol=1e-8)
+    assert torch.allclose(target, (dense * grad).sum(0) / cb, rtol=1e-8)
+    loss = float((dense * grad).sum())
+    assert float(source @ ra) == pytest.approx(loss, rel=1e-8)
+    assert float(target @ cb) == pytest.approx(loss, rel=1e-8)

@@ -90,6 +90,10 @@ def test_semi_relaxed_drops_an_unmatched_cluster(seed):
     balanced = gwalign.align(xs, xt, gwalign.GWConfig(**CPU, seed=seed % 1000))
     relaxed = gwalign.align(xs, xt, gwalign.GWConfig(semi_relaxed=True, rho=0.03, **CPU, seed=seed % 1000))
     share_balanced = balanced.col_marginal()[extra].sum()
+    # Balanced GW must place the extra blob somewhere that fits badly: its cells' distortion
+    # (share of the objective per unit mass) stands out against the shared blobs'.
+    distortion = balanced.cell_distortion()[1]
+    assert np.median(distortion[extra]) > 2 * np.median(distortion[~extra])
     share_relaxed = relaxed.col_marginal()[extra].sum()
     assert share_balanced == pytest.approx(extra.mean(), abs=1e-3)
     assert share_relaxed < 0.05, share_relaxed

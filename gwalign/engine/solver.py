@@ -60,6 +60,9 @@ class SolveResult:
         Final objective of every start (filled by :func:`gwalign.align`), the lowest kept.
     marginal_error
         Marginal error the final polish reached (L1; compare with ``config.final_tol``).
+    cell_distortion
+        (source, target) arrays: each cell's share of the GW objective per unit of its mass
+        (low-rank GW only; see :meth:`gwalign.engine.lowrank.LowRankGW.cell_distortion`).
     """
 
     plan: FactoredPlan
@@ -73,6 +76,7 @@ class SolveResult:
     timings: dict[str, float] = field(default_factory=dict)
     start_objectives: list[float] = field(default_factory=list)
     marginal_error: float = float("nan")
+    cell_distortion: Optional[tuple[np.ndarray, np.ndarray]] = None
 
 
 def default_n_anchors(n_source: int, n_target: int) -> int:
