@@ -120,7 +120,7 @@ class _BatchSinkhorn:
         n_batch = v.shape[0]
         self.eps, self.rho, self.extra, self.precision = eps, rho, extra, precision
         self.blocks = (block_rows, block_cols)
-        self.a, self.b = a, b
+        self.b = b
         self.u, self.v = u, v
         self.alpha = (u * u).sum(dim=-1) if row_cost is None else row_cost
         self.beta = (v * v).sum(dim=-1) if col_cost is None else col_cost
