@@ -25,6 +25,7 @@ from scipy.sparse.csgraph import dijkstra
 PARALLEL_MIN_WORK = 2_000_000
 
 _POOL: Optional[multiprocessing.pool.Pool] = None
+_POOL_PID = -1    # the process that forked _POOL: a forked child must not use its parent's pool
 
 
 def available_workers() -> int:
@@ -34,9 +35,10 @@ def available_workers() -> int:
 
 def _worker_pool() -> multiprocessing.pool.Pool:
     """The process-wide pool (one worker per available core), forked on first use."""
-    global _POOL
-    if _POOL is None:
+    global _POOL, _POOL_PID
+    if _POOL is None or _POOL_PID != os.getpid():
         _POOL = multiprocessing.get_context("fork").Pool(available_workers())
+        _POOL_PID = os.getpid()
     return _POOL
 
 
@@ -82,7 +84,9 @@ def shortest_paths_many(jobs: list[tuple[sp.csr_matrix, np.ndarray]],
     work = sum(len(sources) * graph.nnz for graph, sources in jobs)
     cap = available_workers() if workers is None else workers
     workers = max(1, min(cap, available_workers(), n_sources, -(-work // max(PARALLEL_MIN_WORK, 1))))
-    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+    # Daemonic processes (e.g. workers of the caller's own multiprocessing pool) may not fork.
+    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods() or \
+            multiprocessing.current_process().daemon:
         return [np.atleast_2d(dijkstra(graph, directed=True, indices=sources)) for graph, sources in jobs]
     folder = tempfile.mkdtemp(prefix="gwalign-paths-", dir=_scratch_dir(jobs))
     try:

@@ -128,3 +128,36 @@ def test_parallel_paths_fall_back_to_disk_when_shared_memory_is_small(rng, monke
     assert paths._scratch_dir([(graph, sources)]) is None
     table = paths.shortest_paths(graph, sources, workers=2)
     assert np.array_equal(table, dijkstra(graph, directed=False, indices=sources))
+
+
+def _paths_in_child(args):
+    import gwalign.paths as paths
+
+    graph, sources = args
+    paths.PARALLEL_MIN_WORK = 0
+    return paths.shortest_paths(graph, sources, workers=2)
+
+
+def test_parallel_paths_work_in_forked_and_daemonic_children(rng, monkeypatch):
+    """A child forked after the parent made its worker pool, and a daemonic pool worker (which may
+    not fork), both get correct tables instead of hanging on the parent's pool or failing."""
+    import multiprocessing
+
+    import gwalign.paths as paths
+
+    xs = spiral_and_roll(500, 10, seed=int(rng.integers(1 << 30)))[0]
+    graph = knn_graph(torch.tensor(xs), k=6).matrix
+    sources = rng.choice(500, size=4, replace=False)
+    monkeypatch.setattr(paths, "PARALLEL_MIN_WORK", 0)
+    expected = dijkstra(graph, directed=False, indices=sources)
+    assert np.array_equal(paths.shortest_paths(graph, sources, workers=2), expected)   # parent's pool exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:                          # daemonic child
+        got = pool.apply_async(_paths_in_child, ((graph, sources),)).get(timeout=120)
+    assert np.array_equal(got, expected)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=lambda: queue.put(_paths_in_child((graph, sources))))   # non-daemonic
+    child.start()
+    got = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert np.array_equal(got, expected)
