@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, GWConfig
+from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, K_MIN, GWConfig
 from gwalign.distances import (DijkstraDistances, DistanceProvider, LandmarkDistances,
                                PrecomputedDistances, landmark_paths)
 from gwalign.engine import ops
@@ -87,6 +87,8 @@ class Alignment:
     distance_mode: str
     timings: dict[str, float] = field(default_factory=dict)
     gradient_mode: str = "sampled"
+    knn_k: Optional[int] = None
+    """Neighbours per cell of both kNN graphs (``config.knn_k`` of the two sides' sizes)."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -211,7 +213,7 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     """
     config = config or GWConfig()
     timings: dict[str, float] = {}
-    min_rows = config.k + 1
+    min_rows = (config.k or K_MIN) + 1
     xs = as_matrix("x_source", x_source, min_rows=min_rows) if d_source is None else None
     xt = as_matrix("x_target", x_target, min_rows=min_rows) if d_target is None else None
     n = xs.shape[0] if xs is not None else np.asarray(d_source).shape[0]
@@ -230,14 +232,15 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     device = resolve_device(config.device)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     mode = _distance_mode(config, n, k)
+    knn_k = config.knn_k(n, k)
 
     def to_dev(arr: Optional[np.ndarray]) -> Optional[torch.Tensor]:
         return None if arr is None else torch.as_tensor(arr, dtype=dtype, device=device)
 
     with _stage("graph", timings, (n, k)):
         points = (to_dev(xs), to_dev(xt))
-        graphs = (knn_graph(points[0], config.k, weights=config.edge_weights) if xs is not None else None,
-                  knn_graph(points[1], config.k, weights=config.edge_weights) if xt is not None else None)
+        graphs = (knn_graph(points[0], knn_k, weights=config.edge_weights) if xs is not None else None,
+                  knn_graph(points[1], knn_k, weights=config.edge_weights) if xt is not None else None)
 
     with _stage("distances", timings, (n, k)):
         paths = [None, None]
@@ -260,7 +263,7 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     timings.update({f"solve_{key}": value for key, value in solve.timings.items()})
     return Alignment(plan=solve.plan, solve=solve, config=config, graphs=graphs,
                      distance_mode=mode, timings=timings,
-                     gradient_mode=_gradient_mode(config, mode, lin))
+                     gradient_mode=_gradient_mode(config, mode, lin), knn_k=knn_k)
 
 
 def _factor(provider: DistanceProvider, rank: int):

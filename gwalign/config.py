@@ -22,6 +22,11 @@ GradientMode = Literal["auto", "lowrank", "sampled"]
 AUTO_PRECOMPUTED_MAX_POINTS = 2500
 
 
+#: Bounds of the automatic kNN k (:meth:`GWConfig.knn_k`): k = 3 broke PBMC (label transfer 0.032)
+#: while 5 was fine on every real pair; 30 is the top of the measured range.
+K_MIN, K_MAX = 5, 30
+
+
 @dataclass(frozen=True)
 class GWConfig:
     """Parameters of a gwalign run.
@@ -29,7 +34,13 @@ class GWConfig:
     Parameters
     ----------
     k
-        Neighbours per point in the kNN graph whose shortest paths give geodesic distances.
+        Neighbours per point in the kNN graphs whose shortest paths give geodesic distances.
+        ``None`` (default): ``round(log2 m)`` for the smaller side's m cells, clipped to
+        [``K_MIN``, ``K_MAX``], the same for both graphs (:meth:`knn_k`). A kNN graph needs k to grow
+        like log m to stay connected as cells are added (Brito, Chávez, Quiroz, Yukich 1997), and
+        one k keeps the two geodesic approximations at one resolution. On the real pairs
+        (m = 597–1919: k = 9–11) every k from 5 to 20 scored on a plateau and k = 3 broke PBMC
+        (docs/benchmarks.md); 1M cells get 20.
     edge_weights
         ``distance`` (Euclidean kNN edge lengths), ``connectivity`` (hop counts, as SCOT) or
         ``local`` (lengths over the endpoints' k-th neighbour distances, :func:`gwalign.graph.knn_graph`):
@@ -160,7 +171,7 @@ class GWConfig:
         Largest side for which all-pairs shortest paths are computed.
     """
 
-    k: int = 10
+    k: Optional[int] = None
     edge_weights: Literal["distance", "connectivity", "local"] = "distance"
     distance: DistanceMode = "auto"
     gradient: GradientMode = "auto"
@@ -204,7 +215,8 @@ class GWConfig:
     precomputed_max_points: int = 8000
 
     def __post_init__(self) -> None:
-        _check_int("k", self.k, 1)
+        if self.k is not None:
+            _check_int("k", self.k, 1)
         _check_choice("edge_weights", self.edge_weights, ("distance", "connectivity", "local"))
         _check_choice("distance", self.distance, ("auto", "precomputed", "dijkstra", "landmark"))
         _check_int("n_landmarks", self.n_landmarks, 2)
@@ -256,6 +268,13 @@ class GWConfig:
         _check_int("block_elements", self.block_elements, 1024)
         _check_int("dense_limit", self.dense_limit, 1)
         _check_int("precomputed_max_points", self.precomputed_max_points, 2)
+
+    def knn_k(self, n_source: int, n_target: int) -> int:
+        """Neighbours of both kNN graphs: ``k``, or ``round(log2(min(n_source, n_target)))``
+        clipped to [``K_MIN``, ``K_MAX``]."""
+        if self.k is not None:
+            return self.k
+        return int(min(max(round(math.log2(max(min(n_source, n_target), 2))), K_MIN), K_MAX))
 
     @property
     def lowrank_starts(self) -> int:

@@ -245,6 +245,7 @@ def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dic
         "converged": alignment.converged,
         "history": list(map(float, alignment.history)),
         "distance_mode": alignment.distance_mode,
+        "knn_k": alignment.knn_k,
         "bridges_added": list(alignment.n_bridges),
         "timings_s": {k: round(v, 4) for k, v in alignment.timings.items()},
         "device": str(alignment.plan.u.device),

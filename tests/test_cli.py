@@ -60,7 +60,7 @@ def test_outputs_follow_the_contract(example, default_run):
         info = own.uns["gwalign"]
         for key in ("parameters", "version", "partner_file", "partner_obs_names_sha256", "gw_objective",
                     "iterations", "converged", "timings_s", "device", "start_objectives",
-                    "high_distortion_fraction"):
+                    "high_distortion_fraction", "knn_k"):
             assert key in info, key
     assert rna.uns["gwalign"]["partner_file"] == atac_path.name
     joint = ad.read_h5ad(out / "joint.gwalign.h5ad")
@@ -247,9 +247,13 @@ def test_label_missing_on_both_sides(small_pair, tmp_path):
 
 
 def test_fewer_cells_than_k(small_pair, tmp_path):
-    rna = small_pair[0][:8].copy()
+    # The automatic k is at least K_MIN = 5, so 5 cells are too few; an explicit --k 10 needs 11.
+    rna = small_pair[0][:5].copy()
     msg = invoke_bad([write(rna, tmp_path / "tiny.h5ad"), small_pair[3]], tmp_path / "out")
-    assert "fewer than k+1" in msg
+    assert "fewer than k+1 = 6" in msg
+    rna = small_pair[0][:8].copy()
+    msg = invoke_bad([write(rna, tmp_path / "small.h5ad"), small_pair[3], "--k", "10"], tmp_path / "out2")
+    assert "fewer than k+1 = 11" in msg
 
 
 def test_output_exists_without_overwrite(small_pair, tmp_path):

@@ -126,3 +126,13 @@ def test_cuda_out_of_memory_names_stage_and_size(pair, monkeypatch, stage, targe
     message = str(info.value)
     assert f"stage '{stage}'" in message and "3.25 GiB" in message and "\n" not in message
     assert f"{len(xs):,} × {len(xt):,}" in message
+
+
+@pytest.mark.parametrize("sizes, expected", [((600, 725), 9), ((1919, 1985), 11), ((1047, 1047), 10),
+                                             ((45000, 45000), 15), ((1_000_000, 10**6), 20), ((6, 900), 5),
+                                             ((10**12, 10**12), 30)])
+def test_automatic_knn_k_grows_with_the_smaller_side(sizes, expected):
+    from gwalign.config import GWConfig
+
+    assert GWConfig().knn_k(*sizes) == expected
+    assert GWConfig(k=7).knn_k(*sizes) == 7
