@@ -23,8 +23,9 @@ AUTO_PRECOMPUTED_MAX_POINTS = 2500
 
 
 #: Bounds of the automatic kNN k (:meth:`GWConfig.knn_k`): k = 3 broke PBMC (label transfer 0.032)
-#: while 5 was fine on every real pair; 30 is the top of the measured range.
-K_MIN, K_MAX = 5, 30
+#: while 5 was fine on every real pair; above 15 scNMT declined (k = 20: 0.820 / 0.763, k = 30 PBMC
+#: 0.907), and graph and path costs grow with k, so the log rule stops at 15 (23k cells and up).
+K_MIN, K_MAX = 5, 15
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ class GWConfig:
         [``K_MIN``, ``K_MAX``], the same for both graphs (:meth:`knn_k`). A kNN graph needs k to grow
         like log m to stay connected as cells are added (Brito, Chávez, Quiroz, Yukich 1997), and
         one k keeps the two geodesic approximations at one resolution. On the real pairs
-        (m = 597–1919: k = 9–11) every k from 5 to 20 scored on a plateau and k = 3 broke PBMC
-        (docs/benchmarks.md); 1M cells get 20.
+        (m = 597–1919: k = 9–11) every k from 5 to 15 scored on a plateau, k = 3 broke PBMC and
+        scNMT declined from 20 (docs/benchmarks.md).
     edge_weights
         ``distance`` (Euclidean kNN edge lengths), ``connectivity`` (hop counts, as SCOT) or
         ``local`` (lengths over the endpoints' k-th neighbour distances, :func:`gwalign.graph.knn_graph`):
