@@ -10,18 +10,27 @@ Data sets (../shared/data, see its README; SNARE-seq also ships in tests/data):
 - ``scnmt-met``, ``scnmt-acc``: scNMT-seq RNA vs methylation / accessibility, stage labels.
   Published label transfer: UnionCom 0.861, Pamona 0.722.
 
-The joint embedding is the barycentric projection of the source cells into the target's
-representation (rows scaled as the CLI default does, ``--normalise``); label transfer is a
-kNN (k=5) classifier trained on one side and scored on the other, both directions averaged.
+The joint embedding is what ``gwalign run`` writes as ``obsm["X_gw"]`` (coupled CCA by default,
+``--embedding`` scores the others on the same plan), from representations whose rows are scaled
+as the CLI default does (``--normalise``); label transfer is a kNN (k=5) classifier trained on one
+side and scored on the other, both directions averaged.
 
     python benchmarks/real_data.py --datasets snareseq --seeds 0 8 16 24 32
-    python benchmarks/real_data.py --datasets all --seeds 0
+    python benchmarks/real_data.py --datasets all --write-docs
+
+Paired data sets are also aligned once through the command line (``gwalign run`` on .h5ad files,
+scored by ``gwalign evaluate``; ``--no-cli`` skips it). ``--write-docs`` replaces the block between
+the real-data markers of docs/benchmarks.md with the run's table.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +45,8 @@ from gwalign.results import CCA_RIDGE, coupled_cca, joint_embedding, transfer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+DOCS = REPO / "docs" / "benchmarks.md"
+BEGIN_MARK, END_MARK = "<!-- real_data.py:begin -->", "<!-- real_data.py:end -->"
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,47 @@ def score(data: Dataset, result: gwalign.Alignment, xs: np.ndarray, xt: np.ndarr
     return scores
 
 
+def run_cli(data: Dataset, folder: Path, device: str) -> dict[str, float]:
+    """The pair through the command line: ``gwalign run`` on two .h5ad files holding the
+    representations in ``obsm["X_rep"]``, then ``gwalign evaluate`` on its outputs (FOSCTTM through
+    ``obs["cell"]`` for paired data, label transfer on every label)."""
+    import anndata as ad
+    import pandas as pd
+
+    command = [sys.executable, "-c", "from gwalign.cli import app; app()"]
+    with tempfile.TemporaryDirectory(prefix="gwalign-real-") as tmp:
+        files = []
+        for side, labels in ((data.source, data.source_labels), (data.target, data.target_labels)):
+            x = np.load(folder / f"{side}.npy")
+            names = [f"cell{i}" for i in range(len(x))]
+            adata = ad.AnnData(X=x, obs=pd.DataFrame({"label": np.load(folder / f"{labels}.npy").astype(str),
+                                                      "cell": names}, index=names))
+            adata.obsm["X_rep"] = x
+            files.append(Path(tmp) / f"{side}.h5ad")
+            adata.write_h5ad(files[-1])
+        out = Path(tmp) / "out"
+        subprocess.run(command + ["run", *map(str, files), "-o", str(out), "--rep-source", "X_rep",
+                                  "--rep-target", "X_rep", "--device", device, "--no-figures", "--quiet",
+                                  "--transfer-labels", "label"], check=True)
+        outputs = [str(out / f"{side}.gwalign.h5ad") for side in (data.source, data.target)]
+        truth = ["--truth-key", "cell"] if data.paired else []
+        scored = subprocess.run(command + ["evaluate", *outputs, *truth, "--label-key", "label", "--json"],
+                                check=True, capture_output=True, text=True)
+        return json.loads(scored.stdout)
+
+
+def write_docs(lines: list[str], command: str, path: Path = DOCS) -> None:
+    """Replace the block between the real-data markers of docs/benchmarks.md with this run's table."""
+    text = path.read_text()
+    begin, end = text.index(BEGIN_MARK), text.index(END_MARK)
+    # Summary lines start with "# " on the terminal; in Markdown that would be a heading.
+    table = [line for line in lines if not line.startswith("# ")]
+    body = table + [""] + [f"- {line[2:]}" for line in lines if line.startswith("# ")]
+    block = "\n".join([BEGIN_MARK, f"`{command}` ({time.strftime('%Y-%m-%d')}, written by the script):", "",
+                       *body, ""])
+    path.write_text(text[:begin] + block + text[end:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["snareseq"], choices=[*DATASETS, "all"])
@@ -126,13 +178,24 @@ def main() -> None:
     parser.add_argument("--cca-ridge", type=float, nargs="+", default=[CCA_RIDGE],
                         help="covariance ridges scored for the cca embedding (gwalign.results.coupled_cca)")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
+    parser.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True,
+                        help="also align each paired data set once through `gwalign run` and score it with "
+                             "`gwalign evaluate`")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the table into docs/benchmarks.md (between its real_data.py markers)")
     args = parser.parse_args()
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     names = list(DATASETS) if "all" in args.datasets else args.datasets
 
     variants = [(e, r) for e in args.embedding for r in (args.cca_ridge if e == "cca" else [None])]
-    print("| data | seed | embedding | FOSCTTM | label transfer | confidence shared / unshared "
-          "| mass shared / unshared | GW objective | start objectives | time (s) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    emit("| data | seed | embedding | FOSCTTM | label transfer | confidence shared / unshared "
+         "| mass shared / unshared | GW objective | start objectives | time (s) |")
+    emit("|---|---|---|---|---|---|---|---|---|---|")
     summary = []
     for name in names:
         data = DATASETS[name]
@@ -158,8 +221,13 @@ def main() -> None:
                                                           if "confidence_unshared" in s else "")
                 mass = f"{s['mass_shared']:.2f} / {s['mass_unshared']:.2f}" if "mass_shared" in s else "–"
                 fos = f"{s['foscttm']:.3f}" if "foscttm" in s else "–"
-                print(f"| {name} | {seed} | {label} | {fos} | {s['label_transfer']:.3f} | {conf} | {mass} | "
-                      f"{result.gw_objective:.4f} | {starts} | {elapsed:.1f} |", flush=True)
+                emit(f"| {name} | {seed} | {label} | {fos} | {s['label_transfer']:.3f} | {conf} | {mass} | "
+                     f"{result.gw_objective:.4f} | {starts} | {elapsed:.1f} |")
+        if args.cli and data.paired:
+            start = time.perf_counter()
+            s = run_cli(data, folder, args.device)
+            emit(f"| {name} | CLI | `gwalign run` + `gwalign evaluate` | {s['foscttm']:.3f} | {s['label_transfer']:.3f} "
+                 f"| – | – | – | – | {time.perf_counter() - start:.1f} |")
         for side in ("source", "target"):
             key = f"distortion_{side}"
             if key in s:
@@ -171,7 +239,10 @@ def main() -> None:
                     col = np.array([v[key] for v in rows])
                     summary.append(f"# {name} {label} {key}: mean {col.mean():.3f}, spread (max - min) "
                                    f"{np.ptp(col):.3f} over {len(col)} seeds; published {data.published}")
-    print("\n".join(summary))
+    for line in summary:
+        emit(line)
+    if args.write_docs:
+        write_docs(lines, "python benchmarks/real_data.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":
