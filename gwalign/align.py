@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, K_MIN, GWConfig
+from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, GWConfig
 from gwalign.distances import (DijkstraDistances, DistanceProvider, LandmarkDistances,
                                PrecomputedDistances, landmark_paths)
 from gwalign.engine import ops
@@ -87,8 +87,6 @@ class Alignment:
     distance_mode: str
     timings: dict[str, float] = field(default_factory=dict)
     gradient_mode: str = "sampled"
-    knn_k: Optional[int] = None
-    """Neighbours per cell of both kNN graphs (``config.knn_k`` of the two sides' sizes)."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -112,6 +110,14 @@ class Alignment:
     @property
     def n_iter(self) -> int:
         return self.solve.n_iter
+
+    @property
+    def knn_k(self) -> Optional[int]:
+        """Neighbours per cell of the kNN graphs (``config.knn_k`` of the two sides' sizes);
+        ``None`` when both sides came with their own distance matrices."""
+        if all(graph is None for graph in self.graphs):
+            return None
+        return self.config.knn_k(*self.shape)
 
     @property
     def n_bridges(self) -> tuple[int, int]:
@@ -213,7 +219,7 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     """
     config = config or GWConfig()
     timings: dict[str, float] = {}
-    min_rows = (config.k or K_MIN) + 1
+    min_rows = config.min_points
     xs = as_matrix("x_source", x_source, min_rows=min_rows) if d_source is None else None
     xt = as_matrix("x_target", x_target, min_rows=min_rows) if d_target is None else None
     n = xs.shape[0] if xs is not None else np.asarray(d_source).shape[0]
@@ -263,7 +269,7 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     timings.update({f"solve_{key}": value for key, value in solve.timings.items()})
     return Alignment(plan=solve.plan, solve=solve, config=config, graphs=graphs,
                      distance_mode=mode, timings=timings,
-                     gradient_mode=_gradient_mode(config, mode, lin), knn_k=knn_k)
+                     gradient_mode=_gradient_mode(config, mode, lin))
 
 
 def _factor(provider: DistanceProvider, rank: int):

@@ -278,6 +278,11 @@ class GWConfig:
         return int(min(max(round(math.log2(max(min(n_source, n_target), 2))), K_MIN), K_MAX))
 
     @property
+    def min_points(self) -> int:
+        """Fewest points a side needs for its kNN graph: ``k + 1`` (the smallest automatic k)."""
+        return (self.k or K_MIN) + 1
+
+    @property
     def lowrank_starts(self) -> int:
         """Low-rank GW starts: ``n_starts``, else product + profile + ``2**start_signs``."""
         return self.n_starts or 1 + int(self.profile_start) + 2 ** self.start_signs

@@ -11,7 +11,7 @@ import numpy as np
 
 from gwalign import __version__
 from gwalign.align import align
-from gwalign.config import K_MIN, RunConfig
+from gwalign.config import RunConfig
 from gwalign.io import (InputError, check_output_dir, file_checksum, names_checksum, read_h5ad,
                         staged_outputs, write_json)
 from gwalign.preprocess import Representation, representation, scale_rows
@@ -83,9 +83,8 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
     target = target[rep_t.kept].copy()
     joint = _joint_features(source, target, source_path, target_path, config)
     for path, rep in ((source_path, rep_s), (target_path, rep_t)):
-        min_cells = (config.engine.k or K_MIN) + 1
-        if rep.matrix.shape[0] < min_cells:
-            raise InputError(f"{path}: {rep.matrix.shape[0]} cells, fewer than k+1 = {min_cells}")
+        if rep.matrix.shape[0] < config.engine.min_points:
+            raise InputError(f"{path}: {rep.matrix.shape[0]} cells, fewer than k+1 = {config.engine.min_points}")
     timings["preprocess"] = time.perf_counter() - tick
 
     stage("align")

@@ -297,20 +297,21 @@ class LowRankGW:
         ``Σ_j T_ij C(T)_ij`` and target cell j ``Σ_i T_ij C(T)_ij``; either sums to the objective.
         Divided by the cell's mass, it is the mean squared mismatch between the cell's
         distances and its partners' (normalised units): cells with no counterpart on the other
-        side have to be placed somewhere that fits them badly, so theirs stands out. Two
-        streamed passes (``T [Φ_t, h_t]`` and ``Tᵀ [Φ_s, h_s]``).
+        side have to be placed somewhere that fits them badly, so theirs stands out.
         """
         fs, ft = self.fs, self.ft
-        source_t = torch.cat([ft.phi, ft.squared_apply(ops.col_mass(plan))[:, None]], dim=1)
-        target_s = torch.cat([fs.phi, fs.squared_apply(ops.row_mass(plan))[:, None]], dim=1)
-        pulled = ops.apply(plan, source_t)            # N×(r+1): T Φ_t and T h_t
-        pushed = ops.apply_t(plan, target_s)          # K×(r+1): Tᵀ Φ_s and Tᵀ h_s
-        row_mass, col_mass = ops.row_mass(plan), ops.col_mass(plan)
-        gram = fs.phi.T @ pulled[:, :-1]              # G = Φ_sᵀ T Φ_t
-        cross_s = ((fs.phi * fs.lam) @ (gram * ft.lam) * pulled[:, :-1]).sum(1)
+        # Three streamed passes: the column marginal, then T [Φ_t, h_t, 1] (which also gives the
+        # row marginal that h_s needs), then Tᵀ [Φ_s, h_s].
+        col_mass = ops.col_mass(plan)
+        h_t = ft.squared_apply(col_mass)
+        pulled = ops.apply(plan, torch.cat([ft.phi, h_t[:, None], torch.ones_like(h_t)[:, None]], dim=1))
+        t_phi_t, t_h_t, row_mass = pulled[:, :-2], pulled[:, -2], pulled[:, -1]
+        h_s = fs.squared_apply(row_mass)
+        pushed = ops.apply_t(plan, torch.cat([fs.phi, h_s[:, None]], dim=1))
+        gram = fs.phi.T @ t_phi_t                     # G = Φ_sᵀ T Φ_t
+        cross_s = ((fs.phi * fs.lam) @ (gram * ft.lam) * t_phi_t).sum(1)
         cross_t = ((ft.phi * ft.lam) @ (gram.T * fs.lam) * pushed[:, :-1]).sum(1)
-        h_s, h_t = target_s[:, -1], source_t[:, -1]
-        source = (row_mass * h_s + pulled[:, -1] - 2.0 * cross_s) / row_mass.clamp_min(1e-300)
+        source = (row_mass * h_s + t_h_t - 2.0 * cross_s) / row_mass.clamp_min(1e-300)
         target = (col_mass * h_t + pushed[:, -1] - 2.0 * cross_t) / col_mass.clamp_min(1e-300)
         return source, target
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -37,52 +37,17 @@ class SinkhornResult:
 
 def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float,
              f: Optional[torch.Tensor] = None, g: Optional[torch.Tensor] = None, *,
-             rho: Optional[float] = None, extra: Optional[torch.Tensor] = None,
-             max_iter: int = 300, tol: float = 1e-5,
-             block_rows: int = 256, block_cols: int = 4096,
-             row_cost: Optional[torch.Tensor] = None,
-             col_cost: Optional[torch.Tensor] = None,
-             precision: Optional[str] = None, omega: float = 1.0) -> SinkhornResult:
-    """Solve entropic OT with cost ``‖u_i − v_j‖² + extra_ij`` by log-domain Sinkhorn.
+             col_cost: Optional[torch.Tensor] = None, **options: Any) -> SinkhornResult:
+    """Solve one entropic OT problem with cost ``‖u_i − v_j‖² + extra_ij`` by log-domain Sinkhorn.
 
-    With ``row_cost``/``col_cost`` given, the cost is ``row_cost_i + col_cost_j − 2⟨u_i, v_j⟩
-    + extra_ij`` instead (the low-rank GW gradient has that form).
-
-    Parameters
-    ----------
-    u, v
-        Row (N×d) and column (K×d) cost features.
-    a, b
-        Marginals (positive, summing to one).
-    eps
-        Absolute regularisation.
-    f, g
-        Warm-start potentials in cost units (zeros when ``None``).
-    rho
-        ``None`` for balanced OT. Otherwise semi-relaxed: the row marginal is enforced and the
-        column marginal is penalised by ``rho · KL(Tᵀ1 | b)``; the column update is the exact
-        minimiser of that penalised dual, ``g = ρ/(ρ+ε) · g_balanced``, whose fixed point differs
-        from the balanced one (mass can leave columns with no counterpart).
-    extra
-        Optional dense N×K additive cost.
-    max_iter, tol
-        Iteration cap, and tolerance on the L1 column-marginal error (balanced) or on the L1
-        change of the column marginal between iterations (semi-relaxed).
-    precision
-        GPU kernel dot precision (see :func:`gwalign.engine.ops.lse_rows`).
-    omega
-        Over-relaxation factor of balanced solves (1 = plain Sinkhorn, < 2).
-
-    Returns
-    -------
-    SinkhornResult
-        The row marginal is exact on return (the last update is a row update).
+    ``u`` (N×d), ``v`` (K×d), ``f`` (N), ``g`` and ``col_cost`` (K): one problem of
+    :func:`sinkhorn_batch`, whose keyword ``options`` (``rho``, ``extra``, ``max_iter``, ``tol``,
+    ``block_rows``, ``block_cols``, ``row_cost``, ``precision``, ``omega``) it takes unchanged.
+    The row marginal is exact on return (the last update is a row update).
     """
     return sinkhorn_batch(u, v[None], a, b, eps, None if f is None else f[None],
-                          None if g is None else g[None], rho=rho, extra=extra, max_iter=max_iter,
-                          tol=tol, block_rows=block_rows, block_cols=block_cols, row_cost=row_cost,
-                          col_cost=None if col_cost is None else col_cost[None], precision=precision,
-                          omega=omega)[0]
+                          None if g is None else g[None],
+                          col_cost=None if col_cost is None else col_cost[None], **options)[0]
 
 
 def sinkhorn_batch(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float,
@@ -93,14 +58,47 @@ def sinkhorn_batch(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.T
                    row_cost: Optional[torch.Tensor] = None,
                    col_cost: Optional[torch.Tensor] = None,
                    precision: Optional[str] = None, omega: float = 1.0) -> list[SinkhornResult]:
-    """:func:`sinkhorn` for S problems with the same marginals and ε, solved side by side.
+    """Solve S entropic OT problems with the same marginals and ε side by side.
 
-    ``v`` is S×K×d, ``g`` and ``col_cost`` S×K; ``u``, ``f`` and ``row_cost`` are S×N(×d) or
-    shared (N×d, N). Every iteration makes one batched launch per half-step instead of S, which
-    is what matters on the GPU for the small problems of start screening (launch-bound). Each
-    problem follows exactly the iteration of a solve on its own; once it meets ``tol`` it is
-    finished and leaves the batch, so the work is the sum of the problems' iterations, not S
-    times the slowest. ``extra`` is allowed only when S = 1.
+    Problem s has cost ``‖u_i − v_sj‖² + extra_ij``, or, with ``row_cost``/``col_cost`` given,
+    ``row_cost_i + col_cost_sj − 2⟨u_i, v_sj⟩ + extra_ij`` (the low-rank GW gradient has that
+    form). Every iteration makes one batched launch per half-step instead of S, which is what
+    matters on the GPU for the small problems of start screening (launch-bound). Each problem
+    follows exactly the iteration of a solve on its own; once it meets ``tol`` it is finished
+    and leaves the batch, so the work is the sum of the problems' iterations, not S times the
+    slowest.
+
+    Parameters
+    ----------
+    u, v
+        Row features (N×d, shared, or S×N×d) and column features (S×K×d).
+    a, b
+        Marginals (positive, summing to one), shared.
+    eps
+        Absolute regularisation.
+    f, g
+        Warm-start potentials in cost units, S×N (or N, shared) and S×K (zeros when ``None``).
+    rho
+        ``None`` for balanced OT. Otherwise semi-relaxed: the row marginal is enforced and the
+        column marginal is penalised by ``rho · KL(Tᵀ1 | b)``; the column update is the exact
+        minimiser of that penalised dual, ``g = ρ/(ρ+ε) · g_balanced``, whose fixed point differs
+        from the balanced one (mass can leave columns with no counterpart).
+    extra
+        Optional dense N×K additive cost (only when S = 1).
+    max_iter, tol
+        Iteration cap, and tolerance on the L1 column-marginal error (balanced) or on the L1
+        change of the column marginal between iterations (semi-relaxed).
+    row_cost, col_cost
+        N (or S×N) and S×K cost terms replacing ``|u|²`` and ``|v|²``.
+    precision
+        GPU kernel dot precision (see :func:`gwalign.engine.ops.lse_rows`).
+    omega
+        Over-relaxation factor of balanced solves (1 = plain Sinkhorn, < 2).
+
+    Returns
+    -------
+    list of SinkhornResult
+        One per problem, in order; each row marginal is exact on return.
     """
     n_batch = v.shape[0]
     if extra is not None and n_batch != 1:
