@@ -1,0 +1,137 @@
+"""What bounds the accuracy on paired data: the GW model, the plan, or the joint embedding?
+
+For a paired data set (row i of both sides is one cell; SNARE-seq by default), with the default run:
+
+- the GW objective (normalised geodesics, as the engine compares them) of the plan found, of the
+  true pairing ``T = I/n``, and of the type-block plan (uniform within each cell type): if the found
+  plan is *below* the truth, no solver of this model returns the true pairing;
+- the plan's own FOSCTTM (rank of a cell's true partner in its row and column of ``T``);
+- FOSCTTM of the coupled-CCA embedding on the found plan and on the true pairing, and the
+  expected FOSCTTM of a perfect cell-type match with a random order within each type.
+
+``--powers`` also aligns every data set (paired or not) on transformed geodesics ``d^p`` (given as
+user distance matrices, defaults otherwise) and scores them as ``benchmarks/real_data.py`` does.
+
+    python benchmarks/model_limits.py
+    python benchmarks/model_limits.py --powers 0.5 1 1.5 --datasets all
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from scipy.sparse.csgraph import dijkstra
+
+import gwalign
+from gwalign.distances import PrecomputedDistances
+from gwalign.graph import KNNGraph
+from gwalign.metrics import foscttm
+from gwalign.preprocess import scale_rows
+from gwalign.results import coupled_cca
+
+from real_data import DATASETS, data_folder, score
+
+
+class DensePlan:
+    """A dense coupling with the two methods :func:`gwalign.results.coupled_cca` uses."""
+
+    def __init__(self, plan: np.ndarray) -> None:
+        self.plan = plan
+
+    def apply(self, z: np.ndarray) -> np.ndarray:
+        return self.plan @ z
+
+    def col_marginal(self) -> np.ndarray:
+        return self.plan.sum(axis=0)
+
+
+def normalised_geodesics(graph: KNNGraph) -> np.ndarray:
+    """The graph's all-pairs geodesics over their mean, as the engine compares them."""
+    return PrecomputedDistances.from_graph(graph, torch.device("cpu"), torch.float64).dense().numpy()
+
+
+def gw_objective(plan: np.ndarray, d_source: np.ndarray, d_target: np.ndarray) -> float:
+    """``Σ (D_s[i,k] − D_t[j,l])² T_ij T_kl`` for a dense plan."""
+    r, c = plan.sum(axis=1), plan.sum(axis=0)
+    return float(r @ (d_source ** 2) @ r + c @ (d_target ** 2) @ c
+                 - 2.0 * np.sum((d_source @ plan @ d_target) * plan))
+
+
+def plan_foscttm(plan: np.ndarray) -> float:
+    """FOSCTTM read from the plan itself: the fraction of entries of a cell's row (column) larger
+    than its true partner's, both directions averaged."""
+    n = plan.shape[0]
+    true = np.diag(plan)
+    rows = (plan > true[:, None]).sum(axis=1).mean()
+    cols = (plan > true[None, :]).sum(axis=0).mean()
+    return float((rows + cols) / (2.0 * (n - 1)))
+
+
+def paired_limits(name: str, root: Optional[Path]) -> None:
+    data = DATASETS[name]
+    folder = data_folder(name, root)
+    xs = scale_rows(np.load(folder / f"{data.source}.npy"), "auto")[0]
+    xt = scale_rows(np.load(folder / f"{data.target}.npy"), "auto")[0]
+    labels = np.load(folder / f"{data.source_labels}.npy")
+    result = gwalign.align(xs, xt, gwalign.GWConfig(device="cpu"))
+    d_source, d_target = (normalised_geodesics(graph) for graph in result.graphs)
+    n = len(xs)
+    found = np.asarray(result.to_dense(), dtype=np.float64)
+    truth = np.eye(n) / n
+    block = (labels[:, None] == labels[None, :]).astype(np.float64)
+    block /= block.sum(axis=1, keepdims=True) * n
+    print(f"# {name}: paired, {n} cells, kNN k = {result.knn_k}")
+    print("| plan | GW objective | FOSCTTM of the plan | FOSCTTM, coupled CCA |")
+    print("|---|---|---|---|")
+    for label, plan in (("found (default run)", found), ("true pairing I/n", truth), ("type blocks", block)):
+        emb_s, emb_t, _ = coupled_cca(DensePlan(plan), xs, xt)
+        fos_plan = f"{plan_foscttm(plan):.3f}" if label != "type blocks" else "–"
+        print(f"| {label} | {gw_objective(plan, d_source, d_target):.4f} | {fos_plan} | {foscttm(emb_s, emb_t):.3f} |")
+    shares = np.bincount(labels)[np.unique(labels)] / n
+    print(f"# expected FOSCTTM of a perfect type match with random order within types: {(shares ** 2).sum() / 2:.3f}")
+
+
+def power_sweep(names: list[str], powers: list[float], root: Optional[Path]) -> None:
+    print("| data | p | FOSCTTM | label transfer | confidence shared / unshared | GW objective |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        data = DATASETS[name]
+        folder = data_folder(name, root)
+        xs = scale_rows(np.load(folder / f"{data.source}.npy"), "auto")[0]
+        xt = scale_rows(np.load(folder / f"{data.target}.npy"), "auto")[0]
+        ls, lt = np.load(folder / f"{data.source_labels}.npy"), np.load(folder / f"{data.target_labels}.npy")
+        config = gwalign.GWConfig(device="cpu")
+        base = gwalign.align(xs, xt, config)
+        geodesics = [dijkstra(graph.matrix, directed=True) for graph in base.graphs]
+        for power in powers:
+            result = gwalign.align(xs, xt, config, d_source=geodesics[0] ** power, d_target=geodesics[1] ** power)
+            s = score(data, result, xs, xt, ls, lt)
+            conf = f"{s['confidence_shared']:.3f}" + (f" / {s['confidence_unshared']:.3f}"
+                                                      if "confidence_unshared" in s else "")
+            fos = f"{s['foscttm']:.3f}" if "foscttm" in s else "–"
+            print(f"| {name} | {power:g} | {fos} | {s['label_transfer']:.3f} | {conf} | {result.gw_objective:.4f} |",
+                  flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--paired", nargs="*", default=["snareseq"],
+                        choices=[name for name, data in DATASETS.items() if data.paired])
+    parser.add_argument("--powers", type=float, nargs="*", default=[],
+                        help="also align on geodesics raised to these powers")
+    parser.add_argument("--datasets", nargs="+", default=["all"], choices=[*DATASETS, "all"],
+                        help="data sets of the --powers sweep")
+    parser.add_argument("--data-root", type=Path, default=None)
+    args = parser.parse_args()
+    for name in args.paired:
+        paired_limits(name, args.data_root)
+    if args.powers:
+        power_sweep(list(DATASETS) if "all" in args.datasets else args.datasets, args.powers, args.data_root)
+
+
+if __name__ == "__main__":
+    main()
