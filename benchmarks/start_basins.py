@@ -8,6 +8,7 @@ oracle ends with a *higher* objective than the best start, the model (graph, row
 a wrong answer; if lower, the starts missed its basin.
 
     python benchmarks/start_basins.py --dataset scnmt-met --normalise l2 auto --k 10
+    python benchmarks/start_basins.py --dataset pbmc --edge-weights connectivity --k 9 11 13
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from gwalign.preprocess import scale_rows
 from real_data import DATASETS, data_folder
 
 
-def geodesic_factors(x: np.ndarray, k: int):
-    graph = knn_graph(torch.tensor(x), k)
+def geodesic_factors(x: np.ndarray, k: int, weights: str = "distance"):
+    graph = knn_graph(torch.tensor(x), k, weights=weights)
     return factor_dense(PrecomputedDistances.from_graph(graph, torch.device("cpu"), torch.float64).dense(), 32)
 
 
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--normalise", nargs="+", default=["auto"], choices=["auto", "l2", "none"])
     parser.add_argument("--k", type=int, nargs="+", default=[10])
     parser.add_argument("--starts", default="sign", choices=["sign", "noise"])
+    parser.add_argument("--edge-weights", default="distance", choices=["distance", "connectivity", "local"],
+                        help="kNN edge lengths (gwalign.graph.knn_graph)")
     args = parser.parse_args()
     data = DATASETS[args.dataset]
     folder = data_folder(args.dataset, None)
@@ -55,7 +58,7 @@ def main() -> None:
         xs = scale_rows(np.load(folder / f"{data.source}.npy"), norm)[0]
         xt = scale_rows(np.load(folder / f"{data.target}.npy"), norm)[0]
         for k in args.k:
-            fs, ft = geodesic_factors(xs, k), geodesic_factors(xt, k)
+            fs, ft = geodesic_factors(xs, k, args.edge_weights), geodesic_factors(xt, k, args.edge_weights)
             config = gwalign.GWConfig(device="cpu", dtype="float64", start_signs=3 if args.starts == "sign" else 0)
             solver = LowRankGW(fs, ft, a, b, config)
             grams = solver.start_grams(10)
