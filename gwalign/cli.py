@@ -77,6 +77,8 @@ def run(
     joint_rep_source: Optional[str] = typer.Option(None, help="obsm key of shared features (source) for fused GW " + _said("none")),
     joint_rep_target: Optional[str] = typer.Option(None, help="obsm key of shared features (target) for fused GW " + _said("none")),
     transfer_labels: Optional[List[str]] = typer.Option(None, "--transfer-labels", help="obs column to carry across (repeatable) " + _said("none")),
+    transfer: Optional[str] = typer.Option(None, "--transfer", help="Labels by knn (in X_gw) | plan (most plan mass) " + _default("transfer")),
+    transfer_k: Optional[int] = typer.Option(None, "--transfer-k", help="Neighbours of the kNN label transfer " + _default("transfer_k")),
     top_k: Optional[int] = typer.Option(None, help="Plan entries kept per cell in obsm['gw_coupling'] " + _default("top_k")),
     joint_embedding: Optional[str] = typer.Option(None, "--joint-embedding",
                                                   help="X_gw: cca | target | source | spectral " + _default("joint_embedding")),
@@ -95,7 +97,8 @@ def run(
                  modality_target=modality_target, distance=distance, epsilon=epsilon,
                  n_anchors=n_anchors, k=k, max_iter=max_iter, semi_relaxed=semi_relaxed, rho=rho,
                  fgw_alpha=fgw_alpha, joint_rep_source=joint_rep_source,
-                 joint_rep_target=joint_rep_target, transfer_labels=transfer_labels, top_k=top_k,
+                 joint_rep_target=joint_rep_target, transfer_labels=transfer_labels, transfer=transfer,
+                 transfer_k=transfer_k, top_k=top_k,
                  joint_embedding=joint_embedding,
                  device=device, seed=seed, figures=figures)
     try:

@@ -328,6 +328,14 @@ class GWConfig:
         return cls.from_dict(load_toml(path), source=str(path))
 
 
+#: Neighbours of the kNN classifier that carries labels across in ``X_gw`` (scanpy's neighbourhood
+#: size). Accuracy of the written labels on the four real pairs (SNARE-seq / PBMC shared types /
+#: scNMT-met / scNMT-acc, both directions): k = 5 0.956 / 0.942 / 0.864 / 0.782, 15 0.960 / 0.948 /
+#: 0.864 / 0.815, 30 0.960 / 0.949 / 0.863 / 0.815; by plan mass 0.918 / 0.920 / 0.784 / 0.760
+#: (docs/benchmarks.md, session 7).
+TRANSFER_K = 15
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole ``gwalign run``: how to read and prepare the two files, plus the engine.
@@ -348,6 +356,14 @@ class RunConfig:
         ``obsm`` keys of shared features for fused GW (equal widths).
     transfer_labels
         ``obs`` columns to carry across through the coupling.
+    transfer
+        How labels are carried (:func:`gwalign.results.transfer`): ``knn``, the majority label of
+        each cell's ``transfer_k`` nearest labelled cells in ``X_gw`` (the default: more accurate
+        on all four real pairs, see :data:`TRANSFER_K`), or ``plan``, the label with most of the
+        cell's plan mass. Either way the confidence is the share of the cell's plan mass that
+        comes from cells carrying the label given.
+    transfer_k
+        Neighbours of the kNN transfer.
     normalise_rows
         ``l2`` scales each cell's representation to unit length before building graphs (as SCOT
         does); ``none`` keeps it; ``auto`` scales only uncentred representations whose norm is
@@ -376,6 +392,8 @@ class RunConfig:
     joint_rep_source: Optional[str] = None
     joint_rep_target: Optional[str] = None
     transfer_labels: tuple[str, ...] = ()
+    transfer: Literal["knn", "plan"] = "knn"
+    transfer_k: int = TRANSFER_K
     normalise_rows: Literal["auto", "l2", "none"] = "auto"
     top_k: int = 10
     joint_embedding: Literal["cca", "target", "source", "spectral"] = "cca"
@@ -387,6 +405,8 @@ class RunConfig:
         _check_int("n_components", self.n_components, 2)
         _check_int("n_top_genes", self.n_top_genes, 10)
         _check_int("top_k", self.top_k, 1)
+        _check_choice("transfer", self.transfer, ("knn", "plan"))
+        _check_int("transfer_k", self.transfer_k, 1)
         _check_choice("normalise_rows", self.normalise_rows, ("auto", "l2", "none"))
         _check_choice("joint_embedding", self.joint_embedding, ("cca", "target", "source", "spectral"))
         if (self.joint_rep_source is None) != (self.joint_rep_target is None):

@@ -100,7 +100,9 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
     stage("write")
     emb_s, emb_t = joint_embedding(alignment, rep_s.matrix, rep_t.matrix, config.joint_embedding)
     label_keys = list(config.transfer_labels)
-    to_source, to_target = label_transfers(alignment, source, target, label_keys)
+    to_source, to_target = label_transfers(alignment, source, target, label_keys,
+                                           (emb_s, emb_t) if config.transfer == "knn" else None,
+                                           config.transfer_k)
     base = summary(alignment, {
         "version": __version__,
         "parameters": config.to_dict(),

@@ -246,6 +246,26 @@ def test_label_missing_on_both_sides(small_pair, tmp_path):
     assert result.exit_code == 2 and "no_such_column" in result.output
 
 
+def test_unknown_transfer_method(small_pair, tmp_path):
+    msg = invoke_bad([small_pair[2], small_pair[3], "--transfer-labels", "cell_type", "--transfer", "vote"],
+                     tmp_path / "out")
+    assert "transfer" in msg and "vote" in msg
+
+
+def test_plan_transfer_labels_on_request(small_pair, tmp_path):
+    """--transfer plan writes the label with most plan mass, whose share is its confidence."""
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["run", str(small_pair[2]), str(small_pair[3]), "-o", str(out), *FAST,
+                                 "--transfer-labels", "cell_type", "--transfer", "plan", "--quiet"])
+    assert result.exit_code == 0, result.output
+    target = ad.read_h5ad(out / f"{small_pair[3].stem}.gwalign.h5ad")
+    assert target.uns["gwalign"]["parameters"]["transfer"] == "plan"
+    confidence = target.obs["cell_type_gw_confidence"].to_numpy()
+    # The winning label holds at least an equal share among the labels present.
+    n_labels = ad.read_h5ad(small_pair[2]).obs["cell_type"].nunique()
+    assert (confidence >= 1.0 / n_labels - 1e-9).all() and (confidence <= 1.0 + 1e-9).all()
+
+
 def test_fewer_cells_than_k(small_pair, tmp_path):
     # The automatic k is at least K_MIN = 5, so 5 cells are too few; an explicit --k 10 needs 11.
     rna = small_pair[0][:5].copy()

@@ -1,0 +1,64 @@
+"""Label transfer across the coupling against scikit-learn and a dense plan."""
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+
+from gwalign.results import transfer
+
+
+class DensePlan:
+    """The two products transfer uses, on a dense plan."""
+
+    def __init__(self, plan: np.ndarray) -> None:
+        self.plan = plan
+
+    def apply(self, z: np.ndarray) -> np.ndarray:
+        return self.plan @ z
+
+    def apply_t(self, z: np.ndarray) -> np.ndarray:
+        return self.plan.T @ z
+
+
+def random_problem(rng, n: int = 120, m: int = 90):
+    plan = rng.random((n, m)) ** 4
+    plan /= plan.sum()
+    labels = rng.choice(["B", "T", "mono", "NK"], size=n)
+    return DensePlan(plan), labels, rng.normal(size=(n, 5)), rng.normal(size=(m, 5))
+
+
+@pytest.mark.parametrize("k", [1, 5, 15])
+def test_knn_labels_match_scikit_learn_and_confidence_is_the_plan_share(rng, k):
+    plan, labels, emb_s, emb_t = random_problem(rng)
+    got, confidence = transfer(plan, labels, to_target=True, embedding_labelled=emb_s,
+                               embedding_receiving=emb_t, k=k)
+    expected = KNeighborsClassifier(n_neighbors=k).fit(emb_s, labels).predict(emb_t)
+    np.testing.assert_array_equal(got, expected)
+    onehot = (labels[:, None] == np.unique(labels)[None, :]).astype(float)
+    share = plan.plan.T @ onehot / plan.plan.sum(axis=0)[:, None]
+    np.testing.assert_allclose(confidence, share[np.arange(len(got)), np.searchsorted(np.unique(labels), got)])
+
+
+def test_knn_transfer_towards_the_source_uses_rows_of_the_plan(rng):
+    plan, _, emb_s, emb_t = random_problem(rng)
+    labels_t = rng.choice(["x", "y"], size=emb_t.shape[0])
+    got, confidence = transfer(plan, labels_t, to_target=False, embedding_labelled=emb_t,
+                               embedding_receiving=emb_s, k=5)
+    np.testing.assert_array_equal(got, KNeighborsClassifier(n_neighbors=5).fit(emb_t, labels_t).predict(emb_s))
+    mass_x = plan.plan[:, labels_t == "x"].sum(axis=1) / plan.plan.sum(axis=1)
+    np.testing.assert_allclose(confidence, np.where(got == "x", mass_x, 1.0 - mass_x))
+
+
+def test_plan_transfer_takes_the_label_with_most_mass(rng):
+    plan, labels, _, _ = random_problem(rng)
+    got, confidence = transfer(plan, labels, to_target=True)
+    categories = np.unique(labels)
+    mass = np.stack([plan.plan[labels == c].sum(axis=0) for c in categories], axis=1)
+    np.testing.assert_array_equal(got, categories[mass.argmax(axis=1)])
+    np.testing.assert_allclose(confidence, mass.max(axis=1) / mass.sum(axis=1))
+
+
+def test_knn_transfer_needs_both_embeddings(rng):
+    plan, labels, emb_s, _ = random_problem(rng)
+    with pytest.raises(ValueError, match="both sides' embeddings"):
+        transfer(plan, labels, to_target=True, embedding_labelled=emb_s)
