@@ -136,6 +136,28 @@ def _nearest_torch(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray
     return _drop_self(torch.cat(dists).double().cpu().numpy(), torch.cat(idxs).cpu().numpy(), k)
 
 
+def nearest_between(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048) -> np.ndarray:
+    """Indices (Q×k) of each query row's ``k`` nearest training rows, nearest first (CPU: exact
+    tree search; CUDA: blocked ``cdist`` + ``topk``, so atlas-sized label transfer stays on the GPU)."""
+    k = min(k, train.shape[0])
+    if not train.is_cuda:
+        from sklearn.neighbors import NearestNeighbors
+
+        data = train.detach().cpu().numpy().astype(np.float64, copy=False)
+        queries = query.detach().cpu().numpy().astype(np.float64, copy=False)
+        return NearestNeighbors(n_neighbors=k).fit(data).kneighbors(queries, return_distance=False)
+    return _blocked_topk(train, query, k, block_rows)
+
+
+def _blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> np.ndarray:
+    """Exact kNN between two sets by blocks of ``cdist`` + ``topk`` (at most ``KNN_BLOCK_ELEMENTS``
+    distances at a time)."""
+    rows = max(64, min(block_rows, KNN_BLOCK_ELEMENTS // max(train.shape[0], 1)))
+    found = [torch.cdist(query[i0:i0 + rows], train).topk(k, dim=1, largest=False).indices
+             for i0 in range(0, query.shape[0], rows)]
+    return torch.cat(found).cpu().numpy()
+
+
 def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Remove each point from its own neighbour list (ties with duplicates may put it anywhere)."""
     n = idx.shape[0]

@@ -7,9 +7,11 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 
 from gwalign.align import Alignment
 from gwalign.config import TRANSFER_K
+from gwalign.graph import nearest_between
 
 
 #: Eigenvectors kept by the spectral joint embedding (10 beat 30 on SNARE-seq: FOSCTTM 0.31 vs 0.42,
@@ -188,20 +190,28 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
     if embedding_labelled is None:
         winner = share.argmax(axis=1)
     else:
-        winner = knn_vote(embedding_labelled, categories.codes, embedding_receiving, len(categories.categories), k)
+        winner = knn_vote(embedding_labelled, categories.codes, embedding_receiving, len(categories.categories), k,
+                          _device(alignment))
     return np.asarray(categories.categories)[winner], share[np.arange(len(share)), winner]
 
 
-def knn_vote(train: np.ndarray, codes: np.ndarray, query: np.ndarray, n_classes: int, k: int) -> np.ndarray:
+def knn_vote(train: np.ndarray, codes: np.ndarray, query: np.ndarray, n_classes: int, k: int,
+             device: Optional[torch.device] = None) -> np.ndarray:
     """Majority class code among each query row's ``k`` nearest training rows (Euclidean; ties go
-    to the smallest code, as scikit-learn's ``KNeighborsClassifier``)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(k, len(train))
-    _, idx = NearestNeighbors(n_neighbors=k).fit(train).kneighbors(query)
+    to the smallest code, as scikit-learn's ``KNeighborsClassifier``), searched on ``device``."""
+    device = device or torch.device("cpu")
+    dtype = torch.float64 if device.type == "cpu" else torch.float32
+    idx = nearest_between(torch.as_tensor(train, dtype=dtype, device=device),
+                          torch.as_tensor(query, dtype=dtype, device=device), k)
     votes = np.zeros((len(query), n_classes))
-    np.add.at(votes, (np.repeat(np.arange(len(query)), k), np.asarray(codes)[idx].ravel()), 1.0)
+    np.add.at(votes, (np.repeat(np.arange(len(query)), idx.shape[1]), np.asarray(codes)[idx].ravel()), 1.0)
     return votes.argmax(axis=1)
+
+
+def _device(alignment: Alignment) -> torch.device:
+    """Where the alignment's plan lives (the CPU for anything without a factored plan)."""
+    plan = getattr(alignment, "plan", None)
+    return plan.u.device if plan is not None and hasattr(plan, "u") else torch.device("cpu")
 
 
 def uns_safe(value: Any) -> Any:

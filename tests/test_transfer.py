@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
+import torch
+
+from gwalign.graph import _blocked_topk, nearest_between
 from gwalign.results import transfer
 
 
@@ -62,3 +65,11 @@ def test_knn_transfer_needs_both_embeddings(rng):
     plan, labels, emb_s, _ = random_problem(rng)
     with pytest.raises(ValueError, match="both sides' embeddings"):
         transfer(plan, labels, to_target=True, embedding_labelled=emb_s)
+
+
+def test_blocked_gpu_search_finds_the_tree_search_neighbours(rng):
+    """The GPU branch (blocked cdist + topk), run on the CPU with small blocks, against the tree search."""
+    train = torch.as_tensor(rng.normal(size=(300, 7)))
+    query = torch.as_tensor(rng.normal(size=(130, 7)))
+    expected = nearest_between(train, query, 6)
+    np.testing.assert_array_equal(_blocked_topk(train, query, 6, block_rows=64), expected)
