@@ -66,6 +66,9 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
     for key in config.transfer_labels:
         if key not in source.obs and key not in target.obs:
             raise InputError(f"{source_path}, {target_path}: label column {key!r} is in neither file's obs")
+        for path, adata in ((source_path, source), (target_path, target)):
+            if key in adata.obs and adata.obs[key].isna().all():
+                raise InputError(f"{path}: label column {key!r} has no labelled cells (all missing)")
     timings["read"] = time.perf_counter() - tick
 
     tick = time.perf_counter()

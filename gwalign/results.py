@@ -162,7 +162,8 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
     alignment
         The solved alignment.
     labels
-        One label per cell of the labelled side (the source when ``to_target``).
+        One label per cell of the labelled side (the source when ``to_target``); missing values
+        (NaN, None) mark unlabelled cells, which are left out.
     to_target
         Direction: source labels to target cells, or target labels to source cells.
     embedding_labelled, embedding_receiving
@@ -180,18 +181,24 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
         its mass from several types, so its cells get lower confidence (PBMC, kNN labels: 0.50
         for one-sided types against 0.78 for shared ones).
     """
-    categories = pd.Categorical(pd.Series(labels).astype(str))
-    onehot = np.zeros((len(categories), len(categories.categories)))
-    onehot[np.arange(len(categories)), categories.codes] = 1.0
-    mass = alignment.apply_t(onehot) if to_target else alignment.apply(onehot)
-    share = mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-300)
     if (embedding_labelled is None) != (embedding_receiving is None):
         raise ValueError("give both sides' embeddings for kNN transfer, or neither")
+    series = pd.Series(np.asarray(labels, dtype=object))
+    # Cells without a label (NaN/None, as in a partly annotated obs column) neither vote nor count
+    # in the mass shares.
+    labelled = ~series.isna().to_numpy()
+    if not labelled.any():
+        raise ValueError("no labelled cells to transfer from (every label is missing)")
+    categories = pd.Categorical(series[labelled].astype(str))
+    onehot = np.zeros((len(series), len(categories.categories)))
+    onehot[np.flatnonzero(labelled), categories.codes] = 1.0
+    mass = alignment.apply_t(onehot) if to_target else alignment.apply(onehot)
+    share = mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-300)
     if embedding_labelled is None:
         winner = share.argmax(axis=1)
     else:
-        winner = knn_vote(embedding_labelled, categories.codes, embedding_receiving, len(categories.categories), k,
-                          _device(alignment))
+        winner = knn_vote(np.asarray(embedding_labelled)[labelled], categories.codes, embedding_receiving,
+                          len(categories.categories), k, _device(alignment))
     return np.asarray(categories.categories)[winner], share[np.arange(len(share)), winner]
 
 

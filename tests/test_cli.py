@@ -252,6 +252,14 @@ def test_unknown_transfer_method(small_pair, tmp_path):
     assert "transfer" in msg and "vote" in msg
 
 
+def test_label_column_without_labels(small_pair, tmp_path):
+    rna = small_pair[0].copy()
+    rna.obs["cell_type"] = np.nan
+    source = write(rna, tmp_path / "unlabelled.h5ad")
+    msg = invoke_bad([source, small_pair[3], "--transfer-labels", "cell_type"], tmp_path / "out")
+    assert "unlabelled.h5ad" in msg and "no labelled cells" in msg
+
+
 def test_plan_transfer_labels_on_request(small_pair, tmp_path):
     """--transfer plan writes the label with most plan mass, whose share is its confidence."""
     out = tmp_path / "o"

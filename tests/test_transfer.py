@@ -73,3 +73,30 @@ def test_blocked_gpu_search_finds_the_tree_search_neighbours(rng):
     query = torch.as_tensor(rng.normal(size=(130, 7)))
     expected = nearest_between(train, query, 6)
     np.testing.assert_array_equal(_blocked_topk(train, query, 6, block_rows=64), expected)
+
+
+@pytest.mark.parametrize("method", ["knn", "plan"])
+def test_unlabelled_cells_neither_vote_nor_count(rng, method):
+    """A partly annotated column: the missing labels are never written, and the result equals the
+    transfer from the labelled cells alone (their rows of the plan and the embedding)."""
+    plan, labels, emb_s, emb_t = random_problem(rng)
+    partial = labels.astype(object)
+    missing = rng.random(len(labels)) < 0.3
+    partial[missing] = np.nan
+    embeddings = {"embedding_labelled": emb_s, "embedding_receiving": emb_t} if method == "knn" else {}
+    got, confidence = transfer(plan, partial, to_target=True, k=5, **embeddings)
+    assert "nan" not in set(got)
+    kept = DensePlan(plan.plan[~missing])
+    if method == "knn":
+        embeddings["embedding_labelled"] = emb_s[~missing]
+    expected, _ = transfer(kept, labels[~missing], to_target=True, k=5, **embeddings)
+    np.testing.assert_array_equal(got, expected)
+    share = np.stack([plan.plan[~missing & (labels == c)].sum(axis=0) for c in np.unique(labels)], axis=1)
+    share /= share.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(confidence, share[np.arange(len(got)), np.searchsorted(np.unique(labels), got)])
+
+
+def test_all_labels_missing_is_an_error(rng):
+    plan, labels, _, _ = random_problem(rng)
+    with pytest.raises(ValueError, match="no labelled cells"):
+        transfer(plan, np.full(len(labels), np.nan, dtype=object), to_target=True)
