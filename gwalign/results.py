@@ -265,9 +265,13 @@ def joint_anndata(source, target, names: tuple[str, str], label_keys: list[str])
         obs = pd.DataFrame(index=[f"{name}:{o}" for o in adata.obs_names])
         obs["gw_dataset"] = name
         for key in label_keys:
-            own = adata.obs[key].astype(str).to_numpy() if key in adata.obs else None
-            carried = adata.obs[f"{key}_gw"].astype(str).to_numpy() if f"{key}_gw" in adata.obs else None
-            obs[key] = own if own is not None else carried
+            # A cell's own label where it has one, else the label carried to it (if any).
+            own = adata.obs[key] if key in adata.obs else pd.Series(np.nan, index=adata.obs_names, dtype=object)
+            carried = adata.obs[f"{key}_gw"] if f"{key}_gw" in adata.obs else None
+            merged = own.astype(object)
+            if carried is not None:
+                merged = merged.where(merged.notna(), carried.astype(object))
+            obs[key] = merged.astype(str).to_numpy()
         frames.append(obs)
     obs = pd.concat(frames)
     obs["gw_dataset"] = pd.Categorical(obs["gw_dataset"])

@@ -100,3 +100,18 @@ def test_all_labels_missing_is_an_error(rng):
     plan, labels, _, _ = random_problem(rng)
     with pytest.raises(ValueError, match="no labelled cells"):
         transfer(plan, np.full(len(labels), np.nan, dtype=object), to_target=True)
+
+
+def test_joint_file_takes_own_labels_and_fills_the_rest_with_carried_ones():
+    import anndata as ad
+    import pandas as pd
+
+    from gwalign.results import joint_anndata
+
+    source = ad.AnnData(obs=pd.DataFrame({"cell_type": ["B", np.nan, "T"], "cell_type_gw": ["T", "NK", "T"]},
+                                         index=["a", "b", "c"]))
+    target = ad.AnnData(obs=pd.DataFrame({"cell_type_gw": ["B", "T"]}, index=["x", "y"]))
+    source.obsm["X_gw"], target.obsm["X_gw"] = np.zeros((3, 2)), np.ones((2, 2))
+    joint = joint_anndata(source, target, ("rna", "atac"), ["cell_type"])
+    assert list(joint.obs["cell_type"].astype(str)) == ["B", "NK", "T", "B", "T"]
+    assert list(joint.obs_names) == ["rna:a", "rna:b", "rna:c", "atac:x", "atac:y"]
