@@ -235,7 +235,7 @@ def main() -> None:
             start = time.perf_counter()
             s = run_cli(data, folder, args.device)
             emit(f"| {name} | CLI | `gwalign run` + `gwalign evaluate` | {s['foscttm']:.3f} | {s['label_transfer']:.3f} "
-                 f"| – | – | – | – | – | {time.perf_counter() - start:.1f} |")
+                 f"| {s['labels_written']:.3f} | – | – | – | – | {time.perf_counter() - start:.1f} |")
         for side in ("source", "target"):
             key = f"distortion_{side}"
             if key in s:

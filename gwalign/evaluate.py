@@ -13,7 +13,9 @@ from gwalign.metrics import foscttm, label_transfer_accuracy
 
 def score_files(source_path: Path, target_path: Path, truth_key: Optional[str],
                 label_key: Optional[str]) -> dict[str, float]:
-    """FOSCTTM (cells paired through ``obs[truth_key]``) and label transfer accuracy."""
+    """FOSCTTM (cells paired through ``obs[truth_key]``), label transfer accuracy (kNN, k = 5, in
+    ``X_gw``), and the accuracy of the labels the run carried across (``obs["<label_key>_gw"]``,
+    where present, against each side's own labels; ``labels_written``)."""
     source, target = read_h5ad(source_path), read_h5ad(target_path)
     for adata, path in ((source, source_path), (target, target_path)):
         if "X_gw" not in adata.obsm:
@@ -38,4 +40,13 @@ def score_files(source_path: Path, target_path: Path, truth_key: Optional[str],
         scores["label_transfer"] = label_transfer_accuracy(
             source.obsm["X_gw"], source.obs[label_key].astype(str), target.obsm["X_gw"],
             target.obs[label_key].astype(str))
+        # The labels `gwalign run --transfer-labels` wrote (obs["<key>_gw"]) against each side's own.
+        written = []
+        for adata in (source, target):
+            own = adata.obs[label_key]
+            if f"{label_key}_gw" in adata.obs and own.notna().any():
+                known = own.notna()
+                written.append(float(np.mean(own[known].astype(str) == adata.obs[f"{label_key}_gw"][known].astype(str))))
+        if written:
+            scores["labels_written"] = float(np.mean(written))
     return scores

@@ -81,6 +81,9 @@ def test_example_quality_with_defaults(default_run):
     atac = ad.read_h5ad(out / "atac.gwalign.h5ad")
     carried = (atac.obs["cell_type"].astype(str) == atac.obs["cell_type_gw"].astype(str)).mean()
     assert carried >= 0.85
+    rna = ad.read_h5ad(out / "rna.gwalign.h5ad")
+    carried_rna = (rna.obs["cell_type"].astype(str) == rna.obs["cell_type_gw"].astype(str)).mean()
+    assert scores["labels_written"] == pytest.approx((carried + carried_rna) / 2)
 
 
 def test_inputs_unchanged(example, default_run):
