@@ -94,6 +94,11 @@ class Alignment:
         return self.plan.shape
 
     @property
+    def device(self) -> torch.device:
+        """Where the plan lives (and where label transfer searches neighbours)."""
+        return self.plan.u.device
+
+    @property
     def gw_objective(self) -> float:
         """Unbiased estimate of the GW objective (normalised geodesic distances)."""
         return self.solve.objective
@@ -182,12 +187,11 @@ class Alignment:
         if n * k > self.config.dense_limit:
             raise ValueError(f"to_dense refused: {n}×{k} = {n * k} entries exceeds dense_limit="
                              f"{self.config.dense_limit}; use topk(), apply() or raise the limit")
-        return ops.apply(self.plan, torch.eye(k, dtype=self.plan.u.dtype,
-                                              device=self.plan.u.device)).cpu().numpy()
+        return ops.apply(self.plan, torch.eye(k, dtype=self.plan.u.dtype, device=self.device)).cpu().numpy()
 
     def _tensor(self, z) -> torch.Tensor:
         arr = z.detach() if isinstance(z, torch.Tensor) else torch.as_tensor(np.asarray(z, dtype=np.float64))
-        return arr.to(device=self.plan.u.device, dtype=self.plan.u.dtype)
+        return arr.to(device=self.device, dtype=self.plan.u.dtype)
 
 
 def align(x_source, x_target, config: Optional[GWConfig] = None, *,

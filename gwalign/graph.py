@@ -110,52 +110,40 @@ KNN_BLOCK_ELEMENTS = 1 << 28
 
 def _nearest(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours (self excluded), sorted by distance: (distances, indices) N×k."""
-    if x.is_cuda:
-        return _nearest_torch(x, k, block_rows)
+    return _drop_self(*_search(x, x, k + 1, block_rows), k)
+
+
+def nearest_between(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048) -> np.ndarray:
+    """Indices (Q×k) of each query row's ``k`` nearest training rows, nearest first, searched
+    where the tensors live (so atlas-sized label transfer stays on the GPU)."""
+    return _search(train, query, min(k, train.shape[0]), block_rows)[1]
+
+
+def _search(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN of the query rows among the training rows: (distances, indices) Q×k, nearest
+    first. CPU: scikit-learn's tree search; CUDA: :func:`_blocked_topk`."""
+    if train.is_cuda:
+        return _blocked_topk(train, query, k, block_rows)
     from sklearn.neighbors import NearestNeighbors
 
-    data = x.detach().cpu().numpy().astype(np.float64, copy=False)
-    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(data).kneighbors(data)
-    return _drop_self(dist, idx, k)
+    data = train.detach().cpu().numpy().astype(np.float64, copy=False)
+    queries = data if query is train else query.detach().cpu().numpy().astype(np.float64, copy=False)
+    return NearestNeighbors(n_neighbors=k).fit(data).kneighbors(queries)
 
 
-def _nearest_torch(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Blocked exact kNN with ``cdist`` + ``topk`` (GPU path).
 
     A block holds at most ``KNN_BLOCK_ELEMENTS`` distances (1 GiB in float32; at 1M points
     2048 rows would take 8 GiB), and results stay on the device until one final copy.
     """
-    n = x.shape[0]
-    rows = max(64, min(block_rows, KNN_BLOCK_ELEMENTS // max(n, 1)))
+    rows = max(64, min(block_rows, KNN_BLOCK_ELEMENTS // max(train.shape[0], 1)))
     dists, idxs = [], []
-    for i0 in range(0, n, rows):
-        block = torch.cdist(x[i0:i0 + rows], x)
-        d, i = block.topk(k + 1, dim=1, largest=False)
+    for i0 in range(0, query.shape[0], rows):
+        d, i = torch.cdist(query[i0:i0 + rows], train).topk(k, dim=1, largest=False)
         dists.append(d)
         idxs.append(i)
-    return _drop_self(torch.cat(dists).double().cpu().numpy(), torch.cat(idxs).cpu().numpy(), k)
-
-
-def nearest_between(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048) -> np.ndarray:
-    """Indices (Q×k) of each query row's ``k`` nearest training rows, nearest first (CPU: exact
-    tree search; CUDA: blocked ``cdist`` + ``topk``, so atlas-sized label transfer stays on the GPU)."""
-    k = min(k, train.shape[0])
-    if not train.is_cuda:
-        from sklearn.neighbors import NearestNeighbors
-
-        data = train.detach().cpu().numpy().astype(np.float64, copy=False)
-        queries = query.detach().cpu().numpy().astype(np.float64, copy=False)
-        return NearestNeighbors(n_neighbors=k).fit(data).kneighbors(queries, return_distance=False)
-    return _blocked_topk(train, query, k, block_rows)
-
-
-def _blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> np.ndarray:
-    """Exact kNN between two sets by blocks of ``cdist`` + ``topk`` (at most ``KNN_BLOCK_ELEMENTS``
-    distances at a time)."""
-    rows = max(64, min(block_rows, KNN_BLOCK_ELEMENTS // max(train.shape[0], 1)))
-    found = [torch.cdist(query[i0:i0 + rows], train).topk(k, dim=1, largest=False).indices
-             for i0 in range(0, query.shape[0], rows)]
-    return torch.cat(found).cpu().numpy()
+    return torch.cat(dists).double().cpu().numpy(), torch.cat(idxs).cpu().numpy()
 
 
 def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -198,27 +198,20 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
         winner = share.argmax(axis=1)
     else:
         winner = knn_vote(np.asarray(embedding_labelled)[labelled], categories.codes, embedding_receiving,
-                          len(categories.categories), k, _device(alignment))
+                          len(categories.categories), k, alignment.device)
     return np.asarray(categories.categories)[winner], share[np.arange(len(share)), winner]
 
 
 def knn_vote(train: np.ndarray, codes: np.ndarray, query: np.ndarray, n_classes: int, k: int,
-             device: Optional[torch.device] = None) -> np.ndarray:
+             device: torch.device) -> np.ndarray:
     """Majority class code among each query row's ``k`` nearest training rows (Euclidean; ties go
     to the smallest code, as scikit-learn's ``KNeighborsClassifier``), searched on ``device``."""
-    device = device or torch.device("cpu")
     dtype = torch.float64 if device.type == "cpu" else torch.float32
     idx = nearest_between(torch.as_tensor(train, dtype=dtype, device=device),
                           torch.as_tensor(query, dtype=dtype, device=device), k)
     votes = np.zeros((len(query), n_classes))
     np.add.at(votes, (np.repeat(np.arange(len(query)), idx.shape[1]), np.asarray(codes)[idx].ravel()), 1.0)
     return votes.argmax(axis=1)
-
-
-def _device(alignment: Alignment) -> torch.device:
-    """Where the alignment's plan lives (the CPU for anything without a factored plan)."""
-    plan = getattr(alignment, "plan", None)
-    return plan.u.device if plan is not None and hasattr(plan, "u") else torch.device("cpu")
 
 
 def uns_safe(value: Any) -> Any:
@@ -315,7 +308,7 @@ def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dic
         "knn_k": alignment.knn_k,
         "bridges_added": list(alignment.n_bridges),
         "timings_s": {k: round(v, 4) for k, v in alignment.timings.items()},
-        "device": str(alignment.plan.u.device),
+        "device": str(alignment.device),
     }
     distortion = alignment.cell_distortion()
     if distortion is not None:
