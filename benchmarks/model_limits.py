@@ -30,10 +30,9 @@ import gwalign
 from gwalign.distances import PrecomputedDistances
 from gwalign.graph import KNNGraph
 from gwalign.metrics import foscttm
-from gwalign.preprocess import scale_rows
 from gwalign.results import coupled_cca
 
-from real_data import DATASETS, data_folder, score
+from real_data import DATASETS, load_pair, score
 
 
 class DensePlan:
@@ -72,11 +71,7 @@ def plan_foscttm(plan: np.ndarray) -> float:
 
 
 def paired_limits(name: str, root: Optional[Path]) -> None:
-    data = DATASETS[name]
-    folder = data_folder(name, root)
-    xs = scale_rows(np.load(folder / f"{data.source}.npy"), "auto")[0]
-    xt = scale_rows(np.load(folder / f"{data.target}.npy"), "auto")[0]
-    labels = np.load(folder / f"{data.source_labels}.npy")
+    xs, xt, labels, _ = load_pair(name, root)
     result = gwalign.align(xs, xt, gwalign.GWConfig(device="cpu"))
     d_source, d_target = (normalised_geodesics(graph) for graph in result.graphs)
     n = len(xs)
@@ -100,10 +95,7 @@ def power_sweep(names: list[str], powers: list[float], root: Optional[Path]) -> 
     print("|---|---|---|---|---|---|")
     for name in names:
         data = DATASETS[name]
-        folder = data_folder(name, root)
-        xs = scale_rows(np.load(folder / f"{data.source}.npy"), "auto")[0]
-        xt = scale_rows(np.load(folder / f"{data.target}.npy"), "auto")[0]
-        ls, lt = np.load(folder / f"{data.source_labels}.npy"), np.load(folder / f"{data.target_labels}.npy")
+        xs, xt, ls, lt = load_pair(name, root)
         config = gwalign.GWConfig(device="cpu")
         base = gwalign.align(xs, xt, config)
         geodesics = [dijkstra(graph.matrix, directed=True) for graph in base.graphs]

@@ -43,6 +43,7 @@ import numpy as np
 import gwalign
 from gwalign.metrics import foscttm, label_transfer_accuracy
 from gwalign.preprocess import scale_rows
+from gwalign.config import TRANSFER_K
 from gwalign.results import CCA_RIDGE, coupled_cca, joint_embedding, transfer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +86,19 @@ def data_folder(name: str, root: Optional[Path]) -> Path:
     return SHARED / DATASETS[name].folder
 
 
+def load_pair(name: str, root: Optional[Path] = None, normalise: str = "auto"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A pair's representations (rows scaled as ``gwalign run --normalise``) and labels."""
+    data = DATASETS[name]
+    folder = data_folder(name, root)
+    xs = scale_rows(np.load(folder / f"{data.source}.npy"), normalise)[0]
+    xt = scale_rows(np.load(folder / f"{data.target}.npy"), normalise)[0]
+    return xs, xt, np.load(folder / f"{data.source_labels}.npy"), np.load(folder / f"{data.target_labels}.npy")
+
+
 def score(data: Dataset, result: gwalign.Alignment, xs: np.ndarray, xt: np.ndarray, ls: np.ndarray,
-          lt: np.ndarray, embedding: str = "cca", cca_ridge: float = CCA_RIDGE) -> dict[str, float]:
+          lt: np.ndarray, embedding: str = "cca", cca_ridge: float = CCA_RIDGE, transfer_method: str = "knn",
+          transfer_k: int = TRANSFER_K) -> dict[str, float]:
     """FOSCTTM (paired), label transfer on shared types, transfer confidence by shared/unshared,
     all on the joint embedding ``gwalign run`` writes as ``obsm["X_gw"]``."""
     if embedding == "cca":
@@ -101,10 +113,13 @@ def score(data: Dataset, result: gwalign.Alignment, xs: np.ndarray, xt: np.ndarr
     # Classifiers see every cell; only cells of shared types can be scored.
     scores["label_transfer"] = label_transfer_accuracy(emb_s, ls, emb_t, lt, keep_source=keep_s,
                                                        keep_target=keep_t)
-    # The labels `gwalign run --transfer-labels` writes (kNN in X_gw, TRANSFER_K neighbours), scored
-    # on shared types in both directions, and their confidences on the target.
-    to_target, confidence = transfer(result, ls, to_target=True, embedding_labelled=emb_s, embedding_receiving=emb_t)
-    to_source, _ = transfer(result, lt, to_target=False, embedding_labelled=emb_t, embedding_receiving=emb_s)
+    # The labels `gwalign run --transfer-labels` writes (kNN in X_gw, or by plan mass), scored on
+    # shared types in both directions, and their confidences on the target.
+    knn = transfer_method == "knn"
+    to_target, confidence = transfer(result, ls, to_target=True, embedding_labelled=emb_s if knn else None,
+                                     embedding_receiving=emb_t if knn else None, k=transfer_k)
+    to_source, _ = transfer(result, lt, to_target=False, embedding_labelled=emb_t if knn else None,
+                            embedding_receiving=emb_s if knn else None, k=transfer_k)
     scores["labels_written"] = float((np.mean(to_target[keep_t] == lt[keep_t].astype(str))
                                       + np.mean(to_source[keep_s] == ls[keep_s].astype(str))) / 2)
     scores["confidence_shared"] = float(confidence[keep_t].mean())
@@ -185,6 +200,9 @@ def main() -> None:
     parser.add_argument("--cca-ridge", type=float, nargs="+", default=[CCA_RIDGE],
                         help="covariance ridges scored for the cca embedding (gwalign.results.coupled_cca)")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
+    parser.add_argument("--transfer", default="knn", choices=["knn", "plan"],
+                        help="how the 'labels written' are carried (RunConfig.transfer)")
+    parser.add_argument("--transfer-k", type=int, default=TRANSFER_K, help="neighbours of the kNN label transfer")
     parser.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True,
                         help="also align each paired data set once through `gwalign run` and score it with "
                              "`gwalign evaluate`")
@@ -207,9 +225,7 @@ def main() -> None:
     for name in names:
         data = DATASETS[name]
         folder = data_folder(name, args.data_root)
-        xs = scale_rows(np.load(folder / f"{data.source}.npy"), args.normalise)[0]
-        xt = scale_rows(np.load(folder / f"{data.target}.npy"), args.normalise)[0]
-        ls, lt = np.load(folder / f"{data.source_labels}.npy"), np.load(folder / f"{data.target_labels}.npy")
+        xs, xt, ls, lt = load_pair(name, args.data_root, args.normalise)
         values: dict[str, list[dict[str, float]]] = {}
         for seed in args.seeds:
             overrides = {key: value for key, value in (("epsilon", args.epsilon), ("k", args.k)) if value is not None}
@@ -222,7 +238,8 @@ def main() -> None:
             starts = ", ".join(f"{v:.4f}" for v in result.solve.start_objectives)
             for embedding, ridge in variants:
                 label = embedding if ridge is None else f"cca (ridge {ridge:g})"
-                s = score(data, result, xs, xt, ls, lt, embedding, CCA_RIDGE if ridge is None else ridge)
+                s = score(data, result, xs, xt, ls, lt, embedding, CCA_RIDGE if ridge is None else ridge,
+                          args.transfer, args.transfer_k)
                 values.setdefault(label, []).append(s)
                 conf = f"{s['confidence_shared']:.3f}" + (f" / {s['confidence_unshared']:.3f}"
                                                           if "confidence_unshared" in s else "")
@@ -233,12 +250,12 @@ def main() -> None:
                      f"{result.gw_objective:.4f} | {starts} | {elapsed:.1f} |")
         if args.cli and data.paired:
             start = time.perf_counter()
-            s = run_cli(data, folder, args.device)
-            emit(f"| {name} | CLI | `gwalign run` + `gwalign evaluate` | {s['foscttm']:.3f} | {s['label_transfer']:.3f} "
-                 f"| {s['labels_written']:.3f} | – | – | – | – | {time.perf_counter() - start:.1f} |")
+            cli = run_cli(data, folder, args.device)
+            emit(f"| {name} | CLI | `gwalign run` + `gwalign evaluate` | {cli['foscttm']:.3f} | {cli['label_transfer']:.3f} "
+                 f"| {cli['labels_written']:.3f} | – | – | – | – | {time.perf_counter() - start:.1f} |")
         for side in ("source", "target"):
             key = f"distortion_{side}"
-            if key in s:
+            if key in s:   # the last API run's scores
                 summary.append(f"# {name} {side} per-cell distortion, median of shared / unshared types over the "
                                f"side's median: {s[key][0]:.2f} / {s[key][1]:.2f}")
         for label, rows in values.items():

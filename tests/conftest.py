@@ -8,6 +8,28 @@ import torch
 os.environ.setdefault("GWALIGN_TRITON", "auto")
 
 
+class DensePlan:
+    """What the output code uses of an alignment, on a dense float64 plan (an independent reference
+    for coupled CCA and label transfer)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, plan: np.ndarray) -> None:
+        self.plan = plan
+
+    def row_marginal(self) -> np.ndarray:
+        return self.plan.sum(axis=1)
+
+    def col_marginal(self) -> np.ndarray:
+        return self.plan.sum(axis=0)
+
+    def apply(self, z: np.ndarray) -> np.ndarray:
+        return self.plan @ z
+
+    def apply_t(self, z: np.ndarray) -> np.ndarray:
+        return self.plan.T @ z
+
+
 @pytest.fixture
 def rng():
     """Fresh randomness per test run (seeded by pytest's test id would hide bugs): time-based."""

@@ -7,21 +7,7 @@ import gwalign
 from gwalign.results import coupled_cca, joint_embedding
 from gwalign.synthetic import spiral_and_roll
 
-
-class DensePlan:
-    """The three operations coupled_cca uses, on a dense float64 plan."""
-
-    def __init__(self, plan: np.ndarray) -> None:
-        self.plan = plan
-
-    def row_marginal(self) -> np.ndarray:
-        return self.plan.sum(axis=1)
-
-    def col_marginal(self) -> np.ndarray:
-        return self.plan.sum(axis=0)
-
-    def apply(self, z: np.ndarray) -> np.ndarray:
-        return self.plan @ z
+from conftest import DensePlan
 
 
 def test_canonical_correlations_of_a_permutation_plan_match_plain_cca(rng):

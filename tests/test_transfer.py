@@ -8,20 +8,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from gwalign.graph import _blocked_topk, nearest_between
 from gwalign.results import transfer
 
-
-class DensePlan:
-    """What transfer uses of an alignment, on a dense plan."""
-
-    device = torch.device("cpu")
-
-    def __init__(self, plan: np.ndarray) -> None:
-        self.plan = plan
-
-    def apply(self, z: np.ndarray) -> np.ndarray:
-        return self.plan @ z
-
-    def apply_t(self, z: np.ndarray) -> np.ndarray:
-        return self.plan.T @ z
+from conftest import DensePlan
 
 
 def random_problem(rng, n: int = 120, m: int = 90):
