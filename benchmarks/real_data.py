@@ -44,6 +44,7 @@ import gwalign
 from gwalign.metrics import foscttm, label_transfer_accuracy
 from gwalign.preprocess import scale_rows
 from gwalign.config import TRANSFER_K
+from gwalign.one_sided import one_sided_groups
 from gwalign.results import CCA_RIDGE, coupled_cca, joint_embedding, transfer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,6 +201,9 @@ def main() -> None:
     parser.add_argument("--cca-ridge", type=float, nargs="+", default=[CCA_RIDGE],
                         help="covariance ridges scored for the cca embedding (gwalign.results.coupled_cca)")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
+    parser.add_argument("--swap", action="store_true",
+                        help="align the pair's target as the source (what the one-sided check suggests when the "
+                             "source holds the unmatched group)")
     parser.add_argument("--transfer", default="knn", choices=["knn", "plan"],
                         help="how the 'labels written' are carried (RunConfig.transfer)")
     parser.add_argument("--transfer-k", type=int, default=TRANSFER_K, help="neighbours of the kNN label transfer")
@@ -226,6 +230,8 @@ def main() -> None:
         data = DATASETS[name]
         folder = data_folder(name, args.data_root)
         xs, xt, ls, lt = load_pair(name, args.data_root, args.normalise)
+        if args.swap:
+            xs, xt, ls, lt = xt, xs, lt, ls
         values: dict[str, list[dict[str, float]]] = {}
         for seed in args.seeds:
             overrides = {key: value for key, value in (("epsilon", args.epsilon), ("k", args.k)) if value is not None}
@@ -248,11 +254,19 @@ def main() -> None:
                 emit(f"| {name} | {seed} | {label} | {fos} | {s['label_transfer']:.3f} | {s['labels_written']:.3f} "
                      f"| {conf} | {mass} | "
                      f"{result.gw_objective:.4f} | {starts} | {elapsed:.1f} |")
-        if args.cli and data.paired:
+        if args.cli and data.paired and not args.swap:
             start = time.perf_counter()
             cli = run_cli(data, folder, args.device)
             emit(f"| {name} | CLI | `gwalign run` + `gwalign evaluate` | {cli['foscttm']:.3f} | {cli['label_transfer']:.3f} "
                  f"| {cli['labels_written']:.3f} | – | – | – | – | {time.perf_counter() - start:.1f} |")
+        check = one_sided_groups(result)   # the last API run's
+        if check is not None:
+            found = [f"{side.side} {side.n_flagged} cells in groups {list(side.group_sizes)} (labels "
+                     + ", ".join(f"{label}: {count}" for label, count in
+                                 zip(*np.unique(labels[side.flagged], return_counts=True))) + ")"
+                     for side, labels in zip(check, (ls, lt)) if side.n_flagged]
+            summary.append(f"# {name} one-sided check (cells losing over half their mass when their side's "
+                           f"marginal is freed, in groups of >= 2% of the side): {'; '.join(found) or 'none'}")
         for side in ("source", "target"):
             key = f"distortion_{side}"
             if key in s:   # the last API run's scores

@@ -137,6 +137,12 @@ class GWConfig:
     semi_relaxed, rho
         Semi-relaxed GW: source marginal enforced, target marginal penalised by ``rho * KL``;
         ``rho`` is relative to the cost scale like ``epsilon``.
+    one_sided_check
+        After a balanced low-rank run, free each side's marginal in turn (semi-relaxed GW at
+        ``rho``, continued from the balanced plan, no start screening) and record each cell's
+        mass ratio (:meth:`gwalign.Alignment.relaxed_mass`); :mod:`gwalign.one_sided` groups the
+        cells that lose most and suggests ``--semi-relaxed`` for them. Adds about two final
+        phases of a run (docs/design-notes.md, "One-sided cell groups").
     fgw_alpha
         Fused GW weight of the feature cost (0 = pure GW, 1 = pure feature OT).
     stabilisation, cost_ema
@@ -200,6 +206,7 @@ class GWConfig:
     final_tol: float = 1e-4
     semi_relaxed: bool = False
     rho: float = 1.0
+    one_sided_check: bool = True
     fgw_alpha: float = 0.0
     stabilisation: StabilisationMode = "none"
     cost_ema: float = 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -10,10 +11,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from gwalign import __version__
-from gwalign.align import align
+from gwalign.align import GWAlignWarning, align
 from gwalign.config import RunConfig
 from gwalign.io import (InputError, check_output_dir, file_checksum, names_checksum, read_h5ad,
                         staged_outputs, write_json)
+from gwalign.one_sided import one_sided_groups, suggestion
 from gwalign.preprocess import Representation, representation, scale_rows
 from gwalign.results import add_outputs, joint_anndata, joint_embedding, label_transfers, summary
 
@@ -106,17 +108,25 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
     to_source, to_target = label_transfers(alignment, source, target, label_keys,
                                            (emb_s, emb_t) if config.transfer == "knn" else None,
                                            config.transfer_k)
+    check = one_sided_groups(alignment)
+    advice = None if check is None else suggestion(check, source_path.name, target_path.name)
     base = summary(alignment, {
         "version": __version__,
         "parameters": config.to_dict(),
         "representation": {"source": _rep_info(rep_s), "target": _rep_info(rep_t)},
+        "one_sided": None if check is None else {"source": check[0].summary(), "target": check[1].summary(),
+                                                 "suggestion": advice},
     })
     add_outputs(source, alignment, emb_s, target.obs_names, is_source=True, top_k=config.top_k,
                 labels=to_source, info={**base, "role": "source", "partner_file": target_path.name,
-                                        "partner_obs_names_sha256": names_checksum(target.obs_names)})
+                                        "partner_obs_names_sha256": names_checksum(target.obs_names)},
+                one_sided=None if check is None else check[0])
     add_outputs(target, alignment, emb_t, source.obs_names, is_source=False, top_k=config.top_k,
                 labels=to_target, info={**base, "role": "target", "partner_file": source_path.name,
-                                        "partner_obs_names_sha256": names_checksum(source.obs_names)})
+                                        "partner_obs_names_sha256": names_checksum(source.obs_names)},
+                one_sided=None if check is None else check[1])
+    if advice is not None:
+        warnings.warn(advice, GWAlignWarning, stacklevel=2)
     dataset_names = (source_path.stem, target_path.stem if target_path.stem != source_path.stem
                      else f"{target_path.stem}_target")
     joint_ad = joint_anndata(source, target, dataset_names, label_keys)

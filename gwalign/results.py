@@ -232,8 +232,9 @@ HIGH_DISTORTION = 3.0
 
 def add_outputs(adata, alignment: Alignment, embedding: np.ndarray, partner_names, *,
                 is_source: bool, top_k: int, labels: dict[str, tuple[np.ndarray, np.ndarray]],
-                info: dict[str, Any]) -> None:
-    """Write the contract's keys into ``adata`` (a copy the caller owns)."""
+                info: dict[str, Any], one_sided=None) -> None:
+    """Write the contract's keys into ``adata`` (a copy the caller owns); ``one_sided`` is this
+    side's :class:`gwalign.one_sided.OneSidedSide`, when the run checked."""
     coupling = alignment.topk(top_k, transpose=not is_source)
     match_index, match_share = best_matches(alignment, transpose=not is_source)
     adata.obsm["X_gw"] = embedding
@@ -243,6 +244,9 @@ def add_outputs(adata, alignment: Alignment, embedding: np.ndarray, partner_name
     distortion = alignment.cell_distortion()
     if distortion is not None:
         adata.obs["gw_distortion"] = distortion[0 if is_source else 1]
+    if one_sided is not None:
+        adata.obs["gw_relaxed_mass"] = one_sided.mass
+        adata.obs["gw_one_sided"] = one_sided.flagged
     for key, (values, confidence) in labels.items():
         adata.obs[f"{key}_gw"] = pd.Categorical(values)
         adata.obs[f"{key}_gw_confidence"] = confidence

@@ -57,10 +57,11 @@ def test_outputs_follow_the_contract(example, default_run):
         assert ((own.obs["gw_match_weight"] > 0) & (own.obs["gw_match_weight"] <= 1 + 1e-6)).all()
         assert {"cell_type_gw", "cell_type_gw_confidence"} <= set(own.obs.columns)
         assert np.isfinite(own.obs["gw_distortion"]).all() and own.obs["gw_distortion"].median() > 0
+        assert (own.obs["gw_relaxed_mass"] > 0).all() and own.obs["gw_one_sided"].dtype == bool
         info = own.uns["gwalign"]
         for key in ("parameters", "version", "partner_file", "partner_obs_names_sha256", "gw_objective",
                     "iterations", "converged", "timings_s", "device", "start_objectives",
-                    "high_distortion_fraction", "knn_k"):
+                    "high_distortion_fraction", "knn_k", "one_sided"):
             assert key in info, key
     assert rna.uns["gwalign"]["partner_file"] == atac_path.name
     joint = ad.read_h5ad(out / "joint.gwalign.h5ad")
@@ -132,6 +133,32 @@ def test_snareseq_default_run(tmp_path):
     assert scores["foscttm"] <= 0.20, scores
     # The cell-line labels the run wrote (0.960, docs/benchmarks.md): a regression guard.
     assert scores["labels_written"] >= 0.90, scores
+
+
+def test_one_sided_group_is_marked_and_suggested(tmp_path):
+    from gwalign.synthetic import blobs_with_extra
+
+    xs, ls, xt, lt = blobs_with_extra(seed=1)
+    files = []
+    for name, x, labels in (("rna", xt, lt), ("atac", xs, ls)):   # the unmatched blob in the source file
+        adata = ad.AnnData(X=np.zeros((x.shape[0], 1), dtype=np.float32))
+        adata.obs_names = [f"{name}_{i}" for i in range(x.shape[0])]
+        adata.obs["blob"] = labels.astype(str)
+        adata.obsm["X_rep"] = x - x.mean(axis=0)   # centred, so rows are not L2-scaled (scale_rows "auto")
+        files.append(write(adata, tmp_path / f"{name}.h5ad"))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", *map(str, files), "-o", str(out), *FAST,
+                                 "--rep-source", "X_rep", "--rep-target", "X_rep"])
+    assert result.exit_code == 0, result.output
+    message = " ".join(result.stderr.split())   # rich wraps long lines
+    assert "warning:" in message and "gwalign run atac.h5ad rna.h5ad --semi-relaxed" in message, message
+    rna = ad.read_h5ad(out / "rna.gwalign.h5ad")
+    flagged = rna.obs["gw_one_sided"].to_numpy()
+    assert flagged.sum() >= 40 and (rna.obs["blob"][flagged] == "3").all()
+    report = json.loads((out / "report.json").read_text())
+    assert report["one_sided"]["source"]["flagged_cells"] == flagged.sum()
+    assert report["one_sided"]["target"]["flagged_cells"] == 0
+    assert "rna.h5ad" in report["one_sided"]["suggestion"]
 
 
 # ---------------------------------------------------------------- bad input

@@ -443,3 +443,35 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
                        timings=dict(solver.timings), start_objectives=screened,
                        marginal_error=best.marginal_error,
                        cell_distortion=(distortion[0].cpu().numpy(), distortion[1].cpu().numpy()))
+
+
+def relaxed_mass(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor,
+                 plan: FactoredPlan, config: GWConfig,
+                 joint: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each cell's mass when its own side's marginal is freed, relative to its balanced mass.
+
+    Two semi-relaxed runs (``config.rho``) continue from the balanced ``plan``'s ``G``, as a
+    semi-relaxed alignment continues from its balanced start: one frees the target marginal, one
+    (on the transposed problem) the source's. A cell that no cell of the other side fits loses
+    mass: under the KL penalty its mass falls by ``exp(-Δ/ρ)`` when its cost exceeds the side's
+    typical one by ``Δ``. No start screening, so each run costs about one balanced run's final
+    phase. ``gwalign.one_sided`` groups the cells that lose most.
+
+    Returns
+    -------
+    (source, target)
+        Mass ratios (1 = the balanced mass), one per cell.
+    """
+    relaxed = config.replace(semi_relaxed=True)
+    gram = fs.phi.T @ ops.apply(plan, ft.phi)       # G = Φ_sᵀ T Φ_t of the balanced plan
+    swapped = None if joint is None else (joint[1], joint[0])
+    ratios = []
+    for f_kept, f_freed, kept, freed, start, features in ((ft, fs, b, a, gram.T, swapped),
+                                                         (fs, ft, a, b, gram, joint)):
+        solver = LowRankGW(f_kept, f_freed, kept, freed, relaxed, features)
+        state = solver.start(start)
+        solver.run([state], relaxed.max_iter)
+        solver.restore_best(state)
+        solver.polish(state)
+        ratios.append(ops.col_mass(state.plan) / freed)
+    return ratios[0], ratios[1]

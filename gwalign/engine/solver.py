@@ -63,6 +63,10 @@ class SolveResult:
     cell_distortion
         (source, target) arrays: each cell's share of the GW objective per unit of its mass
         (low-rank GW only; see :meth:`gwalign.engine.lowrank.LowRankGW.cell_distortion`).
+    relaxed_mass
+        (source, target) arrays: each cell's mass ratio when its side's marginal is freed
+        (:func:`gwalign.engine.lowrank.relaxed_mass`; balanced low-rank runs with
+        ``config.one_sided_check`` only).
     """
 
     plan: FactoredPlan
@@ -77,6 +81,7 @@ class SolveResult:
     start_objectives: list[float] = field(default_factory=list)
     marginal_error: float = float("nan")
     cell_distortion: Optional[tuple[np.ndarray, np.ndarray]] = None
+    relaxed_mass: Optional[tuple[np.ndarray, np.ndarray]] = None
 
 
 def default_n_anchors(n_source: int, n_target: int) -> int:
