@@ -304,7 +304,7 @@ def _solve(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torch.Tensor, 
         timings["factorise"] = time.perf_counter() - tick
         solve = solve_lowrank_gw(factors[0], factors[1], a, b, config, config.lowrank_starts,
                                  joint=joint_t, progress=progress)
-        if config.one_sided_check and not config.semi_relaxed:
+        if config.runs_one_sided_check(a.shape[0], b.shape[0]):
             tick = time.perf_counter()
             ratios = relaxed_mass(factors[0], factors[1], a, b, solve.plan, config, joint_t)
             solve.relaxed_mass = (ratios[0].cpu().numpy(), ratios[1].cpu().numpy())

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from gwalign import __version__
 from gwalign.align import GPUMemoryError, GWAlignWarning
-from gwalign.config import GWConfig, RunConfig, load_toml
+from gwalign.config import AUTO_ONE_SIDED_MAX_POINTS, GWConfig, RunConfig, load_toml
 from gwalign.io import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -73,6 +73,9 @@ def run(
     semi_relaxed: Optional[bool] = typer.Option(None, "--semi-relaxed/--balanced",
                                                 help="Relax the target marginal (cell types missing from the source) " + _said("balanced")),
     rho: Optional[float] = typer.Option(None, help="Semi-relaxed KL weight, relative to the cost scale " + _default("rho")),
+    one_sided_check: Optional[bool] = typer.Option(None, "--one-sided-check/--no-one-sided-check",
+                                                   help="Look for cell groups without counterpart and suggest --semi-relaxed "
+                                                        f"[default: when no side has more than {AUTO_ONE_SIDED_MAX_POINTS:,} cells]"),
     fgw_alpha: Optional[float] = typer.Option(None, help="Fused GW weight of shared features " + _default("fgw_alpha")),
     joint_rep_source: Optional[str] = typer.Option(None, help="obsm key of shared features (source) for fused GW " + _said("none")),
     joint_rep_target: Optional[str] = typer.Option(None, help="obsm key of shared features (target) for fused GW " + _said("none")),
@@ -96,6 +99,7 @@ def run(
     flags = dict(rep_source=rep_source, rep_target=rep_target, modality_source=modality_source,
                  modality_target=modality_target, distance=distance, epsilon=epsilon,
                  n_anchors=n_anchors, k=k, max_iter=max_iter, semi_relaxed=semi_relaxed, rho=rho,
+                 one_sided_check=one_sided_check,
                  fgw_alpha=fgw_alpha, joint_rep_source=joint_rep_source,
                  joint_rep_target=joint_rep_target, transfer_labels=transfer_labels, transfer=transfer,
                  transfer_k=transfer_k, top_k=top_k,

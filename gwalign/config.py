@@ -21,6 +21,11 @@ GradientMode = Literal["auto", "lowrank", "sampled"]
 #: to landmark distances (all-pairs costs N² memory).
 AUTO_PRECOMPUTED_MAX_POINTS = 2500
 
+#: Up to this many points on the larger side, ``one_sided_check=None`` runs the check: its probe
+#: cost 0.06 s at 4k x 5k and 0.5 s at 45k x 45k on an H100 (about +20%), but 15 s (+40%) at
+#: 250k x 250k (benchmarks/scale.py, docs/benchmarks.md, session 8).
+AUTO_ONE_SIDED_MAX_POINTS = 50_000
+
 
 #: Bounds of the automatic kNN k (:meth:`GWConfig.knn_k`): k = 3 broke PBMC (label transfer 0.032)
 #: while 5 was fine on every real pair; above 15 scNMT declined (k = 20: 0.820 / 0.763, k = 30 PBMC
@@ -138,11 +143,12 @@ class GWConfig:
         Semi-relaxed GW: source marginal enforced, target marginal penalised by ``rho * KL``;
         ``rho`` is relative to the cost scale like ``epsilon``.
     one_sided_check
-        After a balanced low-rank run, free each side's marginal in turn (semi-relaxed GW at
-        ``rho``, continued from the balanced plan, no start screening) and record each cell's
-        mass ratio (:meth:`gwalign.Alignment.relaxed_mass`); :mod:`gwalign.one_sided` groups the
-        cells that lose most and suggests ``--semi-relaxed`` for them. Adds about two final
-        phases of a run (docs/design-notes.md, "One-sided cell groups").
+        After a balanced low-rank run, free each side's marginal in turn (a short semi-relaxed
+        probe at ``rho`` from the balanced plan) and record each cell's mass ratio
+        (:meth:`gwalign.Alignment.relaxed_mass`); :mod:`gwalign.one_sided` groups the cells that
+        lose most and suggests ``--semi-relaxed`` for them. ``None`` (default): run it when the
+        larger side has at most :data:`AUTO_ONE_SIDED_MAX_POINTS` points, where it is cheap
+        (docs/design-notes.md, "One-sided cell groups").
     fgw_alpha
         Fused GW weight of the feature cost (0 = pure GW, 1 = pure feature OT).
     stabilisation, cost_ema
@@ -206,7 +212,7 @@ class GWConfig:
     final_tol: float = 1e-4
     semi_relaxed: bool = False
     rho: float = 1.0
-    one_sided_check: bool = True
+    one_sided_check: Optional[bool] = None
     fgw_alpha: float = 0.0
     stabilisation: StabilisationMode = "none"
     cost_ema: float = 0.5
@@ -283,6 +289,14 @@ class GWConfig:
         if self.k is not None:
             return self.k
         return int(min(max(round(math.log2(max(min(n_source, n_target), 2))), K_MIN), K_MAX))
+
+    def runs_one_sided_check(self, n_source: int, n_target: int) -> bool:
+        """Whether a balanced run of this size makes the one-sided check (see ``one_sided_check``)."""
+        if self.semi_relaxed:
+            return False
+        if self.one_sided_check is None:
+            return max(n_source, n_target) <= AUTO_ONE_SIDED_MAX_POINTS
+        return bool(self.one_sided_check)
 
     @property
     def min_points(self) -> int:

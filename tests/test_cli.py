@@ -159,6 +159,12 @@ def test_one_sided_group_is_marked_and_suggested(tmp_path):
     assert report["one_sided"]["source"]["flagged_cells"] == flagged.sum()
     assert report["one_sided"]["target"]["flagged_cells"] == 0
     assert "rna.h5ad" in report["one_sided"]["suggestion"]
+    # Switched off: no probe, no suggestion, no per-cell columns.
+    result = runner.invoke(app, ["run", *map(str, files), "-o", str(tmp_path / "off"), *FAST,
+                                 "--rep-source", "X_rep", "--rep-target", "X_rep", "--no-one-sided-check"])
+    assert result.exit_code == 0 and "warning:" not in result.stderr, result.stderr
+    assert json.loads((tmp_path / "off" / "report.json").read_text())["one_sided"] is None
+    assert "gw_one_sided" not in ad.read_h5ad(tmp_path / "off" / "rna.gwalign.h5ad").obs
 
 
 # ---------------------------------------------------------------- bad input
