@@ -140,10 +140,11 @@ class Alignment:
 
     def relaxed_mass(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
         """(source, target): each cell's mass, relative to its balanced mass, when its own side's
-        marginal is freed (semi-relaxed GW at ``config.rho`` from the balanced plan). Cells of a
-        type absent from the other side lose mass (PBMC's RNA-only naive B cells keep 0.36 of
-        theirs); :func:`gwalign.one_sided.one_sided_groups` turns this into groups and a
-        suggestion. ``None`` unless a balanced low-rank run had ``config.one_sided_check``."""
+        marginal is freed (a short semi-relaxed probe at ``config.rho`` from the balanced plan).
+        Cells of a type absent from the other side can lose most of theirs (PBMC's RNA-only naive
+        B cells); :func:`gwalign.one_sided.one_sided_groups` turns this into groups and a
+        suggestion. ``None`` unless a balanced low-rank run made the check
+        (:meth:`GWConfig.runs_one_sided_check`)."""
         return self.solve.relaxed_mass
 
     def row_marginal(self) -> np.ndarray:
