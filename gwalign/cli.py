@@ -75,7 +75,7 @@ def run(
     rho: Optional[float] = typer.Option(None, help="Semi-relaxed KL weight, relative to the cost scale " + _default("rho")),
     one_sided_check: Optional[bool] = typer.Option(None, "--one-sided-check/--no-one-sided-check",
                                                    help="Look for cell groups without counterpart and suggest --semi-relaxed "
-                                                        f"[default: when no side has more than {AUTO_ONE_SIDED_MAX_POINTS:,} cells]"),
+                                                        + _said(f"on up to {AUTO_ONE_SIDED_MAX_POINTS:,} cells per side")),
     fgw_alpha: Optional[float] = typer.Option(None, help="Fused GW weight of shared features " + _default("fgw_alpha")),
     joint_rep_source: Optional[str] = typer.Option(None, help="obsm key of shared features (source) for fused GW " + _said("none")),
     joint_rep_target: Optional[str] = typer.Option(None, help="obsm key of shared features (target) for fused GW " + _said("none")),
