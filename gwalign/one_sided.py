@@ -61,7 +61,8 @@ class OneSidedSide:
 
 def one_sided_groups(alignment: Alignment) -> Optional[tuple[OneSidedSide, OneSidedSide]]:
     """Possible one-sided cell groups on each side; ``None`` when the run made no check
-    (semi-relaxed or sampled runs, or ``config.one_sided_check=False``).
+    (semi-relaxed or sampled runs, ``config.one_sided_check=False``, or, by default, more than
+    :data:`gwalign.config.AUTO_ONE_SIDED_MAX_POINTS` cells on a side).
 
     A side without a kNN graph (a user distance matrix) is grouped by nothing: its unmatched cells
     count as one group.
