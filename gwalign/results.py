@@ -12,6 +12,7 @@ import torch
 from gwalign.align import Alignment
 from gwalign.config import TRANSFER_K
 from gwalign.graph import nearest_between
+from gwalign.one_sided import OneSidedSide
 
 
 #: Eigenvectors kept by the spectral joint embedding (10 beat 30 on SNARE-seq: FOSCTTM 0.31 vs 0.42,
@@ -232,7 +233,7 @@ HIGH_DISTORTION = 3.0
 
 def add_outputs(adata, alignment: Alignment, embedding: np.ndarray, partner_names, *,
                 is_source: bool, top_k: int, labels: dict[str, tuple[np.ndarray, np.ndarray]],
-                info: dict[str, Any], one_sided=None) -> None:
+                info: dict[str, Any], one_sided: Optional[OneSidedSide] = None) -> None:
     """Write the contract's keys into ``adata`` (a copy the caller owns); ``one_sided`` is this
     side's :class:`gwalign.one_sided.OneSidedSide`, when the run checked."""
     coupling = alignment.topk(top_k, transpose=not is_source)

@@ -65,8 +65,8 @@ class SolveResult:
         (low-rank GW only; see :meth:`gwalign.engine.lowrank.LowRankGW.cell_distortion`).
     relaxed_mass
         (source, target) arrays: each cell's mass ratio when its side's marginal is freed
-        (:func:`gwalign.engine.lowrank.relaxed_mass`; balanced low-rank runs with
-        ``config.one_sided_check`` only).
+        (:func:`gwalign.engine.lowrank.relaxed_mass`; balanced low-rank runs for which
+        ``config.runs_one_sided_check`` holds, else ``None``).
     """
 
     plan: FactoredPlan
