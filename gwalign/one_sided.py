@@ -22,7 +22,8 @@ from gwalign.align import Alignment
 LOW_MASS = 0.5
 #: A connected group of unmatched cells counts as a possible one-sided cell type from this share
 #: of its side's cells (and at least MIN_GROUP_CELLS cells), so that scattered cells, a plan's
-#: noise, do not. A choice, not a fit: the groups measured were 3.3-12% or under 1% (design notes).
+#: noise, do not. A choice, not a fit: the groups measured were 3.4-11.8% of their side, the largest
+#: unflagged one 0.4% (docs/design-notes.md, "One-sided cell groups").
 MIN_GROUP_SHARE = 0.02
 MIN_GROUP_CELLS = 10
 
@@ -75,7 +76,7 @@ def one_sided_groups(alignment: Alignment) -> Optional[tuple[OneSidedSide, OneSi
         low = np.asarray(mass) < LOW_MASS
         labels = np.zeros(len(mass), dtype=np.int64)
         if graph is not None and low.any():
-            sub = graph.matrix.tocsr()[low][:, low]
+            sub = graph.matrix[low][:, low]
             labels[low] = connected_components(sub, directed=True, connection="weak")[1]
         sizes = np.bincount(labels[low]) if low.any() else np.zeros(0, dtype=np.int64)
         big = np.flatnonzero(sizes >= max(MIN_GROUP_CELLS, MIN_GROUP_SHARE * len(mass)))
