@@ -13,10 +13,18 @@ For a paired data set (row i of both sides is one cell; SNARE-seq by default), w
   components, and k-nearest-neighbour regression of one side's representation from the other's
   (nonlinear). No unsupervised method is expected to beat what these learn from the answer.
 
+For every data set (paired or not), ``--separability`` asks how well each side's *own*
+representation separates its own labels (supervised, 5-fold cross-validation: kNN with the
+benchmark's k = 5, LDA then kNN, logistic regression, a random forest), next to the default run's
+label transfer scored on that side's cells (the classifier trained on the other side). Label
+transfer into a side cannot beat what a classifier trained on that side's own labels reaches: its
+cells keep their own neighbourhoods in any joint embedding built from their representation.
+
 ``--powers`` also aligns every data set (paired or not) on transformed geodesics ``d^p`` (given as
 user distance matrices, defaults otherwise) and scores them as ``benchmarks/real_data.py`` does.
 
     python benchmarks/model_limits.py
+    python benchmarks/model_limits.py --separability
     python benchmarks/model_limits.py --powers 0.5 1 1.5 --datasets all
 """
 
@@ -36,8 +44,13 @@ from gwalign.graph import KNNGraph
 from gwalign.metrics import foscttm
 from gwalign.results import coupled_cca
 from sklearn.cross_decomposition import CCA
-from sklearn.model_selection import KFold
-from sklearn.neighbors import KNeighborsRegressor
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from real_data import DATASETS, load_pair, score
 
@@ -141,6 +154,35 @@ def supervised_ceiling(xs: np.ndarray, xt: np.ndarray) -> None:
     print(f"| kNN regression (10), target -> source | {held_out_foscttm(xs, xt, regression(False)):.3f} |")
 
 
+def separability(names: list[str], root: Optional[Path]) -> None:
+    """Each side's own label separability (supervised, 5-fold CV) next to the label transfer into it."""
+    classifiers = {
+        "kNN (5)": lambda: KNeighborsClassifier(5),
+        "LDA + kNN (5)": lambda: make_pipeline(LinearDiscriminantAnalysis(), KNeighborsClassifier(5)),
+        "logistic regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+        "random forest (300)": lambda: RandomForestClassifier(300, random_state=0),
+    }
+    print("# separability: supervised classifiers on one side's own representation and labels (5-fold CV, every "
+          "cell), and the default run's label transfer scored on that side's cells (of shared types; kNN k = 5 "
+          "trained on the other side, in X_gw)")
+    print("| data | side | cells | " + " | ".join(classifiers) + " | label transfer into this side |")
+    print("|---|---|---|" + "---|" * len(classifiers) + "---|")
+    for name in names:
+        data = DATASETS[name]
+        xs, xt, ls, lt = load_pair(name, root)
+        emb_s, emb_t, _ = coupled_cca(gwalign.align(xs, xt, gwalign.GWConfig(device="cpu")), xs, xt)
+        shared = (lambda l: np.ones(len(l), bool)) if data.shared_labels is None else \
+            (lambda l: np.isin(l, data.shared_labels))
+        for side, x, labels, emb, other_emb, other_labels in (
+                (data.source, xs, ls, emb_s, emb_t, lt), (data.target, xt, lt, emb_t, emb_s, ls)):
+            folds = StratifiedKFold(5, shuffle=True, random_state=0)
+            own = [cross_val_score(make(), x, labels, cv=folds).mean() for make in classifiers.values()]
+            keep = shared(labels)
+            into = KNeighborsClassifier(5).fit(other_emb, other_labels).score(emb[keep], labels[keep])
+            print(f"| {name} | {side} | {len(x)} | " + " | ".join(f"{a:.3f}" for a in own) + f" | {into:.3f} |",
+                  flush=True)
+
+
 def power_sweep(names: list[str], powers: list[float], root: Optional[Path]) -> None:
     print("| data | p | FOSCTTM | label transfer | confidence shared / unshared | GW objective |")
     print("|---|---|---|---|---|---|")
@@ -167,13 +209,18 @@ def main() -> None:
     parser.add_argument("--powers", type=float, nargs="*", default=[],
                         help="also align on geodesics raised to these powers")
     parser.add_argument("--datasets", nargs="+", default=["all"], choices=[*DATASETS, "all"],
-                        help="data sets of the --powers sweep")
+                        help="data sets of --separability and the --powers sweep")
+    parser.add_argument("--separability", action="store_true",
+                        help="each side's own label separability against the label transfer into it (--datasets)")
     parser.add_argument("--data-root", type=Path, default=None)
     args = parser.parse_args()
+    names = list(DATASETS) if "all" in args.datasets else args.datasets
     for name in args.paired:
         paired_limits(name, args.data_root)
+    if args.separability:
+        separability(names, args.data_root)
     if args.powers:
-        power_sweep(list(DATASETS) if "all" in args.datasets else args.datasets, args.powers, args.data_root)
+        power_sweep(names, args.powers, args.data_root)
 
 
 if __name__ == "__main__":
