@@ -198,10 +198,17 @@ class LowRankGW:
         squares = (masses * self.ft.squared_apply(masses)).sum(dim=1)
         return (squares + (self.a @ self.sq_a) - 2.0 * cross).tolist()
 
-    def start(self, gram: torch.Tensor) -> _State:
-        """A state at the product plan, whose first linearisation uses ``gram`` as its ``G``."""
-        return _State(plan=product_plan(self.a, self.b, self.blocks), f=None, g=None, gram=gram,
-                      col_mass=self.b, history=[], sinkhorn_iters=[])
+    def start(self, gram: torch.Tensor, at_final_epsilon: bool = False) -> _State:
+        """A state at the product plan, whose first linearisation uses ``gram`` as its ``G``.
+
+        ``at_final_epsilon``: the state skips the annealing (its iteration count starts where
+        the schedule reaches the final ε), for a ``G`` that has been through it already.
+        """
+        state = _State(plan=product_plan(self.a, self.b, self.blocks), f=None, g=None, gram=gram,
+                       col_mass=self.b, history=[], sinkhorn_iters=[])
+        if at_final_epsilon:
+            state.iteration = self.config.epsilon_decay_iters
+        return state
 
     def _features(self, states: list[_State]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cost ``row_i + col_j − 2⟨u_i, v_j⟩`` of each state's linearised (fused) GW step,
@@ -274,7 +281,7 @@ class LowRankGW:
                     # Sinkhorn returns new potential tensors (never updates them in place): no copies.
                     state.best = (state.plan, state.f, state.g, linearisation)
                 n_settled = state.iteration - max(config.epsilon_decay_iters, 1)
-                state.converged = should_stop(state.history, n_settled, config)
+                state.converged = should_stop(state.history, n_settled, config, iterations=state.iteration)
             if progress is not None:
                 progress(iteration + 1, config.max_iter, min(values))
             active = [state for state in active if not state.converged and state.iteration < until]
@@ -405,6 +412,9 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     Semi-relaxed runs (``config.semi_relaxed``) select their start as *balanced* GW, then run
     semi-relaxed from the winner's ``G``: the starts are compared where the objective cannot be
     lowered by moving mass onto the wrong cluster.
+
+    A run from a screened winner starts at the final ε (``config.continue_winner``): the
+    winner's ``G`` has been through the annealing already.
     """
     solver = LowRankGW(fs, ft, a, b, config, joint)
     n, k = a.shape[0], b.shape[0]
@@ -432,13 +442,16 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     else:
         best, screened = _select_start(solver, n_starts, config, progress)
     if chosen is not None:
-        best = solver.start(chosen.gram)
+        # The winner has been through the annealing (on the subsample, or as balanced GW): the
+        # run continues it at the final ε (config.continue_winner; same plans, 36% less
+        # Sinkhorn time at 10k, docs/design-notes.md).
+        best = solver.start(chosen.gram, at_final_epsilon=config.continue_winner)
         solver.run([best], config.max_iter, progress)
         solver.restore_best(best)
     solver.polish(best)
     distortion = solver.cell_distortion(best.plan)
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
-                       n_iter=best.iteration, converged=best.converged, epsilon=config.epsilon,
+                       n_iter=len(best.history), converged=best.converged, epsilon=config.epsilon,
                        cost_scale=solver.scale, sinkhorn_iters=best.sinkhorn_iters,
                        timings=dict(solver.timings), start_objectives=screened,
                        marginal_error=best.marginal_error,

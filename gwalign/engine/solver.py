@@ -101,15 +101,18 @@ def epsilon_at(config: GWConfig, iteration: int) -> float:
     return config.epsilon * config.epsilon_start_factor ** frac
 
 
-def should_stop(history: list[float], n_settled: int, config: GWConfig) -> bool:
+def should_stop(history: list[float], n_settled: int, config: GWConfig, iterations: Optional[int] = None) -> bool:
     """Noise-aware stopping rule on the objective history.
 
     Compares the mean of the last ``window`` estimates with the window before, using only
     estimates taken at the final ε (``n_settled`` of them). Stops when the improvement is below
     both the sampling noise (``noise_z`` standard errors) and ``tol_rel`` of the objective.
+    ``iterations`` (default: the history's length) is what ``min_iter`` counts; a run that
+    continues from a screened start counts the annealing it skipped.
     """
     w = config.window
-    if len(history) < config.min_iter or n_settled < 2 * w:
+    done = len(history) if iterations is None else iterations
+    if done < config.min_iter or n_settled < 2 * w:
         return False
     last = np.asarray(history[-w:])
     prev = np.asarray(history[-2 * w:-w])
