@@ -90,8 +90,9 @@ class GWConfig:
         The run that follows a screening (the full-size run after a subsample screening, the
         semi-relaxed run after a balanced one) starts at the final ε from the winner's ``G``
         instead of annealing again: the winner has been through the annealing already. Same
-        objectives and accuracy on the four real pairs with a forced subsample; 36% less Sinkhorn
-        time at 10k × 12k (docs/design-notes.md, "Continuing the screened winner").
+        objectives and accuracy on the four real pairs with a forced subsample and on the
+        semi-relaxed draws; half the GW iterations, 5–17% less time (CPU 10k, H200 45k–500k;
+        docs/design-notes.md, "Continuing the screened winner").
     n_landmarks
         Landmarks for ``distance="landmark"``.
     landmark_dim

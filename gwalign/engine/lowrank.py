@@ -443,8 +443,8 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         best, screened = _select_start(solver, n_starts, config, progress)
     if chosen is not None:
         # The winner has been through the annealing (on the subsample, or as balanced GW): the
-        # run continues it at the final ε (config.continue_winner; same plans, 36% less
-        # Sinkhorn time at 10k, docs/design-notes.md).
+        # run continues it at the final ε (config.continue_winner; same plans in half the GW
+        # iterations, docs/design-notes.md).
         best = solver.start(chosen.gram, at_final_epsilon=config.continue_winner)
         solver.run([best], config.max_iter, progress)
         solver.restore_best(best)
