@@ -202,3 +202,17 @@ def test_lowrank_starts_screened_on_a_subsample_reach_the_full_screening_result(
     assert "screen" in sub.solve.timings and "screen" not in full.solve.timings
     assert sub.gw_objective <= full.gw_objective * 1.02
     assert abs(spearmanr(ts, sub.project_to_source(tt))[0]) >= 0.99
+
+
+def test_screened_winner_continued_at_final_epsilon_ends_where_reannealing_ends():
+    """The run after a subsample screening starts at the final ε (continue_winner): the same
+    objective and match as annealing again from the winner's G, in fewer GW iterations, and
+    still with two stopping-rule windows at the final ε."""
+    xs, ts, xt, tt = spiral_and_roll(500, 600, seed=5)
+    config = gwalign.GWConfig(gradient="lowrank", distance="precomputed", screen_points=150, **CPU)
+    continued = gwalign.align(xs, xt, config)
+    reannealed = gwalign.align(xs, xt, config.replace(continue_winner=False))
+    assert continued.solve.n_iter < reannealed.solve.n_iter
+    assert continued.solve.n_iter >= 2 * config.window
+    assert abs(continued.gw_objective - reannealed.gw_objective) <= 0.01 * reannealed.gw_objective
+    assert abs(spearmanr(ts, continued.project_to_source(tt))[0]) >= 0.99
