@@ -243,6 +243,10 @@ class GWConfig:
         _check_choice("distance", self.distance, ("auto", "precomputed", "dijkstra", "landmark"))
         _check_int("n_landmarks", self.n_landmarks, 2)
         _check_int("screen_points", self.screen_points, 16)
+        for name in ("profile_start", "continue_winner", "semi_relaxed"):
+            _check_bool(name, getattr(self, name))
+        if self.one_sided_check is not None:
+            _check_bool("one_sided_check", self.one_sided_check)
         _check_int("landmark_dim", self.landmark_dim, 1)
         if self.n_anchors is not None:
             _check_int("n_anchors", self.n_anchors, 1)
@@ -482,6 +486,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    # A TOML string such as "false" would otherwise pass as a true value.
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
 def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:

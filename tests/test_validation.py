@@ -64,6 +64,8 @@ def test_bad_keyword_inputs(pair, kwargs, match):
     ("k", 0, "k must be an integer >= 1"),
     ("distance", "euclid", "distance must be one of"),
     ("device", "tpu", "device must be"),
+    ("continue_winner", "false", "continue_winner must be true or false"),
+    ("one_sided_check", 1, "one_sided_check must be true or false"),
 ])
 def test_bad_config(field, value, match):
     with pytest.raises(ValueError, match=match):
