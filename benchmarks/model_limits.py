@@ -17,8 +17,9 @@ For every data set (paired or not), ``--separability`` asks how well each side's
 representation separates its own labels (supervised, 5-fold cross-validation: kNN with the
 benchmark's k = 5, LDA then kNN, logistic regression, a random forest), next to the default run's
 label transfer scored on that side's cells (the classifier trained on the other side). Label
-transfer into a side cannot beat what a classifier trained on that side's own labels reaches: its
-cells keep their own neighbourhoods in any joint embedding built from their representation.
+transfer into a side is a classifier of that side's representation (a cell's place in the joint
+embedding is a function of it) that never saw the side's labels: the best classifier of the
+representation bounds it, and the supervised learners estimate that bound.
 
 ``--powers`` also aligns every data set (paired or not) on transformed geodesics ``d^p`` (given as
 user distance matrices, defaults otherwise) and scores them as ``benchmarks/real_data.py`` does.
