@@ -8,14 +8,21 @@ from typing import Optional
 import numpy as np
 
 from gwalign.io import InputError, read_h5ad
-from gwalign.metrics import foscttm, label_transfer_accuracy
+from gwalign.metrics import foscttm, label_separability, label_transfer_by_direction
 
 
 def score_files(source_path: Path, target_path: Path, truth_key: Optional[str],
                 label_key: Optional[str]) -> dict[str, float]:
-    """FOSCTTM (cells paired through ``obs[truth_key]``), label transfer accuracy (kNN, k = 5, in
-    ``X_gw``), and the accuracy of the labels the run carried across (``obs["<label_key>_gw"]``,
-    where present, against each side's own labels; ``labels_written``)."""
+    """Scores of an alignment's outputs against a ground truth.
+
+    Returns ``foscttm`` (cells paired through ``obs[truth_key]``); with ``label_key``:
+    ``label_transfer`` (kNN, k = 5, in ``X_gw``, both directions averaged) and each direction
+    (``label_transfer_into_source``/``_target``), ``label_separability_source``/``_target`` (each
+    side's own labels predicted within its own ``X_gw``, 5-fold cross-validated: the reference
+    that the transfer into that side can be held against), and ``labels_written`` (the labels the
+    run carried across, ``obs["<label_key>_gw"]`` where present, against each side's own). Cells
+    with a missing label neither train nor count.
+    """
     source, target = read_h5ad(source_path), read_h5ad(target_path)
     for adata, path in ((source, source_path), (target, target_path)):
         if "X_gw" not in adata.obsm:
@@ -37,9 +44,21 @@ def score_files(source_path: Path, target_path: Path, truth_key: Optional[str],
         for adata, path in ((source, source_path), (target, target_path)):
             if label_key not in adata.obs:
                 raise InputError(f"{path}: obs column {label_key!r} not found")
-        scores["label_transfer"] = label_transfer_accuracy(
-            source.obsm["X_gw"], source.obs[label_key].astype(str), target.obsm["X_gw"],
-            target.obs[label_key].astype(str))
+        known = [adata.obs[label_key].notna().to_numpy() for adata in (source, target)]
+        for adata, path, mask in ((source, source_path, known[0]), (target, target_path, known[1])):
+            if mask.sum() < 5:
+                raise InputError(f"{path}: obs column {label_key!r} has fewer than 5 labelled cells")
+        xs, xt = (np.asarray(adata.obsm["X_gw"])[mask] for adata, mask in zip((source, target), known))
+        ls, lt = (adata.obs[label_key][mask].astype(str).to_numpy() for adata, mask in zip((source, target), known))
+        into_target, into_source = label_transfer_by_direction(xs, ls, xt, lt)
+        scores["label_transfer"] = (into_target + into_source) / 2.0
+        scores["label_transfer_into_source"] = into_source
+        scores["label_transfer_into_target"] = into_target
+        for side, x, labels in (("source", xs, ls), ("target", xt, lt)):
+            try:
+                scores[f"label_separability_{side}"] = label_separability(x, labels)
+            except ValueError:   # too few labelled cells to cross-validate: no reference
+                pass
         # The labels `gwalign run --transfer-labels` wrote (obs["<key>_gw"]) against each side's own.
         written = []
         for adata in (source, target):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from sklearn.neighbors import KNeighborsClassifier
 
 
 def foscttm(x_source: np.ndarray, x_target: np.ndarray) -> float:
@@ -28,18 +27,52 @@ def foscttm(x_source: np.ndarray, x_target: np.ndarray) -> float:
     return float((closer_for_source.mean() + closer_for_target.mean()) / (2.0 * (n - 1)))
 
 
+def label_transfer_by_direction(x_source: np.ndarray, labels_source, x_target: np.ndarray,
+                                labels_target, k: int = 5, *, keep_source: Optional[np.ndarray] = None,
+                                keep_target: Optional[np.ndarray] = None) -> tuple[float, float]:
+    """Label transfer into each side: ``(into_target, into_source)``.
+
+    Into the target: a kNN (k=5) classifier trained on the source's joint embedding and labels,
+    scored on the target's cells; into the source, the reverse. ``keep_source``/``keep_target``
+    (boolean masks) restrict the cells that are *scored*, e.g. to cell types present on both
+    sides; every cell still trains.
+    """
+    from sklearn.neighbors import KNeighborsClassifier   # sklearn loads only when scoring (import time)
+
+    ls, lt = np.asarray(labels_source), np.asarray(labels_target)
+    ks = np.ones(len(ls), bool) if keep_source is None else np.asarray(keep_source, bool)
+    kt = np.ones(len(lt), bool) if keep_target is None else np.asarray(keep_target, bool)
+    xs, xt = np.asarray(x_source), np.asarray(x_target)
+    into_target = KNeighborsClassifier(n_neighbors=k).fit(xs, ls).score(xt[kt], lt[kt])
+    into_source = KNeighborsClassifier(n_neighbors=k).fit(xt, lt).score(xs[ks], ls[ks])
+    return float(into_target), float(into_source)
+
+
 def label_transfer_accuracy(x_source: np.ndarray, labels_source, x_target: np.ndarray,
                             labels_target, k: int = 5, *, keep_source: Optional[np.ndarray] = None,
                             keep_target: Optional[np.ndarray] = None) -> float:
     """kNN (k=5) classifier trained on one side's joint embedding, scored on the other's.
 
-    Averaged over both directions. ``keep_source``/``keep_target`` (boolean masks) restrict the
-    cells that are *scored*, e.g. to cell types present on both sides; every cell still trains.
+    Averaged over both directions (:func:`label_transfer_by_direction`). ``keep_source``/
+    ``keep_target`` (boolean masks) restrict the cells that are *scored*; every cell still trains.
     """
-    ls, lt = np.asarray(labels_source), np.asarray(labels_target)
-    ks = np.ones(len(ls), bool) if keep_source is None else np.asarray(keep_source, bool)
-    kt = np.ones(len(lt), bool) if keep_target is None else np.asarray(keep_target, bool)
-    xs, xt = np.asarray(x_source), np.asarray(x_target)
-    forward = KNeighborsClassifier(n_neighbors=k).fit(xs, ls).score(xt[kt], lt[kt])
-    backward = KNeighborsClassifier(n_neighbors=k).fit(xt, lt).score(xs[ks], ls[ks])
-    return float((forward + backward) / 2.0)
+    return float(np.mean(label_transfer_by_direction(x_source, labels_source, x_target, labels_target, k,
+                                                     keep_source=keep_source, keep_target=keep_target)))
+
+
+def label_separability(x: np.ndarray, labels, k: int = 5, folds: int = 5, seed: int = 0) -> float:
+    """How well one side's embedding separates that side's *own* labels: a kNN (k=5) classifier,
+    ``folds``-fold cross-validated (shuffled, seeded).
+
+    A reference for the label transfer into this side, which is a classifier of the same cells
+    that never saw their labels: when the two are close, the side's own representation, not the
+    alignment, limits the transfer (docs/benchmarks.md, session 9).
+    """
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, labels = np.asarray(x), np.asarray(labels)
+    if len(labels) < folds * (k + 1):
+        raise ValueError(f"label_separability needs at least {folds * (k + 1)} labelled cells, got {len(labels)}")
+    splits = KFold(folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(KNeighborsClassifier(n_neighbors=k), x, labels, cv=splits).mean())

@@ -79,12 +79,28 @@ def test_example_quality_with_defaults(default_run):
     scores = score_files(out / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", "true_cell", "cell_type")
     assert scores["foscttm"] <= 0.15, scores
     assert scores["label_transfer"] >= 0.85, scores
+    assert scores["label_transfer"] == pytest.approx(
+        (scores["label_transfer_into_source"] + scores["label_transfer_into_target"]) / 2)
+    assert min(scores["label_separability_source"], scores["label_separability_target"]) >= 0.85, scores
     atac = ad.read_h5ad(out / "atac.gwalign.h5ad")
     carried = (atac.obs["cell_type"].astype(str) == atac.obs["cell_type_gw"].astype(str)).mean()
     assert carried >= 0.85
     rna = ad.read_h5ad(out / "rna.gwalign.h5ad")
     carried_rna = (rna.obs["cell_type"].astype(str) == rna.obs["cell_type_gw"].astype(str)).mean()
     assert scores["labels_written"] == pytest.approx((carried + carried_rna) / 2)
+
+
+def test_evaluate_ignores_cells_without_a_label(default_run, tmp_path):
+    """Missing labels neither train nor count (they used to form a class named "nan")."""
+    out, _ = default_run
+    rna = ad.read_h5ad(out / "rna.gwalign.h5ad")
+    hidden = np.random.default_rng(0).random(rna.n_obs) < 0.3
+    rna.obs["cell_type"] = rna.obs["cell_type"].astype(object).where(~hidden, None)
+    rna.write_h5ad(tmp_path / "rna.gwalign.h5ad")
+    full = score_files(out / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", None, "cell_type")
+    partial = score_files(tmp_path / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", None, "cell_type")
+    assert partial["label_transfer"] >= 0.85, partial
+    assert abs(partial["label_transfer_into_target"] - full["label_transfer_into_target"]) <= 0.05
 
 
 def test_inputs_unchanged(example, default_run):

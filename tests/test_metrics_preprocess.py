@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gwalign.metrics import foscttm, label_transfer_accuracy
+from gwalign.metrics import foscttm, label_separability, label_transfer_accuracy, label_transfer_by_direction
 from gwalign.preprocess import mean_direction_cosine, scale_rows
 
 
@@ -41,3 +41,22 @@ def test_label_transfer_scores_only_kept_cells(rng):
     shared = label_transfer_accuracy(xs, ls, xt, lt, keep_source=ls == 0, keep_target=lt == 0)
     assert everyone == pytest.approx(0.5)
     assert shared == pytest.approx(1.0)
+
+
+def test_label_transfer_directions_and_separability(rng):
+    # Three separated blobs; the target's blob 2 lies on the source's blob 1, so only the transfer
+    # into the target goes wrong, for a third of its cells.
+    centres = np.array([[0.0, 0.0], [30.0, 0.0], [0.0, 30.0]])
+    ls = np.repeat([0, 1, 2], 60)
+    xs = centres[ls] + rng.normal(size=(180, 2))
+    lt = ls.copy()
+    xt = centres[np.where(lt == 2, 1, lt)] + rng.normal(size=(180, 2))
+    into_target, into_source = label_transfer_by_direction(xs, ls, xt, lt)
+    assert into_target == pytest.approx(2 / 3, abs=0.1)
+    assert into_source < 1.0
+    assert label_transfer_accuracy(xs, ls, xt, lt) == pytest.approx((into_target + into_source) / 2)
+    # Own labels: the source's blobs are separable, the target's blobs 1 and 2 are not.
+    assert label_separability(xs, ls) == 1.0
+    assert label_separability(xt, lt) == pytest.approx(2 / 3, abs=0.12)
+    with pytest.raises(ValueError, match="at least 30 labelled cells"):
+        label_separability(xs[:20], ls[:20])
