@@ -42,7 +42,7 @@ from scipy.sparse.csgraph import dijkstra
 import gwalign
 from gwalign.distances import PrecomputedDistances
 from gwalign.graph import KNNGraph
-from gwalign.metrics import foscttm
+from gwalign.metrics import foscttm, label_transfer_by_direction
 from gwalign.results import coupled_cca
 from sklearn.cross_decomposition import CCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -172,14 +172,12 @@ def separability(names: list[str], root: Optional[Path]) -> None:
         data = DATASETS[name]
         xs, xt, ls, lt = load_pair(name, root)
         emb_s, emb_t, _ = coupled_cca(gwalign.align(xs, xt, gwalign.GWConfig(device="cpu")), xs, xt)
-        shared = (lambda l: np.ones(len(l), bool)) if data.shared_labels is None else \
-            (lambda l: np.isin(l, data.shared_labels))
-        for side, x, labels, emb, other_emb, other_labels in (
-                (data.source, xs, ls, emb_s, emb_t, lt), (data.target, xt, lt, emb_t, emb_s, ls)):
+        keep_s, keep_t = (np.ones(len(l), bool) if data.shared_labels is None else np.isin(l, data.shared_labels)
+                          for l in (ls, lt))
+        into_t, into_s = label_transfer_by_direction(emb_s, ls, emb_t, lt, keep_source=keep_s, keep_target=keep_t)
+        for side, x, labels, into in ((data.source, xs, ls, into_s), (data.target, xt, lt, into_t)):
             folds = StratifiedKFold(5, shuffle=True, random_state=0)
             own = [cross_val_score(make(), x, labels, cv=folds).mean() for make in classifiers.values()]
-            keep = shared(labels)
-            into = KNeighborsClassifier(5).fit(other_emb, other_labels).score(emb[keep], labels[keep])
             print(f"| {name} | {side} | {len(x)} | " + " | ".join(f"{a:.3f}" for a in own) + f" | {into:.3f} |",
                   flush=True)
 
