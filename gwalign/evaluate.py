@@ -20,8 +20,15 @@ def score_files(source_path: Path, target_path: Path, truth_key: Optional[str],
     (``label_transfer_into_source``/``_target``), ``label_separability_source``/``_target`` (each
     side's own labels predicted within its own ``X_gw``, 5-fold cross-validated: the reference
     that the transfer into that side can be held against), and ``labels_written`` (the labels the
-    run carried across, ``obs["<label_key>_gw"]`` where present, against each side's own). Cells
-    with a missing label neither train nor count.
+    run carried across, ``obs["<label_key>_gw"]`` where present, against each side's own).
+
+    Label transfer is scored on the cells whose label also occurs on the other side (a cell of a
+    type the other side lacks has no right answer to receive); every labelled cell trains. When
+    some labels are one-sided, ``cells_one_sided_source``/``_target`` count their cells,
+    ``label_transfer_all`` scores every labelled cell, and where the run wrote a transfer
+    confidence (``obs["<label_key>_gw_confidence"]``), ``confidence_shared_<side>`` and
+    ``confidence_one_sided_<side>`` are its means over the two groups. Cells with a missing label
+    neither train nor count.
     """
     source, target = read_h5ad(source_path), read_h5ad(target_path)
     for adata, path in ((source, source_path), (target, target_path)):
@@ -50,22 +57,36 @@ def score_files(source_path: Path, target_path: Path, truth_key: Optional[str],
                 raise InputError(f"{path}: obs column {label_key!r} has fewer than 5 labelled cells")
         xs, xt = (np.asarray(adata.obsm["X_gw"])[mask] for adata, mask in zip((source, target), known))
         ls, lt = (adata.obs[label_key][mask].astype(str).to_numpy() for adata, mask in zip((source, target), known))
-        into_target, into_source = label_transfer_by_direction(xs, ls, xt, lt)
+        shared_s, shared_t = np.isin(ls, lt), np.isin(lt, ls)
+        if not (shared_s.any() and shared_t.any()):
+            raise InputError(f"{source_path}, {target_path}: no {label_key!r} value occurs on both sides")
+        into_target, into_source = label_transfer_by_direction(xs, ls, xt, lt, keep_source=shared_s,
+                                                               keep_target=shared_t)
         scores["label_transfer"] = (into_target + into_source) / 2.0
         scores["label_transfer_into_source"] = into_source
         scores["label_transfer_into_target"] = into_target
+        if not (shared_s.all() and shared_t.all()):
+            scores["label_transfer_all"] = float(np.mean(label_transfer_by_direction(xs, ls, xt, lt)))
+            for side, adata, mask, shared in (("source", source, known[0], shared_s),
+                                              ("target", target, known[1], shared_t)):
+                scores[f"cells_one_sided_{side}"] = float((~shared).sum())
+                column = f"{label_key}_gw_confidence"
+                if column in adata.obs and shared.any() and not shared.all():
+                    confidence = adata.obs[column].to_numpy(dtype=float)[mask]
+                    scores[f"confidence_shared_{side}"] = float(confidence[shared].mean())
+                    scores[f"confidence_one_sided_{side}"] = float(confidence[~shared].mean())
         for side, x, labels in (("source", xs, ls), ("target", xt, lt)):
             try:
                 scores[f"label_separability_{side}"] = label_separability(x, labels)
             except ValueError:   # too few labelled cells to cross-validate: no reference
                 pass
-        # The labels `gwalign run --transfer-labels` wrote (obs["<key>_gw"]) against each side's own.
+        # The labels `gwalign run --transfer-labels` wrote (obs["<key>_gw"]) against each side's own,
+        # on the same cells as the label transfer.
         written = []
-        for adata in (source, target):
-            own = adata.obs[label_key]
-            if f"{label_key}_gw" in adata.obs and own.notna().any():
-                known = own.notna()
-                written.append(float(np.mean(own[known].astype(str) == adata.obs[f"{label_key}_gw"][known].astype(str))))
+        for adata, mask, own, shared in ((source, known[0], ls, shared_s), (target, known[1], lt, shared_t)):
+            if f"{label_key}_gw" in adata.obs:
+                carried = adata.obs[f"{label_key}_gw"].astype(str).to_numpy()[mask]
+                written.append(float(np.mean(own[shared] == carried[shared])))
         if written:
             scores["labels_written"] = float(np.mean(written))
     return scores

@@ -7,6 +7,7 @@ from pathlib import Path
 import anndata as ad
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import scanpy as sc
 from typer.testing import CliRunner
@@ -101,6 +102,29 @@ def test_evaluate_ignores_cells_without_a_label(default_run, tmp_path):
     partial = score_files(tmp_path / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", None, "cell_type")
     assert partial["label_transfer"] >= 0.85, partial
     assert abs(partial["label_transfer_into_target"] - full["label_transfer_into_target"]) <= 0.05
+
+
+def test_evaluate_scores_labels_found_on_both_sides(default_run, tmp_path):
+    """Cells of a type the other side lacks have no right answer: label transfer is scored on the
+    shared types (as the issue and the published figures score it), the rest reported apart."""
+    out, _ = default_run
+    atac = ad.read_h5ad(out / "atac.gwalign.h5ad")
+    renamed = atac.obs["cell_type"].astype(str).to_numpy()
+    kind = pd.Series(renamed).value_counts().index[0]
+    renamed[renamed == kind] = "only_in_atac"
+    atac.obs["cell_type"] = renamed
+    atac.write_h5ad(tmp_path / "atac.gwalign.h5ad")
+    full = score_files(out / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", None, "cell_type")
+    scores = score_files(out / "rna.gwalign.h5ad", tmp_path / "atac.gwalign.h5ad", None, "cell_type")
+    rna_types = ad.read_h5ad(out / "rna.gwalign.h5ad").obs["cell_type"].astype(str).to_numpy()
+    assert scores["cells_one_sided_target"] == (renamed == "only_in_atac").sum()
+    assert scores["cells_one_sided_source"] == (rna_types == kind).sum()
+    assert scores["label_transfer"] >= 0.85 and scores["label_transfer_all"] < scores["label_transfer"] - 0.1, scores
+    assert "label_transfer_all" not in full
+    confidence = atac.obs["cell_type_gw_confidence"].to_numpy()
+    one_sided = renamed == "only_in_atac"
+    assert scores["confidence_one_sided_target"] == pytest.approx(confidence[one_sided].mean())
+    assert scores["confidence_shared_target"] == pytest.approx(confidence[~one_sided].mean())
 
 
 def test_inputs_unchanged(example, default_run):
