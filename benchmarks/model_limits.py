@@ -22,11 +22,13 @@ embedding is a function of it) that never saw the side's labels: the best classi
 representation bounds it, and the supervised learners estimate that bound.
 
 ``--powers`` also aligns every data set (paired or not) on transformed geodesics ``d^p`` (given as
-user distance matrices, defaults otherwise) and scores them as ``benchmarks/real_data.py`` does.
+user distance matrices, defaults otherwise) and scores them as ``benchmarks/real_data.py`` does;
+with ``--euclidean`` the matrices are the representations' plain Euclidean distances (no graph).
 
     python benchmarks/model_limits.py
     python benchmarks/model_limits.py --separability
     python benchmarks/model_limits.py --powers 0.5 1 1.5 --datasets all
+    python benchmarks/model_limits.py --paired --powers 1 --euclidean
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Optional
 import numpy as np
 import torch
 from scipy.sparse.csgraph import dijkstra
+from scipy.spatial.distance import cdist
 
 import gwalign
 from gwalign.distances import PrecomputedDistances
@@ -57,13 +60,18 @@ from real_data import DATASETS, load_pair, score
 
 
 class DensePlan:
-    """A dense coupling with the two methods :func:`gwalign.results.coupled_cca` uses."""
+    """A dense coupling with what :func:`gwalign.results.coupled_cca` uses (``graphs``: the two
+    kNN graphs its plan diffusion walks on; ``None`` for none)."""
 
-    def __init__(self, plan: np.ndarray) -> None:
+    def __init__(self, plan: np.ndarray, graphs=None) -> None:
         self.plan = plan
+        self.graphs = graphs
 
     def apply(self, z: np.ndarray) -> np.ndarray:
         return self.plan @ z
+
+    def apply_t(self, z: np.ndarray) -> np.ndarray:
+        return self.plan.T @ z
 
     def col_marginal(self) -> np.ndarray:
         return self.plan.sum(axis=0)
@@ -104,7 +112,7 @@ def paired_limits(name: str, root: Optional[Path]) -> None:
     print("| plan | GW objective | FOSCTTM of the plan | FOSCTTM, coupled CCA |")
     print("|---|---|---|---|")
     for label, plan in (("found (default run)", found), ("true pairing I/n", truth), ("type blocks", block)):
-        emb_s, emb_t, _ = coupled_cca(DensePlan(plan), xs, xt)
+        emb_s, emb_t, _ = coupled_cca(DensePlan(plan, result.graphs), xs, xt)
         fos_plan = f"{plan_foscttm(plan):.3f}" if label != "type blocks" else "–"
         print(f"| {label} | {gw_objective(plan, d_source, d_target):.4f} | {fos_plan} | {foscttm(emb_s, emb_t):.3f} |")
     shares = np.bincount(labels)[np.unique(labels)] / n
@@ -182,22 +190,28 @@ def separability(names: list[str], root: Optional[Path]) -> None:
                   flush=True)
 
 
-def power_sweep(names: list[str], powers: list[float], root: Optional[Path]) -> None:
-    print("| data | p | FOSCTTM | label transfer | confidence shared / unshared | GW objective |")
-    print("|---|---|---|---|---|---|")
+def power_sweep(names: list[str], powers: list[float], root: Optional[Path], euclidean: bool = False) -> None:
+    """Align on ``d^p`` for each power: kNN geodesics, or with ``euclidean`` the representation's own
+    Euclidean distances (no graph)."""
+    print("| data | distances | p | FOSCTTM | label transfer | confidence shared / unshared | GW objective |")
+    print("|---|---|---|---|---|---|---|")
+    kind = "Euclidean, no graph" if euclidean else "kNN geodesics"
     for name in names:
         data = DATASETS[name]
         xs, xt, ls, lt = load_pair(name, root)
         config = gwalign.GWConfig(device="cpu")
-        base = gwalign.align(xs, xt, config)
-        geodesics = [dijkstra(graph.matrix, directed=True) for graph in base.graphs]
+        if euclidean:
+            lengths = [cdist(xs, xs), cdist(xt, xt)]
+        else:
+            base = gwalign.align(xs, xt, config)
+            lengths = [dijkstra(graph.matrix, directed=True) for graph in base.graphs]
         for power in powers:
-            result = gwalign.align(xs, xt, config, d_source=geodesics[0] ** power, d_target=geodesics[1] ** power)
+            result = gwalign.align(xs, xt, config, d_source=lengths[0] ** power, d_target=lengths[1] ** power)
             s = score(data, result, xs, xt, ls, lt)
             conf = f"{s['confidence_shared']:.3f}" + (f" / {s['confidence_unshared']:.3f}"
                                                       if "confidence_unshared" in s else "")
             fos = f"{s['foscttm']:.3f}" if "foscttm" in s else "–"
-            print(f"| {name} | {power:g} | {fos} | {s['label_transfer']:.3f} | {conf} | {result.gw_objective:.4f} |",
+            print(f"| {name} | {kind} | {power:g} | {fos} | {s['label_transfer']:.3f} | {conf} | {result.gw_objective:.4f} |",
                   flush=True)
 
 
@@ -207,6 +221,8 @@ def main() -> None:
                         choices=[name for name, data in DATASETS.items() if data.paired])
     parser.add_argument("--powers", type=float, nargs="*", default=[],
                         help="also align on geodesics raised to these powers")
+    parser.add_argument("--euclidean", action="store_true",
+                        help="--powers on the representations' Euclidean distances instead (no kNN graph)")
     parser.add_argument("--datasets", nargs="+", default=["all"], choices=[*DATASETS, "all"],
                         help="data sets of --separability and the --powers sweep")
     parser.add_argument("--separability", action="store_true",
@@ -219,7 +235,7 @@ def main() -> None:
     if args.separability:
         separability(names, args.data_root)
     if args.powers:
-        power_sweep(names, args.powers, args.data_root)
+        power_sweep(names, args.powers, args.data_root, args.euclidean)
 
 
 if __name__ == "__main__":

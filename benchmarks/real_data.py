@@ -49,7 +49,7 @@ from gwalign.metrics import foscttm, label_transfer_accuracy
 from gwalign.preprocess import scale_rows
 from gwalign.config import TRANSFER_K
 from gwalign.one_sided import LOW_MASS, MIN_GROUP_SHARE, one_sided_groups
-from gwalign.results import CCA_RIDGE, coupled_cca, joint_embedding, transfer
+from gwalign.results import CCA_DIFFUSION_STEPS, CCA_RIDGE, coupled_cca, joint_embedding, transfer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -126,17 +126,22 @@ def load_pair(name: str, root: Optional[Path] = None, normalise: str = "auto"
     folder = data_folder(name, root)
     xs = scale_rows(np.load(folder / f"{data.source}.npy"), normalise)[0]
     xt = scale_rows(np.load(folder / f"{data.target}.npy"), normalise)[0]
-    return xs, xt, np.load(folder / f"{data.source_labels}.npy"), np.load(folder / f"{data.target_labels}.npy")
+    ls = np.load(folder / f"{data.source_labels}.npy")
+    target_labels = folder / f"{data.target_labels}.npy"
+    # tests/data ships one label file for SNARE-seq: paired cells share their labels.
+    lt = ls if data.paired and not target_labels.exists() else np.load(target_labels)
+    return xs, xt, ls, lt
 
 
 def score(data: Dataset, result: gwalign.Alignment, xs: np.ndarray, xt: np.ndarray, ls: np.ndarray,
-          lt: np.ndarray, embedding: str = "cca", cca_ridge: float = CCA_RIDGE, transfer_method: str = "knn",
+          lt: np.ndarray, embedding: str = "cca", cca_ridge: float = CCA_RIDGE,
+          cca_diffusion: int = CCA_DIFFUSION_STEPS, transfer_method: str = "knn",
           transfer_k: int = TRANSFER_K, swapped: bool = False) -> dict[str, float]:
     """FOSCTTM (paired), label transfer on shared types, transfer confidence by shared/unshared,
     all on the joint embedding ``gwalign run`` writes as ``obsm["X_gw"]``, and the published
     figure's own scoring where known. ``swapped``: the pair was aligned target → source."""
     if embedding == "cca":
-        emb_s, emb_t, _ = coupled_cca(result, xs, xt, cca_ridge)
+        emb_s, emb_t, _ = coupled_cca(result, xs, xt, cca_ridge, cca_diffusion)
     else:
         emb_s, emb_t = joint_embedding(result, xs, xt, embedding)
     scores: dict[str, float] = {}
@@ -237,6 +242,8 @@ def main() -> None:
                         help="other GWConfig fields, e.g. --set rank=64 start_signs=4 (values parsed as Python literals)")
     parser.add_argument("--embedding", nargs="+", default=["cca"], choices=["cca", "target", "source", "spectral"],
                         help="joint embeddings scored, each on the same alignment (gwalign.results.joint_embedding)")
+    parser.add_argument("--cca-diffusion", type=int, nargs="+", default=[CCA_DIFFUSION_STEPS],
+                        help="plan diffusion steps scored for the cca embedding (gwalign.results.coupled_cca)")
     parser.add_argument("--cca-ridge", type=float, nargs="+", default=[CCA_RIDGE],
                         help="covariance ridges scored for the cca embedding (gwalign.results.coupled_cca)")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
@@ -260,7 +267,8 @@ def main() -> None:
 
     names = list(DATASETS) if "all" in args.datasets else args.datasets
 
-    variants = [(e, r) for e in args.embedding for r in (args.cca_ridge if e == "cca" else [None])]
+    variants = [(e, r, t) for e in args.embedding for r in (args.cca_ridge if e == "cca" else [None])
+                for t in (args.cca_diffusion if e == "cca" else [None])]
     emit("| data | seed | embedding | FOSCTTM | label transfer | labels written | confidence shared / unshared "
          "| mass shared / unshared | GW objective | start objectives | time (s) |")
     emit("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -281,9 +289,10 @@ def main() -> None:
             result = gwalign.align(xs, xt, config)
             elapsed = time.perf_counter() - start
             starts = ", ".join(f"{v:.4f}" for v in result.solve.start_objectives)
-            for embedding, ridge in variants:
-                label = embedding if ridge is None else f"cca (ridge {ridge:g})"
+            for embedding, ridge, steps in variants:
+                label = embedding if ridge is None else f"cca (ridge {ridge:g}, {steps} walk steps)"
                 s = score(data, result, xs, xt, ls, lt, embedding, CCA_RIDGE if ridge is None else ridge,
+                          CCA_DIFFUSION_STEPS if steps is None else steps,
                           args.transfer, args.transfer_k, swapped=args.swap)
                 values.setdefault(label, []).append(s)
                 conf = f"{s['confidence_shared']:.3f}" + (f" / {s['confidence_unshared']:.3f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import numpy as np
@@ -25,6 +26,11 @@ SPECTRAL_TIES = 10
 #: Ridge added to each side's covariance in the coupled CCA embedding, as a fraction of its mean
 #: variance (shrinks the directions of tiny variance whose correlations are noise).
 CCA_RIDGE = 0.3
+
+#: Lazy random-walk steps over each side's kNN graph applied to the plan before the coupled CCA
+#: reads it (``S_s^t T (S_t^t)ᵀ``, see :func:`coupled_cca`). Chosen on the four real pairs at
+#: k = 7, the automatic k and k = 14 (docs/design-notes.md, session 10): 0 / 2 / 4 / 8 steps.
+CCA_DIFFUSION_STEPS = 4
 
 
 def joint_embedding(alignment: Alignment, rep_source: np.ndarray, rep_target: np.ndarray,
@@ -69,7 +75,8 @@ def joint_embedding(alignment: Alignment, rep_source: np.ndarray, rep_target: np
 
 
 def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.ndarray,
-                ridge: float = CCA_RIDGE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                ridge: float = CCA_RIDGE, diffusion_steps: int = CCA_DIFFUSION_STEPS
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Canonical correlation analysis of the two representations, paired by the coupling.
 
     The plan ``T`` weighs every pair (i, j) of cells: with ``X``, ``Y`` centred under the plan's
@@ -77,7 +84,17 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     ``Xᵀ diag(r) X``, ``Yᵀ diag(c) Y`` (each plus ``ridge`` × its mean variance). Both sides are
     projected on all ``min(d, d')`` canonical directions, each scaled by its canonical
     correlation so that directions the coupling does not tie together fade out instead of
-    needing a cut-off. Streamed: one ``T Y`` product, no N×K matrix.
+    needing a cut-off. Streamed: one ``T Y`` and one ``Tᵀ u`` product, no N×K matrix.
+
+    With ``diffusion_steps`` t > 0 and the alignment's kNN graphs (``alignment.graphs``; a side
+    given as a distance matrix has none and is left as is), ``T`` is first replaced by
+    ``S_s^t T (S_t^t)ᵀ``, ``S`` the lazy random walk of a side's kNN graph (half the weight on
+    the cell, half spread evenly over its neighbours): each pair's weight becomes the plan's mean
+    over the two cells' neighbourhoods. An entropic plan ties each cell to its partners with
+    cell-level noise; averaging it along both manifolds keeps the structure both sides share
+    and lets the noise cancel, which improved FOSCTTM and label transfer on three of the four
+    real pairs at every k tried (docs/design-notes.md, session 10). The embedded coordinates
+    stay each cell's own projection.
 
     Returns
     -------
@@ -86,10 +103,18 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     """
     x = np.asarray(rep_source, dtype=np.float64)
     y = np.asarray(rep_target, dtype=np.float64)
-    # One streamed pass gives both T Y and the row marginal T 1 (a column of ones appended).
-    applied = alignment.apply(np.c_[y, np.ones(len(y))]).astype(np.float64)
+    graphs = getattr(alignment, "graphs", None) or (None, None)
+    device = getattr(alignment, "device", None)
+    walk_s = graph_walk(graphs[0], diffusion_steps, device)
+    walk_t = graph_walk(graphs[1], diffusion_steps, device)
+    # One streamed pass gives both T Y and the row marginal T 1 (a column of ones appended);
+    # with the walks, S_s T S_tᵀ [Y, 1] = S_s (T (S_tᵀ [Y, 1])).
+    applied = walk_s(alignment.apply(walk_t(np.c_[y, np.ones(len(y))], transpose=True))).astype(np.float64)
     ty, r = applied[:, :-1], applied[:, -1]
-    c = alignment.col_marginal().astype(np.float64)
+    if walk_s.steps == 0 and walk_t.steps == 0:
+        c = alignment.col_marginal().astype(np.float64)
+    else:   # (S_s T S_tᵀ)ᵀ 1 = S_t (Tᵀ (S_sᵀ 1))
+        c = walk_t(alignment.apply_t(walk_s(np.ones((len(x), 1)), transpose=True))).astype(np.float64).ravel()
     mass = r.sum()
     r, c = r / mass, c / c.sum()
     xc = x - r @ x
@@ -100,6 +125,48 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     whiten_y = _inverse_sqrt(_shrunk_covariance(yc, c, ridge))
     left, corr, right_t = np.linalg.svd(whiten_x @ cross @ whiten_y, full_matrices=False)
     return xc @ whiten_x @ left * corr, yc @ whiten_y @ right_t.T * corr, corr
+
+
+class GraphWalk:
+    """``z ↦ S^t z`` (or ``(S^t)ᵀ z``) for the lazy random walk ``S = (I + D⁻¹A)/2`` of a kNN
+    graph's unweighted, symmetric adjacency ``A`` (``D`` its degrees); the identity without a
+    graph or with ``steps = 0``. Runs as sparse products on ``device`` (float32 on a GPU), so a
+    walk over a million cells costs what a plan product does, not a CPU pass."""
+
+    def __init__(self, graph, steps: int, device: torch.device = torch.device("cpu")) -> None:
+        self.steps = steps if graph is not None else 0
+        self.device = device
+        if self.steps:
+            adjacency = sp.csr_matrix(graph.matrix, copy=True)
+            adjacency.data[:] = 1.0
+            self.dtype = torch.float32 if device.type == "cuda" else torch.float64
+            with warnings.catch_warnings():   # torch calls sparse CSR "beta"; products are all we use
+                warnings.simplefilter("ignore", UserWarning)
+                self.adjacency = torch.sparse_csr_tensor(
+                    torch.from_numpy(adjacency.indptr.astype(np.int64)),
+                    torch.from_numpy(adjacency.indices.astype(np.int64)),
+                    torch.from_numpy(adjacency.data.astype(np.float64)), size=adjacency.shape,
+                    dtype=self.dtype, device=device, check_invariants=False)
+            degree = np.maximum(np.diff(adjacency.indptr), 1).astype(np.float64)
+            self.inv_degree = torch.as_tensor(1.0 / degree, dtype=self.dtype, device=device)[:, None]
+
+    def __call__(self, z: np.ndarray, transpose: bool = False) -> np.ndarray:
+        if not self.steps:
+            return np.asarray(z, dtype=np.float64)
+        out = torch.as_tensor(np.asarray(z), dtype=self.dtype, device=self.device)
+        for _ in range(self.steps):
+            # S z = (z + D⁻¹ A z) / 2 and, A being symmetric, Sᵀ z = (z + A D⁻¹ z) / 2.
+            spread = self.adjacency @ (self.inv_degree * out) if transpose else self.inv_degree * (self.adjacency @ out)
+            out = 0.5 * (out + spread)
+        return out.cpu().numpy().astype(np.float64)
+
+
+def graph_walk(graph, steps: int, device: Optional[torch.device] = None) -> GraphWalk:
+    """The lazy random walk of ``graph`` (a :class:`~gwalign.graph.KNNGraph` or ``None``) over
+    ``steps`` steps, computed on ``device`` (CPU by default)."""
+    if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 0):
+        raise ValueError(f"diffusion_steps must be a non-negative integer, got {steps!r}")
+    return GraphWalk(graph, int(steps), device or torch.device("cpu"))
 
 
 def _shrunk_covariance(centred: np.ndarray, weights: np.ndarray, ridge: float) -> np.ndarray:

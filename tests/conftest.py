@@ -14,8 +14,9 @@ class DensePlan:
 
     device = torch.device("cpu")
 
-    def __init__(self, plan: np.ndarray) -> None:
+    def __init__(self, plan: np.ndarray, graphs=None) -> None:
         self.plan = plan
+        self.graphs = graphs   # the two sides' KNNGraphs, for coupled CCA's plan diffusion
 
     def row_marginal(self) -> np.ndarray:
         return self.plan.sum(axis=1)

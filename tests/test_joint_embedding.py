@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 
 import gwalign
-from gwalign.results import coupled_cca, joint_embedding
+from gwalign.graph import knn_graph
+from gwalign.results import coupled_cca, graph_walk, joint_embedding
 from gwalign.synthetic import spiral_and_roll
 
 from conftest import DensePlan
@@ -56,3 +58,44 @@ def test_cca_embedding_of_an_alignment_recovers_the_shared_parameter():
     mirrored = tt.min() + tt.max() - matched
     error = min(np.median(np.abs(ts - matched)), np.median(np.abs(ts - mirrored)))
     assert error / np.ptp(tt) < 0.05
+
+
+def lazy_walk_dense(graph) -> np.ndarray:
+    """``(I + D⁻¹A)/2`` of a kNN graph's unweighted adjacency, as a dense reference."""
+    adjacency = (graph.matrix.toarray() > 0).astype(np.float64)
+    return 0.5 * np.eye(len(adjacency)) + 0.5 * adjacency / adjacency.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_graph_walk_matches_the_dense_lazy_walk(rng, steps):
+    graph = knn_graph(torch.as_tensor(rng.normal(size=(150, 4))), 6)
+    z = rng.normal(size=(150, 5))
+    power = np.linalg.matrix_power(lazy_walk_dense(graph), steps)
+    walk = graph_walk(graph, steps)
+    assert walk(z) == pytest.approx(power @ z, abs=1e-12)
+    assert walk(z, transpose=True) == pytest.approx(power.T @ z, abs=1e-12)
+    assert graph_walk(None, steps)(z) == pytest.approx(z)
+
+
+def test_diffused_cca_is_the_cca_of_the_diffused_plan(rng):
+    """The streamed diffusion (walks on both sides of the plan's products) equals plain coupled
+    CCA on the dense plan ``S_s^t T (S_t^t)ᵀ``, marginals included."""
+    x, y = rng.normal(size=(120, 5)), rng.normal(size=(90, 7))
+    graphs = (knn_graph(torch.as_tensor(x), 6), knn_graph(torch.as_tensor(y), 6))
+    plan = rng.random((120, 90)) ** 4
+    plan /= plan.sum()
+    left, right, corr = coupled_cca(DensePlan(plan, graphs), x, y, diffusion_steps=2)
+    walk_s, walk_t = (np.linalg.matrix_power(lazy_walk_dense(g), 2) for g in graphs)
+    ref_left, ref_right, ref_corr = coupled_cca(DensePlan(walk_s @ plan @ walk_t.T), x, y, diffusion_steps=0)
+    assert corr == pytest.approx(ref_corr, rel=1e-8)
+    # Each canonical pair's sign is arbitrary, and flips on both sides at once.
+    assert left @ right.T == pytest.approx(ref_left @ ref_right.T, rel=1e-7, abs=1e-10)
+    assert not np.allclose(corr, coupled_cca(DensePlan(plan), x, y, diffusion_steps=0)[2])
+
+
+@pytest.mark.parametrize("steps", [-1, 1.5, True])
+def test_diffusion_steps_must_be_a_count(rng, steps):
+    x = rng.normal(size=(40, 3))
+    plan = np.full((40, 40), 1 / 1600)
+    with pytest.raises(ValueError, match="diffusion_steps"):
+        coupled_cca(DensePlan(plan, (knn_graph(torch.as_tensor(x), 5), None)), x, x, diffusion_steps=steps)
