@@ -220,7 +220,8 @@ def evaluate(source: Path = typer.Argument(..., help="Source output (.gwalign.h5
              truth_key: Optional[str] = typer.Option(None, help="obs column naming each cell's true partner (FOSCTTM)."),
              label_key: Optional[str] = typer.Option(None, help="obs column of labels (label transfer accuracy)."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Score an alignment against a ground truth: FOSCTTM and kNN label transfer accuracy."""
+    """Score an alignment against a ground truth: FOSCTTM and kNN label transfer accuracy (on the
+    labels found on both sides; cells of one-sided labels are counted and scored apart)."""
     from gwalign.evaluate import score_files
 
     try:
@@ -231,7 +232,7 @@ def evaluate(source: Path = typer.Argument(..., help="Source output (.gwalign.h5
         sys.stdout.write(json.dumps(scores) + "\n")
     else:
         for key, value in scores.items():
-            out.print(f"{key}\t{value:.4f}")
+            out.print(f"{key}\t{value}" if isinstance(value, int) else f"{key}\t{value:.4f}")
 
 
 if __name__ == "__main__":  # pragma: no cover

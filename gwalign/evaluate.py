@@ -12,7 +12,7 @@ from gwalign.metrics import foscttm, label_separability, label_transfer_by_direc
 
 
 def score_files(source_path: Path, target_path: Path, truth_key: Optional[str],
-                label_key: Optional[str]) -> dict[str, float]:
+                label_key: Optional[str]) -> dict[str, float | int]:
     """Scores of an alignment's outputs against a ground truth.
 
     Returns ``foscttm`` (cells paired through ``obs[truth_key]``); with ``label_key``:
@@ -69,7 +69,7 @@ def score_files(source_path: Path, target_path: Path, truth_key: Optional[str],
             scores["label_transfer_all"] = float(np.mean(label_transfer_by_direction(xs, ls, xt, lt)))
             for side, adata, mask, shared in (("source", source, known[0], shared_s),
                                               ("target", target, known[1], shared_t)):
-                scores[f"cells_one_sided_{side}"] = float((~shared).sum())
+                scores[f"cells_one_sided_{side}"] = int((~shared).sum())
                 column = f"{label_key}_gw_confidence"
                 if column in adata.obs and shared.any() and not shared.all():
                     confidence = adata.obs[column].to_numpy(dtype=float)[mask]

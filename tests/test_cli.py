@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -126,6 +127,10 @@ def test_evaluate_scores_labels_found_on_both_sides(default_run, tmp_path):
     one_sided = renamed == "only_in_atac"
     assert scores["confidence_one_sided_target"] == pytest.approx(confidence[one_sided].mean())
     assert scores["confidence_shared_target"] == pytest.approx(confidence[~one_sided].mean())
+    printed = runner.invoke(app, ["evaluate", str(out / "rna.gwalign.h5ad"), str(tmp_path / "atac.gwalign.h5ad"),
+                                  "--label-key", "cell_type"])
+    assert printed.exit_code == 0, printed.output
+    assert re.search(rf"cells_one_sided_target\s+{one_sided.sum()}\n", printed.output), printed.output
 
 
 def test_inputs_unchanged(example, default_run):
