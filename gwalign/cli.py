@@ -85,6 +85,9 @@ def run(
     top_k: Optional[int] = typer.Option(None, help="Plan entries kept per cell in obsm['gw_coupling'] " + _default("top_k")),
     joint_embedding: Optional[str] = typer.Option(None, "--joint-embedding",
                                                   help="X_gw: cca | target | source | spectral " + _default("joint_embedding")),
+    cca_diffusion: Optional[int] = typer.Option(None, "--cca-diffusion",
+                                                 help="Random-walk steps averaging the plan over kNN neighbourhoods before "
+                                                      "the cca embedding (0: as is) " + _default("cca_diffusion")),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:i " + _default("device")),
     seed: Optional[int] = typer.Option(None, help="Random seed " + _default("seed")),
     figures: Optional[bool] = typer.Option(None, "--figures/--no-figures", help="Write PNG figures " + _said("figures")),
@@ -103,7 +106,7 @@ def run(
                  fgw_alpha=fgw_alpha, joint_rep_source=joint_rep_source,
                  joint_rep_target=joint_rep_target, transfer_labels=transfer_labels, transfer=transfer,
                  transfer_k=transfer_k, top_k=top_k,
-                 joint_embedding=joint_embedding,
+                 joint_embedding=joint_embedding, cca_diffusion=cca_diffusion,
                  device=device, seed=seed, figures=figures)
     try:
         values: dict[str, Any] = load_toml(config) if config is not None else {}

@@ -368,6 +368,13 @@ class GWConfig:
 #: (docs/benchmarks.md, session 7).
 TRANSFER_K = 15
 
+#: Lazy random-walk steps over each side's kNN graph applied to the plan before the coupled CCA
+#: reads it (``S_s^t T (S_t^t)ᵀ``, :func:`gwalign.results.coupled_cca`). Chosen on the four real
+#: pairs at k = 7, the automatic k and k = 14 with 0 / 2 / 4 / 8 steps (docs/design-notes.md,
+#: session 10): label transfer mean 0.886 / 0.893 / 0.897 / 0.899 at the automatic k, four steps
+#: taking most of eight's gain at half of PBMC's loss.
+CCA_DIFFUSION_STEPS = 4
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -411,6 +418,9 @@ class RunConfig:
         coupling-weighted CCA, the default), ``target`` (source cells projected into the
         target's representation), ``source`` or ``spectral``
         (:func:`gwalign.results.joint_embedding` has the measurements).
+    cca_diffusion
+        Random-walk steps that average the plan over both cells' kNN neighbourhoods before the
+        ``cca`` embedding reads it (:data:`CCA_DIFFUSION_STEPS`; 0 reads the plan as is).
     figures
         Write PNG figures (convergence, joint UMAP).
     """
@@ -430,6 +440,7 @@ class RunConfig:
     normalise_rows: Literal["auto", "l2", "none"] = "auto"
     top_k: int = 10
     joint_embedding: Literal["cca", "target", "source", "spectral"] = "cca"
+    cca_diffusion: int = CCA_DIFFUSION_STEPS
     figures: bool = True
 
     def __post_init__(self) -> None:
@@ -442,6 +453,7 @@ class RunConfig:
         _check_int("transfer_k", self.transfer_k, 1)
         _check_choice("normalise_rows", self.normalise_rows, ("auto", "l2", "none"))
         _check_choice("joint_embedding", self.joint_embedding, ("cca", "target", "source", "spectral"))
+        _check_int("cca_diffusion", self.cca_diffusion, 0)
         if (self.joint_rep_source is None) != (self.joint_rep_target is None):
             raise ValueError("joint_rep_source and joint_rep_target must be given together")
 

@@ -103,7 +103,7 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
 
     tick = time.perf_counter()
     stage("write")
-    emb_s, emb_t = joint_embedding(alignment, rep_s.matrix, rep_t.matrix, config.joint_embedding)
+    emb_s, emb_t = joint_embedding(alignment, rep_s.matrix, rep_t.matrix, config.joint_embedding, config.cca_diffusion)
     label_keys = list(config.transfer_labels)
     to_source, to_target = label_transfers(alignment, source, target, label_keys,
                                            (emb_s, emb_t) if config.transfer == "knn" else None,

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from gwalign.align import Alignment
-from gwalign.config import TRANSFER_K
+from gwalign.config import CCA_DIFFUSION_STEPS, TRANSFER_K
 from gwalign.graph import nearest_between
 from gwalign.one_sided import OneSidedSide
 
@@ -27,14 +27,9 @@ SPECTRAL_TIES = 10
 #: variance (shrinks the directions of tiny variance whose correlations are noise).
 CCA_RIDGE = 0.3
 
-#: Lazy random-walk steps over each side's kNN graph applied to the plan before the coupled CCA
-#: reads it (``S_s^t T (S_t^t)ᵀ``, see :func:`coupled_cca`). Chosen on the four real pairs at
-#: k = 7, the automatic k and k = 14 (docs/design-notes.md, session 10): 0 / 2 / 4 / 8 steps.
-CCA_DIFFUSION_STEPS = 4
-
 
 def joint_embedding(alignment: Alignment, rep_source: np.ndarray, rep_target: np.ndarray,
-                    method: str = "cca") -> tuple[np.ndarray, np.ndarray]:
+                    method: str = "cca", diffusion_steps: int = CCA_DIFFUSION_STEPS) -> tuple[np.ndarray, np.ndarray]:
     """Both sides' cells in one embedding (``obsm["X_gw"]``).
 
     Parameters
@@ -58,6 +53,9 @@ def joint_embedding(alignment: Alignment, rep_source: np.ndarray, rep_target: np
         A barycentre averages the partners a cell is spread over, so it lands between clusters
         when the plan is diffuse; CCA instead keeps every cell's own coordinates and only
         chooses the directions in which the plan ties the two sides together.
+    diffusion_steps
+        For ``cca``: random-walk steps averaging the plan over both kNN graphs first
+        (:func:`coupled_cca`; 0 reads the plan as is).
 
     Returns
     -------
@@ -71,7 +69,7 @@ def joint_embedding(alignment: Alignment, rep_source: np.ndarray, rep_target: np
     if method == "spectral":
         return spectral_embedding(alignment)
     if method == "cca":
-        return coupled_cca(alignment, rep_source, rep_target)[:2]
+        return coupled_cca(alignment, rep_source, rep_target, diffusion_steps=diffusion_steps)[:2]
     raise ValueError(f"joint embedding must be cca, target, source or spectral, got {method!r}")
 
 

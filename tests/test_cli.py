@@ -452,3 +452,20 @@ def test_run_help_shows_every_default():
     missing = [line.split()[1] for line in option_lines if "default" not in line and "--help" not in line]
     assert not missing, missing
     assert "[default: 10]" in result.output and "[default: cca]" in result.output
+
+
+def test_cca_diffusion_option(small_pair, tmp_path):
+    """--cca-diffusion 0 reads the plan as is: same coupling, a different X_gw; a negative count is refused."""
+    embeddings, couplings = [], []
+    for steps in ("0", "4"):
+        result = runner.invoke(app, ["run", str(small_pair[2]), str(small_pair[3]), "-o", str(tmp_path / steps), *FAST,
+                                     "--max-iter", "8", "--cca-diffusion", steps])
+        assert result.exit_code == 0, result.output
+        out = ad.read_h5ad(tmp_path / steps / "atac.gwalign.h5ad")
+        embeddings.append(out.obsm["X_gw"])
+        couplings.append(out.obsm["gw_coupling"].toarray())
+        assert out.uns["gwalign"]["parameters"]["cca_diffusion"] == int(steps)
+    assert np.array_equal(couplings[0], couplings[1])
+    assert not np.allclose(np.abs(embeddings[0]), np.abs(embeddings[1]))
+    msg = invoke_bad([small_pair[2], small_pair[3], "--cca-diffusion", "-1"], tmp_path / "bad")
+    assert "cca_diffusion" in msg
