@@ -47,9 +47,9 @@ from sklearn.neighbors import KNeighborsClassifier
 import gwalign
 from gwalign.metrics import foscttm, label_transfer_accuracy
 from gwalign.preprocess import scale_rows
-from gwalign.config import TRANSFER_K
+from gwalign.config import CCA_DIFFUSION_STEPS, TRANSFER_K
 from gwalign.one_sided import LOW_MASS, MIN_GROUP_SHARE, one_sided_groups
-from gwalign.results import CCA_DIFFUSION_STEPS, CCA_RIDGE, coupled_cca, joint_embedding, transfer
+from gwalign.results import CCA_RIDGE, coupled_cca, joint_embedding, transfer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
