@@ -45,7 +45,7 @@ from scipy.spatial.distance import cdist
 import gwalign
 from gwalign.distances import PrecomputedDistances
 from gwalign.graph import KNNGraph
-from gwalign.metrics import foscttm, label_transfer_by_direction
+from gwalign.metrics import foscttm, label_transfer_by_direction, shared_label_masks
 from gwalign.results import coupled_cca
 from sklearn.cross_decomposition import CCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -180,8 +180,7 @@ def separability(names: list[str], root: Optional[Path]) -> None:
         data = DATASETS[name]
         xs, xt, ls, lt = load_pair(name, root)
         emb_s, emb_t, _ = coupled_cca(gwalign.align(xs, xt, gwalign.GWConfig(device="cpu")), xs, xt)
-        keep_s, keep_t = (np.ones(len(l), bool) if data.shared_labels is None else np.isin(l, data.shared_labels)
-                          for l in (ls, lt))
+        keep_s, keep_t = shared_label_masks(ls, lt)
         into_t, into_s = label_transfer_by_direction(emb_s, ls, emb_t, lt, keep_source=keep_s, keep_target=keep_t)
         for side, x, labels, into in ((data.source, xs, ls, into_s), (data.target, xt, lt, into_t)):
             folds = StratifiedKFold(5, shuffle=True, random_state=0)

@@ -23,7 +23,7 @@ from gwalign.distances import PrecomputedDistances
 from gwalign.engine import ops
 from gwalign.engine.lowrank import LowRankGW, factor_dense
 from gwalign.graph import knn_graph
-from gwalign.metrics import label_transfer_accuracy
+from gwalign.metrics import label_transfer_accuracy, shared_label_masks
 from gwalign.preprocess import scale_rows
 from real_data import DATASETS, data_folder
 
@@ -45,8 +45,7 @@ def main() -> None:
     data = DATASETS[args.dataset]
     folder = data_folder(args.dataset, None)
     ls, lt = np.load(folder / f"{data.source_labels}.npy"), np.load(folder / f"{data.target_labels}.npy")
-    keep_s = np.isin(ls, data.shared_labels) if data.shared_labels else np.ones(len(ls), bool)
-    keep_t = np.isin(lt, data.shared_labels) if data.shared_labels else np.ones(len(lt), bool)
+    keep_s, keep_t = shared_label_masks(ls, lt)
     a = torch.full((len(ls),), 1.0 / len(ls), dtype=torch.float64)
     b = torch.full((len(lt),), 1.0 / len(lt), dtype=torch.float64)
     oracle = (ls[:, None] == lt[None, :]).astype(np.float64)

@@ -27,25 +27,39 @@ def foscttm(x_source: np.ndarray, x_target: np.ndarray) -> float:
     return float((closer_for_source.mean() + closer_for_target.mean()) / (2.0 * (n - 1)))
 
 
+def transferred_labels(x_source: np.ndarray, labels_source, x_target: np.ndarray, labels_target,
+                       k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The labels a kNN (k=5) classifier in the joint embedding carries into each side:
+    ``(into_target, into_source)``, one per target / source cell, each classifier trained on every
+    cell of the other side."""
+    from sklearn.neighbors import KNeighborsClassifier   # sklearn loads only when scoring (import time)
+
+    into_target = KNeighborsClassifier(n_neighbors=k).fit(np.asarray(x_source), np.asarray(labels_source))
+    into_source = KNeighborsClassifier(n_neighbors=k).fit(np.asarray(x_target), np.asarray(labels_target))
+    return into_target.predict(np.asarray(x_target)), into_source.predict(np.asarray(x_source))
+
+
+def shared_label_masks(labels_source, labels_target) -> tuple[np.ndarray, np.ndarray]:
+    """Cells whose label also occurs on the other side (the ones label transfer can get right)."""
+    ls, lt = np.asarray(labels_source), np.asarray(labels_target)
+    return np.isin(ls, lt), np.isin(lt, ls)
+
+
 def label_transfer_by_direction(x_source: np.ndarray, labels_source, x_target: np.ndarray,
                                 labels_target, k: int = 5, *, keep_source: Optional[np.ndarray] = None,
                                 keep_target: Optional[np.ndarray] = None) -> tuple[float, float]:
     """Label transfer into each side: ``(into_target, into_source)``.
 
     Into the target: a kNN (k=5) classifier trained on the source's joint embedding and labels,
-    scored on the target's cells; into the source, the reverse. ``keep_source``/``keep_target``
-    (boolean masks) restrict the cells that are *scored*, e.g. to cell types present on both
-    sides; every cell still trains.
+    scored on the target's cells; into the source, the reverse (:func:`transferred_labels`).
+    ``keep_source``/``keep_target`` (boolean masks) restrict the cells that are *scored*, e.g. to
+    cell types present on both sides (:func:`shared_label_masks`); every cell still trains.
     """
-    from sklearn.neighbors import KNeighborsClassifier   # sklearn loads only when scoring (import time)
-
     ls, lt = np.asarray(labels_source), np.asarray(labels_target)
     ks = np.ones(len(ls), bool) if keep_source is None else np.asarray(keep_source, bool)
     kt = np.ones(len(lt), bool) if keep_target is None else np.asarray(keep_target, bool)
-    xs, xt = np.asarray(x_source), np.asarray(x_target)
-    into_target = KNeighborsClassifier(n_neighbors=k).fit(xs, ls).score(xt[kt], lt[kt])
-    into_source = KNeighborsClassifier(n_neighbors=k).fit(xt, lt).score(xs[ks], ls[ks])
-    return float(into_target), float(into_source)
+    to_target, to_source = transferred_labels(x_source, ls, x_target, lt, k)
+    return float(np.mean(to_target[kt] == lt[kt])), float(np.mean(to_source[ks] == ls[ks]))
 
 
 def label_transfer_accuracy(x_source: np.ndarray, labels_source, x_target: np.ndarray,

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from gwalign.metrics import foscttm, label_separability, label_transfer_accuracy, label_transfer_by_direction
+from gwalign.metrics import (foscttm, label_separability, label_transfer_accuracy, label_transfer_by_direction,
+                             shared_label_masks, transferred_labels)
 from gwalign.preprocess import mean_direction_cosine, scale_rows
 
 
@@ -41,6 +42,10 @@ def test_label_transfer_scores_only_kept_cells(rng):
     shared = label_transfer_accuracy(xs, ls, xt, lt, keep_source=ls == 0, keep_target=lt == 0)
     assert everyone == pytest.approx(0.5)
     assert shared == pytest.approx(1.0)
+    keep_s, keep_t = shared_label_masks(ls, lt)
+    assert np.array_equal(keep_s, ls == 0) and np.array_equal(keep_t, lt == 0)
+    to_target, to_source = transferred_labels(xs, ls, xt, lt)
+    assert np.array_equal(to_target, ls) and np.array_equal(to_source, lt)
 
 
 def test_label_transfer_directions_and_separability(rng):
