@@ -128,8 +128,14 @@ def _lsi(x, n_components: int, seed: int) -> np.ndarray:
     return lsi[:, 1:] if lsi.shape[1] > 1 else lsi
 
 
-#: Mean cosine between the cells and their mean above which the row norm counts as a size factor.
+#: Mean cosine between the cells and their mean above which the row norm can be a size factor.
 UNCENTRED_COSINE = 0.5
+
+#: Share of the cells' spread carried by their norms (:func:`norm_variance_share`) above which
+#: the norm of an uncentred representation counts as a size factor. SNARE-seq's ATAC LSI (depth
+#: in the norm) 0.72; scGEM's expression and binary methylation (norm = stage biology) 0.09 and
+#: 0.03, where scaling both sides mirrored the alignment (FOSCTTM 0.68 against 0.19 unscaled).
+NORM_SHARE = 0.25
 
 
 def mean_direction_cosine(matrix: np.ndarray) -> float:
@@ -139,20 +145,35 @@ def mean_direction_cosine(matrix: np.ndarray) -> float:
     return float(np.mean(matrix @ mean / np.maximum(norms, 1e-300)))
 
 
+def norm_variance_share(matrix: np.ndarray) -> float:
+    """Variance of the cells' norms over their total variance (sum of the feature variances).
+
+    In [0, 1], since ``|‖x‖ − ‖y‖| ≤ ‖x − y‖``: the share of the cell-to-cell spread that is a
+    difference in length alone.
+    """
+    total = float(matrix.var(axis=0).sum())
+    return float(np.linalg.norm(matrix, axis=1).var() / total) if total > 0 else 0.0
+
+
 def scale_rows(matrix: np.ndarray, mode: str) -> tuple[np.ndarray, bool]:
     """Scale cells to unit L2 norm (``l2``), never (``none``), or when the norm is a size factor.
 
     ``auto`` L2-normalises an *uncentred* representation whose cells share one dominant direction
     (mean cosine to the mean row above :data:`UNCENTRED_COSINE`, e.g. LSI of ATAC without
-    dropping its first, depth-driven component): there the norm mostly measures sequencing
-    depth. A centred embedding (PCA) is kept: its norm is the distance from the centre of the
-    data, which is biology (in scNMT-seq it orders the gastrulation stages).
+    dropping its first, depth-driven component) *and* whose norms carry a large share of the
+    cells' spread (:func:`norm_variance_share` above :data:`NORM_SHARE`): there the norm mostly
+    measures sequencing depth. A centred embedding (PCA) is kept: its norm is the distance from
+    the centre of the data, which is biology (in scNMT-seq it orders the gastrulation stages).
+    So is an uncentred one whose norms barely vary (non-negative marker genes, binary
+    methylation calls): there the differences in length are biology, not depth, and erasing
+    them changes which alignment GW prefers (docs/design-notes.md, "Row scaling").
 
     Returns
     -------
     (matrix, scaled)
         The (possibly) scaled copy and whether it was scaled.
     """
-    if mode == "none" or (mode == "auto" and mean_direction_cosine(matrix) <= UNCENTRED_COSINE):
+    if mode == "none" or (mode == "auto" and (mean_direction_cosine(matrix) <= UNCENTRED_COSINE
+                                              or norm_variance_share(matrix) <= NORM_SHARE)):
         return matrix, False
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12), True

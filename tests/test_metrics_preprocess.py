@@ -5,7 +5,7 @@ import pytest
 
 from gwalign.metrics import (foscttm, label_separability, label_transfer_accuracy, label_transfer_by_direction,
                              shared_label_masks, transferred_labels)
-from gwalign.preprocess import mean_direction_cosine, scale_rows
+from gwalign.preprocess import NORM_SHARE, mean_direction_cosine, norm_variance_share, scale_rows
 
 
 def test_auto_scaling_only_for_uncentred_size_factor_embeddings(rng):
@@ -24,6 +24,20 @@ def test_auto_scaling_only_for_uncentred_size_factor_embeddings(rng):
     before = uncentred.copy()
     scale_rows(uncentred, "l2")
     assert np.array_equal(uncentred, before)
+
+
+def test_uncentred_without_a_size_factor_is_not_scaled(rng):
+    # Binary calls (as scGEM's methylation): every cell shares one direction, but the norms
+    # (sqrt of the number of calls) barely vary, so the norm is no size factor.
+    calls = (rng.random((300, 27)) < rng.uniform(0.5, 0.8, size=27)).astype(float)
+    assert mean_direction_cosine(calls) > 0.5
+    assert norm_variance_share(calls) < NORM_SHARE
+    same, scaled = scale_rows(calls, "auto")
+    assert not scaled and same is calls
+    # The share is a fraction of the spread: |‖x‖ - ‖y‖| <= ‖x - y‖ keeps it in [0, 1].
+    for x in (calls, rng.normal(size=(200, 5)), np.outer(rng.lognormal(size=200), rng.normal(size=7))):
+        assert 0.0 <= norm_variance_share(x) <= 1.0 + 1e-12
+    assert norm_variance_share(np.ones((10, 3))) == 0.0
 
 
 def test_foscttm_perfect_and_random(rng):
