@@ -118,12 +118,11 @@ def published_protocol_accuracy(x_train: np.ndarray, labels_train: np.ndarray, x
 
 
 def data_folder(name: str, root: Optional[Path]) -> Path:
-    if root is not None:
-        return root / DATASETS[name].folder
-    shipped = REPO / "tests" / "data" / DATASETS[name].folder   # SNARE-seq and scGEM ship with the tests
-    if not (SHARED / DATASETS[name].folder).exists() and shipped.exists():
-        return shipped
-    return SHARED / DATASETS[name].folder
+    """The pair's folder under ``root`` (default ../shared/data), else the copy shipped with the
+    tests (SNARE-seq, scGEM)."""
+    folder = (root if root is not None else SHARED) / DATASETS[name].folder
+    shipped = REPO / "tests" / "data" / DATASETS[name].folder
+    return shipped if not folder.exists() and shipped.exists() else folder
 
 
 def load_pair(name: str, root: Optional[Path] = None, normalise: str = "auto"
