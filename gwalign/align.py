@@ -87,6 +87,8 @@ class Alignment:
     distance_mode: str
     timings: dict[str, float] = field(default_factory=dict)
     gradient_mode: str = "sampled"
+    #: The cells' weights ``a`` and ``b`` the plan was asked to carry (uniform unless given).
+    marginals: Optional[tuple[np.ndarray, np.ndarray]] = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -146,6 +148,24 @@ class Alignment:
         suggestion. ``None`` unless a balanced low-rank run made the check
         (:meth:`GWConfig.runs_one_sided_check`)."""
         return self.solve.relaxed_mass
+
+    def counterpart_evidence(self) -> tuple[np.ndarray, np.ndarray]:
+        """(source, target): how much each cell looks matched, in [0, 1]: its mass relative to its
+        weight when its side's marginal is free, capped at 1. A semi-relaxed run frees the
+        target's marginal (its plan gives the target's masses); after a balanced run the
+        one-sided probe (:meth:`relaxed_mass`) gives both sides'. Ones where nothing freed a side
+        (the enforced source of a semi-relaxed run; runs without the probe). Label transfer
+        multiplies its label shares by it, so a cell that keeps little mass when allowed to shed
+        it gets a low confidence even if its few partners agree on a label."""
+        n, k = self.shape
+        ones = (np.ones(n), np.ones(k))
+        if self.config.semi_relaxed:
+            weights = self.marginals[1] if self.marginals is not None else np.full(k, 1.0 / k)
+            return ones[0], np.minimum(1.0, self.col_marginal() / weights)
+        relaxed = self.relaxed_mass()
+        if relaxed is None:
+            return ones
+        return np.minimum(1.0, relaxed[0]), np.minimum(1.0, relaxed[1])
 
     def row_marginal(self) -> np.ndarray:
         """Mass of each source cell (``T 1``)."""
@@ -282,7 +302,7 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     timings.update({f"solve_{key}": value for key, value in solve.timings.items()})
     return Alignment(plan=solve.plan, solve=solve, config=config, graphs=graphs,
                      distance_mode=mode, timings=timings,
-                     gradient_mode=_gradient_mode(config, mode, lin))
+                     gradient_mode=_gradient_mode(config, mode, lin), marginals=(wa, wb))
 
 
 def _factor(provider: DistanceProvider, rank: int):

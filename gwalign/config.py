@@ -402,7 +402,8 @@ class RunConfig:
         each cell's ``transfer_k`` nearest labelled cells in ``X_gw`` (the default: more accurate
         on all four real pairs, see :data:`TRANSFER_K`), or ``plan``, the label with most of the
         cell's plan mass. Either way the confidence is the share of the cell's plan mass that
-        comes from cells carrying the label given.
+        comes from cells carrying the label given, times the cell's evidence of having a
+        counterpart (:meth:`gwalign.Alignment.counterpart_evidence`).
     transfer_k
         Neighbours of the kNN transfer.
     normalise_rows

@@ -243,10 +243,12 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
     Returns
     -------
     tuple of numpy.ndarray
-        The labels, and each one's confidence: the share of the receiving cell's plan mass that
-        comes from cells carrying that label (in [0, 1]). A cell type the other side lacks draws
-        its mass from several types, so its cells get lower confidence (PBMC, kNN labels: 0.50
-        for one-sided types against 0.78 for shared ones).
+        The labels, and each one's confidence in [0, 1]: the share of the receiving cell's plan
+        mass that comes from cells carrying that label, times the cell's evidence of having a
+        counterpart at all (:meth:`gwalign.Alignment.counterpart_evidence`: its mass when its
+        side's marginal is free, relative to its weight, capped at 1; 1 when nothing was freed).
+        A cell type the other side lacks draws its mass from several types, or sheds it when
+        allowed, so its cells get lower confidence (docs/design-notes.md, "Transfer confidence").
     """
     if (embedding_labelled is None) != (embedding_receiving is None):
         raise ValueError("give both sides' embeddings for kNN transfer, or neither")
@@ -266,7 +268,8 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
     else:
         winner = knn_vote(np.asarray(embedding_labelled)[labelled], categories.codes, embedding_receiving,
                           len(categories.categories), k, alignment.device)
-    return np.asarray(categories.categories)[winner], share[np.arange(len(share)), winner]
+    evidence = alignment.counterpart_evidence()[1 if to_target else 0]
+    return np.asarray(categories.categories)[winner], share[np.arange(len(share)), winner] * evidence
 
 
 def knn_vote(train: np.ndarray, codes: np.ndarray, query: np.ndarray, n_classes: int, k: int,

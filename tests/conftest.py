@@ -14,9 +14,14 @@ class DensePlan:
 
     device = torch.device("cpu")
 
-    def __init__(self, plan: np.ndarray, graphs=None) -> None:
+    def __init__(self, plan: np.ndarray, graphs=None, evidence=None) -> None:
         self.plan = plan
         self.graphs = graphs   # the two sides' KNNGraphs, for coupled CCA's plan diffusion
+        # (source, target) counterpart evidence (Alignment.counterpart_evidence); ones by default
+        self.evidence = evidence or (np.ones(plan.shape[0]), np.ones(plan.shape[1]))
+
+    def counterpart_evidence(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.evidence
 
     def row_marginal(self) -> np.ndarray:
         return self.plan.sum(axis=1)

@@ -77,3 +77,28 @@ def test_suggestion_names_the_file_and_the_remedy():
     source = suggestion((side("source", some), side("target", none)), "rna.h5ad", "atac.h5ad")
     # Semi-relaxed frees the target's marginal, so a source group needs the inputs swapped.
     assert "5 cells of rna.h5ad" in source and "gwalign run atac.h5ad rna.h5ad --semi-relaxed" in source
+
+
+def test_counterpart_evidence_lowers_the_confidence_of_the_extra_blob(extra_blob):
+    from gwalign.results import transfer
+
+    xs, ls, xt, lt = extra_blob
+    extra = lt == 3
+    balanced = gwalign.align(xs, xt, gwalign.GWConfig(**CPU))
+    relaxed = gwalign.align(xs, xt, gwalign.GWConfig(semi_relaxed=True, **CPU))
+    off = gwalign.align(xs, xt, gwalign.GWConfig(one_sided_check=False, **CPU))
+    # Balanced: the one-sided probe's masses, capped at 1; semi-relaxed: the free target's own
+    # masses over its weights (the enforced source: ones); nothing freed: ones.
+    for got, want in zip(balanced.counterpart_evidence(), balanced.relaxed_mass()):
+        np.testing.assert_allclose(got, np.minimum(1.0, want))
+    source, target = relaxed.counterpart_evidence()
+    np.testing.assert_array_equal(source, 1.0)
+    np.testing.assert_allclose(target, np.minimum(1.0, relaxed.col_marginal() * len(lt)))
+    for side in off.counterpart_evidence():
+        np.testing.assert_array_equal(side, 1.0)
+    # The confidence is the label share times the evidence: the blob sheds mass when allowed, so
+    # its cells end well below the matched ones.
+    for result in (balanced, relaxed):
+        _, confidence = transfer(result, ls, to_target=True)
+        assert confidence[extra].mean() < 0.5 * confidence[~extra].mean()
+        assert np.all(confidence <= 1.0 + 1e-9) and np.all(confidence >= 0.0)

@@ -103,3 +103,16 @@ def test_joint_file_takes_own_labels_and_fills_the_rest_with_carried_ones():
     joint = joint_anndata(source, target, ("rna", "atac"), ["cell_type"])
     assert list(joint.obs["cell_type"].astype(str)) == ["B", "NK", "T", "B", "T"]
     assert list(joint.obs_names) == ["rna:a", "rna:b", "rna:c", "atac:x", "atac:y"]
+
+
+def test_confidence_is_the_share_times_the_counterpart_evidence(rng):
+    plan, labels, emb_s, emb_t = random_problem(rng)
+    evidence = (rng.random(plan.plan.shape[0]), rng.random(plan.plan.shape[1]))
+    with_evidence = DensePlan(plan.plan, evidence=evidence)
+    labels_t = rng.choice(["x", "y", "z"], size=plan.plan.shape[1])
+    for to_target, side, lab, emb in ((True, 1, labels, (emb_s, emb_t)), (False, 0, labels_t, (emb_t, emb_s))):
+        got, share = transfer(plan, lab, to_target, embedding_labelled=emb[0], embedding_receiving=emb[1], k=5)
+        got_e, confidence = transfer(with_evidence, lab, to_target, embedding_labelled=emb[0],
+                                     embedding_receiving=emb[1], k=5)
+        np.testing.assert_array_equal(got, got_e)   # the labels do not change, only their confidence
+        np.testing.assert_allclose(confidence, share * evidence[side])
