@@ -95,6 +95,11 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     real pairs at every k tried (docs/design-notes.md, session 10). The embedded coordinates
     stay each cell's own projection.
 
+    Before the walks, each pair is weighted by both cells' counterpart evidence
+    (:meth:`gwalign.Alignment.counterpart_evidence`: ``diag(e_s) T diag(e_t)``), so cells that
+    shed their mass when allowed (no counterpart) do not steer the shared directions; they are
+    still embedded by them. Where nothing was freed the evidence is 1 and this changes nothing.
+
     Returns
     -------
     tuple of numpy.ndarray
@@ -106,14 +111,19 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     device = getattr(alignment, "device", None)
     walk_s = graph_walk(graphs[0], diffusion_steps, device)
     walk_t = graph_walk(graphs[1], diffusion_steps, device)
-    # One streamed pass gives both T Y and the row marginal T 1 (a column of ones appended);
-    # with the walks, S_s T S_tᵀ [Y, 1] = S_s (T (S_tᵀ [Y, 1])).
-    applied = walk_s(alignment.apply(walk_t(np.c_[y, np.ones(len(y))], transpose=True))).astype(np.float64)
+    evidence = getattr(alignment, "counterpart_evidence", None)
+    e_s, e_t = ((np.asarray(e, dtype=np.float64)[:, None] for e in evidence()) if evidence is not None
+                else (np.ones((len(x), 1)), np.ones((len(y), 1))))
+    # One streamed pass gives both T' Y and the row marginal T' 1 (a column of ones appended),
+    # T' = diag(e_s) T diag(e_t); with the walks, S_s T' S_tᵀ [Y, 1] = S_s (e_s T (e_t S_tᵀ [Y, 1])).
+    applied = walk_s(e_s * alignment.apply(e_t * walk_t(np.c_[y, np.ones(len(y))], transpose=True)))
+    applied = np.asarray(applied, dtype=np.float64)
     ty, r = applied[:, :-1], applied[:, -1]
-    if walk_s.steps == 0 and walk_t.steps == 0:
+    if walk_s.steps == 0 and walk_t.steps == 0 and (e_s == 1).all() and (e_t == 1).all():
         c = alignment.col_marginal().astype(np.float64)
-    else:   # (S_s T S_tᵀ)ᵀ 1 = S_t (Tᵀ (S_sᵀ 1))
-        c = walk_t(alignment.apply_t(walk_s(np.ones((len(x), 1)), transpose=True))).astype(np.float64).ravel()
+    else:   # (S_s T' S_tᵀ)ᵀ 1 = S_t (e_t Tᵀ (e_s S_sᵀ 1))
+        c = walk_t(e_t * alignment.apply_t(e_s * walk_s(np.ones((len(x), 1)), transpose=True)))
+        c = np.asarray(c, dtype=np.float64).ravel()
     mass = r.sum()
     r, c = r / mass, c / c.sum()
     xc = x - r @ x
@@ -248,7 +258,7 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
         counterpart at all (:meth:`gwalign.Alignment.counterpart_evidence`: its mass when its
         side's marginal is free, relative to its weight, capped at 1; 1 when nothing was freed).
         A cell type the other side lacks draws its mass from several types, or sheds it when
-        allowed, so its cells get lower confidence (docs/design-notes.md, "Transfer confidence").
+        allowed, so its cells get lower confidence (docs/design-notes.md, "Transfer confidence and CCA weights").
     """
     if (embedding_labelled is None) != (embedding_receiving is None):
         raise ValueError("give both sides' embeddings for kNN transfer, or neither")

@@ -99,3 +99,19 @@ def test_diffusion_steps_must_be_a_count(rng, steps):
     plan = np.full((40, 40), 1 / 1600)
     with pytest.raises(ValueError, match="diffusion_steps"):
         coupled_cca(DensePlan(plan, (knn_graph(torch.as_tensor(x), 5), None)), x, x, diffusion_steps=steps)
+
+
+def test_evidence_weighted_cca_is_the_cca_of_the_weighted_plan(rng):
+    """Counterpart evidence weighs the plan's pairs, ``diag(e_s) T diag(e_t)``, before the walks."""
+    x, y = rng.normal(size=(120, 5)), rng.normal(size=(90, 7))
+    graphs = (knn_graph(torch.as_tensor(x), 6), knn_graph(torch.as_tensor(y), 6))
+    plan = rng.random((120, 90)) ** 4
+    plan /= plan.sum()
+    evidence = (rng.random(120), rng.random(90))
+    for steps in (0, 2):
+        left, right, corr = coupled_cca(DensePlan(plan, graphs, evidence), x, y, diffusion_steps=steps)
+        weighted = evidence[0][:, None] * plan * evidence[1][None, :]
+        ref_left, ref_right, ref_corr = coupled_cca(DensePlan(weighted, graphs), x, y, diffusion_steps=steps)
+        assert corr == pytest.approx(ref_corr, rel=1e-8)
+        assert left @ right.T == pytest.approx(ref_left @ ref_right.T, rel=1e-7, abs=1e-10)
+        assert not np.allclose(corr, coupled_cca(DensePlan(plan, graphs), x, y, diffusion_steps=steps)[2])
