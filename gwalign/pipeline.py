@@ -16,7 +16,8 @@ from gwalign.config import RunConfig
 from gwalign.io import (InputError, check_output_dir, file_checksum, names_checksum, read_h5ad,
                         staged_outputs, write_json)
 from gwalign.one_sided import one_sided_groups, suggestion
-from gwalign.preprocess import Representation, representation, scale_rows
+from gwalign.preprocess import (NORM_SHARE, UNCENTRED_COSINE, Representation, mean_direction_cosine,
+                                norm_variance_share, representation, scale_rows)
 from gwalign.results import add_outputs, joint_anndata, joint_embedding, label_transfers, summary
 
 StageCallback = Callable[[str], None]
@@ -82,7 +83,13 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
                            config.n_components, config.n_top_genes, seed)
     for rep in (rep_s, rep_t):
         rep.matrix, scaled = scale_rows(rep.matrix, config.normalise_rows)
-        if scaled:
+        if config.normalise_rows == "auto" and mean_direction_cosine(rep.matrix) > UNCENTRED_COSINE:
+            # Say why, either way: the rule's second test decides runs like scGEM's (design notes).
+            share = norm_variance_share(rep.matrix) if not scaled else None
+            rep.notes.append("uncentred, norms a size factor: rows scaled to unit L2 norm" if scaled else
+                             f"uncentred, but norms carry only {share:.0%} of the variance (not a size "
+                             f"factor, threshold {NORM_SHARE:.0%}): rows kept")
+        elif scaled:
             rep.notes.append("rows scaled to unit L2 norm")
     source = source[rep_s.kept].copy()
     target = target[rep_t.kept].copy()
