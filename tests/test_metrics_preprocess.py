@@ -79,3 +79,20 @@ def test_label_transfer_directions_and_separability(rng):
     assert label_separability(xt, lt) == pytest.approx(2 / 3, abs=0.12)
     with pytest.raises(ValueError, match="at least 30 labelled cells"):
         label_separability(xs[:20], ls[:20])
+
+
+def test_auto_scaling_decides_the_measured_cases():
+    # benchmarks/row_scaling.py: SNARE-seq's ATAC (depth in the norm) mirrors unless scaled, down
+    # to a norm share of 0.122 (norms compressed, gamma 0.25); scGEM's two sides (norms = stage
+    # biology, shares 0.088 / 0.030) mirror when both are scaled.
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    atac = np.load(data / "snareseq" / "atac.npy")
+    norm = np.linalg.norm(atac, axis=1, keepdims=True)
+    for gamma in (1.0, 0.5, 0.25):
+        compressed = atac / norm * norm.mean() * (norm / norm.mean()) ** gamma
+        assert scale_rows(compressed, "auto")[1], gamma
+    for side in ("rna", "met"):
+        assert not scale_rows(np.load(data / "scgem" / f"{side}.npy"), "auto")[1], side
+    assert not scale_rows(np.load(data / "snareseq" / "rna.npy"), "auto")[1]   # centred PCs
