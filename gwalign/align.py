@@ -87,7 +87,8 @@ class Alignment:
     distance_mode: str
     timings: dict[str, float] = field(default_factory=dict)
     gradient_mode: str = "sampled"
-    #: The cells' weights ``a`` and ``b`` the plan was asked to carry (uniform unless given).
+    #: The cells' weights ``a`` and ``b`` the plan was asked to carry (uniform unless given; set by
+    #: :func:`align`, the only constructor).
     marginals: Optional[tuple[np.ndarray, np.ndarray]] = None
 
     @property
@@ -158,13 +159,11 @@ class Alignment:
         multiplies its label shares by it, so a cell that keeps little mass when allowed to shed
         it gets a low confidence even if its few partners agree on a label."""
         n, k = self.shape
-        ones = (np.ones(n), np.ones(k))
         if self.config.semi_relaxed:
-            weights = self.marginals[1] if self.marginals is not None else np.full(k, 1.0 / k)
-            return ones[0], np.minimum(1.0, self.col_marginal() / weights)
+            return np.ones(n), np.minimum(1.0, self.col_marginal() / self.marginals[1])
         relaxed = self.relaxed_mass()
         if relaxed is None:
-            return ones
+            return np.ones(n), np.ones(k)
         return np.minimum(1.0, relaxed[0]), np.minimum(1.0, relaxed[1])
 
     def row_marginal(self) -> np.ndarray:

@@ -16,8 +16,7 @@ from gwalign.config import RunConfig
 from gwalign.io import (InputError, check_output_dir, file_checksum, names_checksum, read_h5ad,
                         staged_outputs, write_json)
 from gwalign.one_sided import one_sided_groups, suggestion
-from gwalign.preprocess import (NORM_SHARE, UNCENTRED_COSINE, Representation, mean_direction_cosine,
-                                norm_variance_share, representation, scale_rows)
+from gwalign.preprocess import Representation, representation, scale_rows, size_factor
 from gwalign.results import add_outputs, joint_anndata, joint_embedding, label_transfers, summary
 
 StageCallback = Callable[[str], None]
@@ -82,15 +81,12 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
     rep_t = representation(target, target_path, config.rep_target, config.modality_target,
                            config.n_components, config.n_top_genes, seed)
     for rep in (rep_s, rep_t):
-        rep.matrix, scaled = scale_rows(rep.matrix, config.normalise_rows)
-        if config.normalise_rows == "auto" and mean_direction_cosine(rep.matrix) > UNCENTRED_COSINE:
-            # Say why, either way: the rule's second test decides runs like scGEM's (design notes).
-            share = norm_variance_share(rep.matrix) if not scaled else None
-            rep.notes.append("uncentred, norms a size factor: rows scaled to unit L2 norm" if scaled else
-                             f"uncentred, but norms carry only {share:.0%} of the variance (not a size "
-                             f"factor, threshold {NORM_SHARE:.0%}): rows kept")
-        elif scaled:
-            rep.notes.append("rows scaled to unit L2 norm")
+        # auto: one test decides and says why (uncentred sides), as scale_rows would decide.
+        scale, reason = size_factor(rep.matrix) if config.normalise_rows == "auto" else (
+            config.normalise_rows == "l2", "rows scaled to unit L2 norm" if config.normalise_rows == "l2" else None)
+        rep.matrix, _ = scale_rows(rep.matrix, "l2" if scale else "none")
+        if reason is not None:
+            rep.notes.append(reason)
     source = source[rep_s.kept].copy()
     target = target[rep_t.kept].copy()
     joint = _joint_features(source, target, source_path, target_path, config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -157,6 +158,18 @@ def norm_variance_share(matrix: np.ndarray) -> float:
     return float(np.linalg.norm(matrix, axis=1).var() / total) if total > 0 else 0.0
 
 
+def size_factor(matrix: np.ndarray) -> tuple[bool, Optional[str]]:
+    """Whether the rows' norms are a size factor (``auto`` scales them, :func:`scale_rows`), and,
+    for an uncentred representation, why, in words for run reports (``None`` for a centred one)."""
+    if mean_direction_cosine(matrix) <= UNCENTRED_COSINE:
+        return False, None
+    share = norm_variance_share(matrix)
+    if share <= NORM_SHARE:
+        return False, (f"uncentred, but norms carry only {share:.0%} of the variance (not a size factor, "
+                       f"threshold {NORM_SHARE:.0%}): rows kept")
+    return True, f"uncentred, norms carry {share:.0%} of the variance (a size factor): rows scaled to unit L2 norm"
+
+
 def scale_rows(matrix: np.ndarray, mode: str) -> tuple[np.ndarray, bool]:
     """Scale cells to unit L2 norm (``l2``), never (``none``), or when the norm is a size factor.
 
@@ -175,7 +188,6 @@ def scale_rows(matrix: np.ndarray, mode: str) -> tuple[np.ndarray, bool]:
     (matrix, scaled)
         The (possibly) scaled copy and whether it was scaled.
     """
-    if mode == "none" or (mode == "auto" and (mean_direction_cosine(matrix) <= UNCENTRED_COSINE
-                                              or norm_variance_share(matrix) <= NORM_SHARE)):
+    if mode == "none" or (mode == "auto" and not size_factor(matrix)[0]):
         return matrix, False
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12), True

@@ -111,9 +111,7 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     device = getattr(alignment, "device", None)
     walk_s = graph_walk(graphs[0], diffusion_steps, device)
     walk_t = graph_walk(graphs[1], diffusion_steps, device)
-    evidence = getattr(alignment, "counterpart_evidence", None)
-    e_s, e_t = ((np.asarray(e, dtype=np.float64)[:, None] for e in evidence()) if evidence is not None
-                else (np.ones((len(x), 1)), np.ones((len(y), 1))))
+    e_s, e_t = (np.asarray(e, dtype=np.float64)[:, None] for e in alignment.counterpart_evidence())
     # One streamed pass gives both T' Y and the row marginal T' 1 (a column of ones appended),
     # T' = diag(e_s) T diag(e_t); with the walks, S_s T' S_tᵀ [Y, 1] = S_s (e_s T (e_t S_tᵀ [Y, 1])).
     applied = walk_s(e_s * alignment.apply(e_t * walk_t(np.c_[y, np.ones(len(y))], transpose=True)))
