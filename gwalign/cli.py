@@ -17,7 +17,7 @@ from rich.table import Table
 from gwalign import __version__
 from gwalign.align import GPUMemoryError, GWAlignWarning
 from gwalign.config import AUTO_ONE_SIDED_MAX_POINTS, GWConfig, RunConfig, load_toml
-from gwalign.io import InputError
+from gwalign.io import InputError, to_jsonable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Align two single-cell data sets with Gromov-Wasserstein optimal transport.")
@@ -126,10 +126,11 @@ def run(
         except KeyboardInterrupt:
             fail("interrupted: no output was written", code=130)
     for warning in caught:
-        if not as_json and issubclass(warning.category, GWAlignWarning):
+        # stderr, so that --json keeps stdout for the report and a batch log still shows the warning.
+        if issubclass(warning.category, GWAlignWarning):
             err.print(f"[yellow]warning:[/yellow] {warning.message}")
     if as_json:
-        sys.stdout.write(json.dumps(outputs.report) + "\n")
+        sys.stdout.write(json.dumps(to_jsonable(outputs.report)) + "\n")
         return
     if not quiet:
         _print_summary(outputs)
@@ -176,11 +177,13 @@ def _print_summary(outputs) -> None:
 
 @app.command()
 def example(out_dir: Path = typer.Option(Path("example_data"), "--out-dir", "-o", help="Where to write rna.h5ad and atac.h5ad."),
-            seed: int = typer.Option(0, help="Seed of the simulation.")) -> None:
+            seed: int = typer.Option(0, help="Seed of the simulation."),
+            cells: int = typer.Option(600, "--cells", min=50,
+                                      help="Cells per file (atlas sizes to try a machine: counts are drawn in blocks).")) -> None:
     """Write the bundled example pair (simulated RNA counts and ATAC peaks, shared cell states)."""
     from gwalign.example import write_example
 
-    paths = write_example(out_dir, seed=seed)
+    paths = write_example(out_dir, seed=seed, n_cells=cells)
     for path in paths:
         out.print(str(path))
 

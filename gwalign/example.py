@@ -10,10 +10,14 @@ file lists its cells in another order.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+#: Entries of the dense mean matrix drawn at once by :func:`_counts` (8 bytes each).
+COUNT_BLOCK_ENTRIES = 20_000_000
 
 SEGMENTS = {  # name: (start, end, share of cells)
     "progenitor": ((0.0, 0.0), (0.0, 1.0), 0.30),
@@ -39,11 +43,20 @@ def latent_states(n_cells: int, rng: np.random.Generator) -> tuple[np.ndarray, n
     return z, np.array(labels)
 
 
-def _responses(z: np.ndarray, n_features: int, rng: np.random.Generator, width: float) -> np.ndarray:
-    """Each feature's mean is a Gaussian bump centred on a random point of the trajectory."""
+def _counts(z: np.ndarray, depth: np.ndarray, n_features: int, rng: np.random.Generator, width: float,
+            base: float, height: float, cap: Optional[int] = None) -> sp.csr_matrix:
+    """Poisson counts whose mean is ``depth * (base + height * bump)``, each feature's bump a Gaussian
+    centred on a random point of the trajectory. Drawn in row blocks, so that atlas-sized examples
+    (``gwalign example --cells``) never hold a dense cells × features matrix; the draws are the
+    same as one call over all rows."""
     anchor = z[rng.integers(0, len(z), n_features)]
-    sq = ((z[:, None, :] - anchor[None, :, :]) ** 2).sum(axis=2)
-    return np.exp(-sq / (2 * width ** 2))
+    rows = max(1, COUNT_BLOCK_ENTRIES // max(n_features, 1))
+    blocks = []
+    for lo in range(0, len(z), rows):
+        sq = ((z[lo:lo + rows, None, :] - anchor[None, :, :]) ** 2).sum(axis=2)
+        counts = rng.poisson(depth[lo:lo + rows] * (base + height * np.exp(-sq / (2 * width ** 2))))
+        blocks.append(sp.csr_matrix((counts if cap is None else np.minimum(counts, cap)).astype(np.float32)))
+    return sp.vstack(blocks, format="csr")
 
 
 def make_example_pair(n_cells: int = 600, n_genes: int = 800, n_peaks: int = 2000, seed: int = 0):
@@ -53,10 +66,8 @@ def make_example_pair(n_cells: int = 600, n_genes: int = 800, n_peaks: int = 200
     rng = np.random.default_rng(seed)
     z, labels = latent_states(n_cells, rng)
     depth = rng.lognormal(mean=0.0, sigma=0.3, size=(n_cells, 1))
-    rna_rate = depth * (0.2 + 6.0 * _responses(z, n_genes, rng, width=0.45))
-    rna = sp.csr_matrix(rng.poisson(rna_rate).astype(np.float32))
-    atac_rate = depth * (0.02 + 0.6 * _responses(z, n_peaks, rng, width=0.35))
-    atac = sp.csr_matrix(np.minimum(rng.poisson(atac_rate), 2).astype(np.float32))
+    rna = _counts(z, depth, n_genes, rng, width=0.45, base=0.2, height=6.0)
+    atac = _counts(z, depth, n_peaks, rng, width=0.35, base=0.02, height=0.6, cap=2)
     truth = np.array([f"cell{i:04d}" for i in range(n_cells)])
     genes = [f"Gene{g:04d}" for g in range(n_genes)]
     chrom = rng.integers(1, 20, n_peaks)
@@ -74,12 +85,15 @@ def make_example_pair(n_cells: int = 600, n_genes: int = 800, n_peaks: int = 200
     return rna_ad, atac_ad
 
 
-def write_example(out_dir: str | Path, seed: int = 0) -> tuple[Path, Path]:
-    """Write ``rna.h5ad`` and ``atac.h5ad`` into ``out_dir``."""
+def write_example(out_dir: str | Path, seed: int = 0, n_cells: int = 600) -> tuple[Path, Path]:
+    """Write ``rna.h5ad`` and ``atac.h5ad`` (``n_cells`` each) into ``out_dir``, each file complete or
+    absent (written under a temporary name, then renamed)."""
+    from gwalign.io import staged_outputs
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rna, atac = make_example_pair(seed=seed)
-    paths = (out / "rna.h5ad", out / "atac.h5ad")
-    rna.write_h5ad(paths[0], compression="gzip")
-    atac.write_h5ad(paths[1], compression="gzip")
-    return paths
+    rna, atac = make_example_pair(n_cells=n_cells, seed=seed)
+    with staged_outputs(out) as staging:
+        rna.write_h5ad(staging / "rna.h5ad", compression="gzip")
+        atac.write_h5ad(staging / "atac.h5ad", compression="gzip")
+    return out / "rna.h5ad", out / "atac.h5ad"

@@ -7,24 +7,48 @@ from typing import Optional
 import numpy as np
 
 
-def foscttm(x_source: np.ndarray, x_target: np.ndarray) -> float:
+#: Entries of one block of the squared-distance matrix in :func:`foscttm` (8 bytes each).
+FOSCTTM_BLOCK_ENTRIES = 8_000_000
+
+
+def foscttm(x_source: np.ndarray, x_target: np.ndarray, device: Optional[str] = None) -> float:
     """Fraction Of Samples Closer Than the True Match, averaged over both directions.
 
     Row i of ``x_source`` and row i of ``x_target`` are the same cell (in a joint embedding).
     For each cell, the fraction of the other modality's cells strictly closer (Euclidean) than
     its true partner, over n − 1; 0 is perfect, 0.5 is random.
+
+    The n × n distances are compared in row blocks (float64, on ``device``: default CUDA when
+    there is one, else the CPU's threads), so paired atlases of 10^5 cells and more are scored in
+    bounded memory and seconds.
     """
+    import torch
+
     xs, xt = np.asarray(x_source, dtype=np.float64), np.asarray(x_target, dtype=np.float64)
     if xs.shape != xt.shape:
         raise ValueError(f"foscttm needs paired embeddings of equal shape, got {xs.shape} and {xt.shape}")
-    n = xs.shape[0]
-    sq_s = (xs * xs).sum(1)
-    sq_t = (xt * xt).sum(1)
-    dist = np.sqrt(np.maximum(sq_s[:, None] + sq_t[None, :] - 2.0 * xs @ xt.T, 0.0))
-    true = np.diag(dist)
-    closer_for_source = (dist < true[:, None]).sum(axis=1)
-    closer_for_target = (dist < true[None, :]).sum(axis=0)
-    return float((closer_for_source.mean() + closer_for_target.mean()) / (2.0 * (n - 1)))
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    s, t = torch.as_tensor(xs, device=dev), torch.as_tensor(xt, device=dev)
+    t_columns = t.T.contiguous()
+    n = s.shape[0]
+    sq_s, sq_t = (s * s).sum(1), (t * t).sum(1)
+    # Squared distances order cells as distances do.
+    true = (sq_s + sq_t - 2.0 * (s * t).sum(1)).clamp_min(0.0)
+    block = max(1, FOSCTTM_BLOCK_ENTRIES // max(n, 1))
+    closer_for_source = torch.zeros((), dtype=torch.int64, device=dev)
+    closer_for_target = torch.zeros(n, dtype=torch.int64, device=dev)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        sq = torch.addmm(sq_t[None, :], s[lo:hi], t_columns, alpha=-2.0).add_(sq_s[lo:hi, None]).clamp_min_(0.0)
+        rows = torch.arange(hi - lo, device=dev)
+        true_rows = sq[rows, lo + rows].clone()
+        closer_for_source += (sq < true_rows[:, None]).sum()
+        closer_for_target += (sq < true[None, :]).sum(0, dtype=torch.int32)
+        # A partner is never closer than itself: its entry in the block may differ from ``true`` in
+        # the last bit, so its own comparison is taken back out.
+        closer_for_target[lo:hi] -= (true_rows < true[lo:hi]).long()
+    total = closer_for_source.item() / n + closer_for_target.double().mean().item()
+    return float(total / (2.0 * (n - 1)))
 
 
 def transferred_labels(x_source: np.ndarray, labels_source, x_target: np.ndarray, labels_target,

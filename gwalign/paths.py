@@ -10,6 +10,7 @@ files in shared memory (``/dev/shm`` where there is one), so nothing large is pi
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import shutil
@@ -39,7 +40,15 @@ def _worker_pool() -> multiprocessing.pool.Pool:
     if _POOL is None or _POOL_PID != os.getpid():
         _POOL = multiprocessing.get_context("fork").Pool(available_workers())
         _POOL_PID = os.getpid()
+        atexit.register(_close_pool, _POOL, _POOL_PID)
     return _POOL
+
+
+def _close_pool(pool: multiprocessing.pool.Pool, owner: int) -> None:
+    """Stop the workers at exit (left running, the pool's finaliser warns on every CLI run)."""
+    if os.getpid() == owner:
+        pool.terminate()
+        pool.join()
 
 
 def _scratch_dir(jobs: list[tuple[sp.csr_matrix, np.ndarray]]) -> Optional[str]:

@@ -145,16 +145,55 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
         target.write_h5ad(staging / names[1])
         joint_ad.write_h5ad(staging / "joint.gwalign.h5ad")
         if config.figures:
-            from gwalign.figures import convergence_figure, umap_figure
-
-            convergence_figure(alignment.history, staging / "convergence.png")
-            umap_figure(joint_ad, label_keys, staging / "joint_umap.png", seed)
+            report["figures"] = _write_figures(alignment.history, joint_ad, label_keys, staging, seed)
         timings["write"] = time.perf_counter() - tick
         timings["total"] = time.perf_counter() - started
         report["timings_s"] = {k: round(v, 4) for k, v in timings.items()}
+        report["peak_memory_gb"] = peak_memory(alignment.device)
         write_json(staging / "report.json", report)
+    # With --overwrite, a figure of an earlier run that this run did not redraw would describe other
+    # outputs than the ones beside it: it goes once this run's outputs are in place.
+    for name in ("convergence.png", "joint_umap.png"):
+        if not report.get("figures", {}).get(name, "").startswith("written"):
+            (out_dir / name).unlink(missing_ok=True)
     return RunOutputs(out_dir / names[0], out_dir / names[1], out_dir / "joint.gwalign.h5ad",
                       out_dir / "report.json", report)
+
+
+def peak_memory(device) -> dict[str, float]:
+    """The process's peak resident memory and, on CUDA, the peak GPU memory allocated by torch, in GB:
+    what a batch job must request."""
+    import resource
+    import sys
+
+    import torch
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux, bytes on macOS
+    peak = {"host_rss": round(rss / (2**30 if sys.platform == "darwin" else 2**20), 3)}
+    if torch.device(device).type == "cuda":
+        peak["gpu_allocated"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+    return peak
+
+
+def _write_figures(history: list[float], joint_ad, label_keys: list[str], folder: Path, seed: int
+                   ) -> dict[str, str]:
+    """Both PNGs, each on its own: a figure that fails is reported and warned about, and the run's
+    data outputs are written all the same (figures are a view of them, never worth losing them)."""
+    from gwalign.figures import convergence_figure, umap_figure
+
+    status: dict[str, str] = {}
+    for name, draw in (("convergence.png", lambda path: convergence_figure(history, path)),
+                       ("joint_umap.png", lambda path: umap_figure(joint_ad, label_keys, path, seed))):
+        try:
+            drawn = draw(folder / name)
+        except Exception as err:  # noqa: BLE001 - any plotting failure must spare the outputs
+            (folder / name).unlink(missing_ok=True)
+            status[name] = f"not written: {type(err).__name__}: {err}"
+            warnings.warn(f"{name} {status[name]}", GWAlignWarning, stacklevel=3)
+            continue
+        status[name] = "written" if drawn is None or drawn == joint_ad.n_obs else (
+            f"written, {drawn} of {joint_ad.n_obs} cells drawn at random")
+    return status
 
 
 def _rep_info(rep: Representation) -> dict[str, Any]:

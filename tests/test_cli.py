@@ -74,6 +74,9 @@ def test_outputs_follow_the_contract(example, default_run):
     assert joint.obsm["X_umap"].shape == (joint.n_obs, 2)
     report = json.loads((out / "report.json").read_text())
     assert report["iterations"] >= 1 and len(report["history"]) == report["iterations"]
+    assert report["figures"] == {"convergence.png": "written", "joint_umap.png": "written"}
+    # The run's own process (CliRunner) holds torch and scanpy: over 100 MB, under the machine's memory.
+    assert 0.1 < report["peak_memory_gb"]["host_rss"] < 64
 
 
 def test_example_quality_with_defaults(default_run):
@@ -150,12 +153,15 @@ def test_same_seed_same_embedding(example, tmp_path):
 
 
 def test_json_output_is_only_the_report(example, tmp_path):
+    """A run that converges (its flag once came back as a NumPy bool, which broke --json after the
+    outputs were written) prints report.json's content and nothing else on stdout."""
     rna, atac = example
     result = runner.invoke(app, ["run", str(rna), str(atac), "-o", str(tmp_path), "--device", "cpu",
-                                 "--no-figures", "--max-iter", "5", "--json"])
-    assert result.exit_code == 0
+                                 "--no-figures", "--json"])
+    assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert "gw_objective" in report
+    assert report["converged"] is True
+    assert report == json.loads((tmp_path / "report.json").read_text())
 
 
 def _default_run_on_shipped_pair(folder: str, sides: tuple[str, str], tmp_path: Path) -> dict:
@@ -431,6 +437,72 @@ def test_interrupt_leaves_nothing(small_pair, tmp_path, monkeypatch):
                                  "--max-iter", "3"])
     assert result.exit_code == 130
     assert list(out.iterdir()) == []
+
+
+def test_failed_figure_spares_the_outputs(small_pair, tmp_path, monkeypatch):
+    """A figure that cannot be drawn is warned about and reported; the data outputs are written, and
+    an earlier run's figure of that name (--overwrite) does not stay beside the new outputs."""
+    import gwalign.figures as figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no display for you")
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "joint_umap.png").write_bytes(b"an earlier run's figure")
+    monkeypatch.setattr(figures, "umap_figure", broken)
+    result = runner.invoke(app, ["run", str(small_pair[2]), str(small_pair[3]), "-o", str(out), "--device", "cpu",
+                                 "--max-iter", "3", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert "joint_umap.png not written: RuntimeError: no display for you" in result.output
+    for name in ("rna.gwalign.h5ad", "atac.gwalign.h5ad", "joint.gwalign.h5ad", "report.json", "convergence.png"):
+        assert (out / name).is_file(), name
+    assert not (out / "joint_umap.png").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report["figures"]["convergence.png"] == "written"
+    assert report["figures"]["joint_umap.png"].startswith("not written: RuntimeError")
+
+
+def test_umap_figure_draws_a_subsample_of_large_runs(tmp_path):
+    """Above the cap a seeded random subsample is drawn; at 12,000 cells, where scanpy's default
+    neighbour search (pynndescent) broke the figure (scanpy 1.11.5, pynndescent 0.7.0, scipy 1.17:
+    fine at 8,000), it still draws."""
+    from gwalign.figures import figure_cells, umap_figure
+
+    rng = np.random.default_rng(0)
+    n = 12_000
+    joint = ad.AnnData(np.zeros((n, 1), np.float32),
+                       obs=pd.DataFrame({"gw_dataset": pd.Categorical(rng.choice(["a", "b"], n))},
+                                        index=[f"c{i}" for i in range(n)]))
+    joint.obsm["X_gw"] = rng.normal(size=(n, 6)).astype(np.float32)
+    drawn = umap_figure(joint, [], tmp_path / "all.png", seed=0, max_cells=n)
+    assert drawn == n and (tmp_path / "all.png").stat().st_size > 1000
+    assert umap_figure(joint, [], tmp_path / "some.png", seed=0, max_cells=500) == 500
+    cells = figure_cells(n, seed=1, max_cells=500)
+    assert len(np.unique(cells)) == 500 and np.all(np.diff(cells) > 0) and cells.max() < n
+    assert np.array_equal(cells, figure_cells(n, seed=1, max_cells=500))
+    assert not np.array_equal(cells, figure_cells(n, seed=2, max_cells=500))
+
+
+def test_example_counts_drawn_in_blocks_are_the_same_draws(monkeypatch):
+    """Atlas-sized examples draw their counts in row blocks; the result must not depend on the block."""
+    import gwalign.example as example_module
+
+    whole = make_example_pair(n_cells=90, n_genes=40, n_peaks=70, seed=4)
+    monkeypatch.setattr(example_module, "COUNT_BLOCK_ENTRIES", 7 * 70)   # 1 row (genes) or 7 rows (peaks)
+    blocks = make_example_pair(n_cells=90, n_genes=40, n_peaks=70, seed=4)
+    for a, b in zip(whole, blocks):
+        assert a.X.shape == b.X.shape and (a.X != b.X).nnz == 0 and a.X.nnz > 0
+        assert a.obs.equals(b.obs)
+
+
+def test_example_size_option(tmp_path):
+    result = runner.invoke(app, ["example", "--out-dir", str(tmp_path), "--cells", "150", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atac.h5ad", "rna.h5ad"]
+    rna, atac = ad.read_h5ad(tmp_path / "rna.h5ad"), ad.read_h5ad(tmp_path / "atac.h5ad")
+    assert rna.n_obs == atac.n_obs == 150
+    assert set(rna.obs["true_cell"]) == set(atac.obs["true_cell"])
 
 
 def test_check_and_version(small_pair):

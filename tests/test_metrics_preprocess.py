@@ -46,6 +46,26 @@ def test_foscttm_perfect_and_random(rng):
     assert foscttm(x, rng.normal(size=(200, 5))) == pytest.approx(0.5, abs=0.06)
 
 
+@pytest.mark.parametrize("block_entries", [37, 10**7])
+def test_foscttm_in_row_blocks_equals_the_definition(rng, monkeypatch, block_entries):
+    """Scored in row blocks (37 entries: one row per block; 10^7: one block), FOSCTTM counts, for each
+    cell, the other side's cells strictly closer than its partner, as the definition does on the full
+    distance matrix."""
+    from scipy.spatial.distance import cdist
+
+    import gwalign.metrics as metrics
+
+    monkeypatch.setattr(metrics, "FOSCTTM_BLOCK_ENTRIES", block_entries)
+    xs = rng.normal(size=(150, 4))
+    xt = xs + 0.7 * rng.normal(size=(150, 4))
+    xt[:5] = xs[:5]                      # exact partners: distance 0, nothing closer
+    dist = cdist(xs, xt)
+    true = np.diag(dist)
+    reference = ((dist < true[:, None]).sum() + (dist < true[None, :]).sum()) / (2 * 150 * 149)
+    assert metrics.foscttm(xs, xt) == pytest.approx(reference, abs=1e-12)
+    assert 0.05 < reference < 0.45
+
+
 def test_label_transfer_scores_only_kept_cells(rng):
     # Two well-separated classes; the target's class-1 cells carry a label the source never has.
     xs = np.concatenate([rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 20])

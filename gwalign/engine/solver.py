@@ -118,7 +118,7 @@ def should_stop(history: list[float], n_settled: int, config: GWConfig, iteratio
     prev = np.asarray(history[-2 * w:-w])
     improvement = prev.mean() - last.mean()
     std_err = math.sqrt(last.var(ddof=1) / w + prev.var(ddof=1) / w)
-    return improvement < max(config.noise_z * std_err, config.tol_rel * abs(last.mean()))
+    return bool(improvement < max(config.noise_z * std_err, config.tol_rel * abs(last.mean())))
 
 
 def _sample_anchors(plan: FactoredPlan, a: torch.Tensor, m: int,
