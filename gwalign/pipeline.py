@@ -107,10 +107,12 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
     tick = time.perf_counter()
     stage("write")
     emb_s, emb_t = joint_embedding(alignment, rep_s.matrix, rep_t.matrix, config.joint_embedding, config.cca_diffusion)
+    timings["write_embedding"] = time.perf_counter() - tick
     label_keys = list(config.transfer_labels)
     to_source, to_target = label_transfers(alignment, source, target, label_keys,
                                            (emb_s, emb_t) if config.transfer == "knn" else None,
                                            config.transfer_k)
+    timings["write_labels"] = time.perf_counter() - tick - timings["write_embedding"]
     check = one_sided_groups(alignment)
     advice = None if check is None else suggestion(check, source_path.name, target_path.name)
     base = summary(alignment, {
@@ -140,12 +142,17 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
               "label_transfer": {k: {"mean_confidence": float(np.mean(v[1]))}
                                  for k, v in {**{f"{k}->source": v for k, v in to_source.items()},
                                               **{f"{k}->target": v for k, v in to_target.items()}}.items()}}
+    timings["write_outputs"] = time.perf_counter() - tick - timings["write_embedding"] - timings["write_labels"]
     with staged_outputs(out_dir) as staging:
+        files = time.perf_counter()
         source.write_h5ad(staging / names[0])
         target.write_h5ad(staging / names[1])
         joint_ad.write_h5ad(staging / "joint.gwalign.h5ad")
+        timings["write_files"] = time.perf_counter() - files
         if config.figures:
+            drawn = time.perf_counter()
             report["figures"] = _write_figures(alignment.history, joint_ad, label_keys, staging, seed)
+            timings["write_figures"] = time.perf_counter() - drawn
         timings["write"] = time.perf_counter() - tick
         timings["total"] = time.perf_counter() - started
         report["timings_s"] = {k: round(v, 4) for k, v in timings.items()}

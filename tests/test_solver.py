@@ -216,3 +216,7 @@ def test_screened_winner_continued_at_final_epsilon_ends_where_reannealing_ends(
     assert continued.solve.n_iter >= 2 * config.window
     assert abs(continued.gw_objective - reannealed.gw_objective) <= 0.01 * reannealed.gw_objective
     assert abs(spearmanr(ts, continued.project_to_source(tt))[0]) >= 0.99
+    # An iteration budget that the skipped annealing uses up (max_iter <= epsilon_decay_iters) still
+    # takes one step at full size (it once left no iterate and failed in the polish).
+    short = gwalign.align(xs, xt, config.replace(max_iter=2))
+    assert short.solve.n_iter == 1 and np.isfinite(short.gw_objective)

@@ -446,7 +446,8 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         # run continues it at the final ε (config.continue_winner; same plans in half the GW
         # iterations, docs/design-notes.md).
         best = solver.start(chosen.gram, at_final_epsilon=config.continue_winner)
-        solver.run([best], config.max_iter, progress)
+        # max_iter counts the skipped annealing: a budget spent by it still gets one full-size step.
+        solver.run([best], max(config.max_iter, best.iteration + 1), progress)
         solver.restore_best(best)
     solver.polish(best)
     distortion = solver.cell_distortion(best.plan)
