@@ -56,17 +56,31 @@ def transferred_labels(x_source: np.ndarray, labels_source, x_target: np.ndarray
     """The labels a kNN (k=5) classifier in the joint embedding carries into each side:
     ``(into_target, into_source)``, one per target / source cell, each classifier trained on every
     cell of the other side."""
-    from sklearn.neighbors import KNeighborsClassifier   # sklearn loads only when scoring (import time)
+    return knn_predict(x_source, labels_source, x_target, k), knn_predict(x_target, labels_target, x_source, k)
 
-    into_target = KNeighborsClassifier(n_neighbors=k).fit(np.asarray(x_source), np.asarray(labels_source))
-    into_source = KNeighborsClassifier(n_neighbors=k).fit(np.asarray(x_target), np.asarray(labels_target))
-    return into_target.predict(np.asarray(x_target)), into_source.predict(np.asarray(x_source))
+
+def knn_predict(x_train: np.ndarray, labels_train, x_query: np.ndarray, k: int = 5) -> np.ndarray:
+    """scikit-learn's ``KNeighborsClassifier(k).fit(x_train, labels_train).predict(x_query)``
+    (majority of the k nearest, ties to the smallest label), searched in float64 on CUDA when there
+    is one (blocked exact search; at 50,000 cells scikit-learn's took minutes), else by
+    scikit-learn's own search."""
+    import torch
+
+    from gwalign.results import knn_vote
+
+    classes, codes = np.unique(np.asarray(labels_train), return_inverse=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    votes = knn_vote(np.asarray(x_train, dtype=np.float64), codes, np.asarray(x_query, dtype=np.float64),
+                     len(classes), k, device, dtype=torch.float64)
+    return classes[votes]
 
 
 def shared_label_masks(labels_source, labels_target) -> tuple[np.ndarray, np.ndarray]:
     """Cells whose label also occurs on the other side (the ones label transfer can get right)."""
     ls, lt = np.asarray(labels_source), np.asarray(labels_target)
-    return np.isin(ls, lt), np.isin(lt, ls)
+    # Against the few distinct labels: np.isin on string (object) arrays compares every pair, which
+    # took 33 s for 20k × 20k cells (gwalign evaluate, benchmarks/cli_scale.py).
+    return np.isin(ls, np.unique(lt)), np.isin(lt, np.unique(ls))
 
 
 def label_transfer_by_direction(x_source: np.ndarray, labels_source, x_target: np.ndarray,
@@ -106,11 +120,11 @@ def label_separability(x: np.ndarray, labels, k: int = 5, folds: int = 5, seed: 
     that never saw their labels: when the two are close, the side's own representation, not the
     alignment, limits the transfer (docs/benchmarks.md, session 9).
     """
-    from sklearn.model_selection import KFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.model_selection import KFold
 
     x, labels = np.asarray(x), np.asarray(labels)
     if len(labels) < folds * (k + 1):
         raise ValueError(f"label_separability needs at least {folds * (k + 1)} labelled cells, got {len(labels)}")
-    splits = KFold(folds, shuffle=True, random_state=seed)
-    return float(cross_val_score(KNeighborsClassifier(n_neighbors=k), x, labels, cv=splits).mean())
+    splits = KFold(folds, shuffle=True, random_state=seed).split(x)
+    return float(np.mean([np.mean(knn_predict(x[train], labels[train], x[test], k) == labels[test])
+                          for train, test in splits]))

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from gwalign import __version__
-from gwalign.align import GWAlignWarning, align
+from gwalign.align import GWAlignWarning, align, resolve_device
 from gwalign.config import RunConfig
 from gwalign.io import (InputError, check_output_dir, file_checksum, names_checksum, read_h5ad,
                         staged_outputs, write_json)
@@ -76,10 +76,16 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
     tick = time.perf_counter()
     stage("preprocess")
     seed = config.engine.seed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GWAlignWarning)   # align() says it once when it falls back to the CPU
+        try:
+            device = resolve_device(config.engine.device)
+        except ValueError as err:
+            raise InputError(str(err)) from None
     rep_s = representation(source, source_path, config.rep_source, config.modality_source,
-                           config.n_components, config.n_top_genes, seed)
+                           config.n_components, config.n_top_genes, seed, device)
     rep_t = representation(target, target_path, config.rep_target, config.modality_target,
-                           config.n_components, config.n_top_genes, seed)
+                           config.n_components, config.n_top_genes, seed, device)
     for rep in (rep_s, rep_t):
         # auto: one test decides and says why (uncentred sides), as scale_rows would decide.
         scale, reason = size_factor(rep.matrix) if config.normalise_rows == "auto" else (

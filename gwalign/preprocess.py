@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import scipy.sparse as sp
 
+from gwalign.decompose import truncated_svd_scores
 from gwalign.io import InputError
 
 #: Peak names such as chr1:100-200, chr1-100-200 or chrX_5_900.
@@ -53,11 +54,12 @@ def _check_finite(path: Path, name: str, x) -> None:
 
 
 def representation(adata, path: Path, rep_key: str | None, modality: str, n_components: int,
-                   n_top_genes: int, seed: int) -> Representation:
+                   n_top_genes: int, seed: int, device=None) -> Representation:
     """Compute (or fetch) the representation of one file.
 
     Cells whose counts are all zero are dropped (with a note), since they carry no signal and
-    would break normalisation. The input AnnData is never modified.
+    would break normalisation. The input AnnData is never modified. The PCA / LSI products run on
+    ``device`` (a torch device; default CPU): :func:`gwalign.decompose.truncated_svd_scores`.
     """
     detected = detect_modality(adata.var_names) if modality == "auto" else modality
     if rep_key is not None:
@@ -83,16 +85,16 @@ def representation(adata, path: Path, rep_key: str | None, modality: str, n_comp
         raise InputError(f"{path}: fewer than 3 cells with non-zero counts")
     sub = adata[kept]
     if detected == "atac":
-        matrix = _lsi(sub.X, n_components, seed)
+        matrix = _lsi(sub.X, n_components, seed, device)
         source = "TF-IDF + LSI (first component dropped)"
     else:
-        matrix, more = _rna_pca(sub, n_components, n_top_genes, seed)
+        matrix, more = _rna_pca(sub, n_components, n_top_genes, seed, device)
         notes += more
         source = "normalise + log1p + HVG + PCA"
     return Representation(matrix, detected, source, dropped, notes, kept)
 
 
-def _rna_pca(adata, n_components: int, n_top_genes: int, seed: int) -> tuple[np.ndarray, list[str]]:
+def _rna_pca(adata, n_components: int, n_top_genes: int, seed: int, device=None) -> tuple[np.ndarray, list[str]]:
     import scanpy as sc
 
     work = adata.copy()
@@ -106,26 +108,22 @@ def _rna_pca(adata, n_components: int, n_top_genes: int, seed: int) -> tuple[np.
         sc.pp.highly_variable_genes(work, n_top_genes=n_top_genes)
         work = work[:, work.var["highly_variable"]].copy()
     n_comp = int(min(n_components, work.n_obs - 1, work.n_vars - 1))
-    sc.pp.pca(work, n_comps=n_comp, random_state=seed)
-    return np.asarray(work.obsm["X_pca"], dtype=np.float64), notes
+    return truncated_svd_scores(work.X, n_comp, center=True, seed=seed, device=device), notes
 
 
-def _lsi(x, n_components: int, seed: int) -> np.ndarray:
+def _lsi(x, n_components: int, seed: int, device=None) -> np.ndarray:
     """TF-IDF (term frequency × log inverse document frequency) then truncated SVD.
 
     The first LSI component tracks sequencing depth in scATAC data and is dropped (Signac,
     ArchR practice).
     """
-    from sklearn.decomposition import TruncatedSVD
-
     x = sp.csr_matrix(x, dtype=np.float64)
     tf = sp.diags(1.0 / np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1e-12)) @ x
     idf = np.log1p(x.shape[0] / (1.0 + np.asarray((x > 0).sum(axis=0)).ravel()))
     tfidf = (tf @ sp.diags(idf)).tocsr()
     tfidf.data = np.log1p(tfidf.data * 1e4)
     n_comp = int(min(n_components + 1, min(x.shape) - 1))
-    svd = TruncatedSVD(n_components=n_comp, random_state=seed)
-    lsi = svd.fit_transform(tfidf)
+    lsi = truncated_svd_scores(tfidf, n_comp, center=False, seed=seed, device=device)
     return lsi[:, 1:] if lsi.shape[1] > 1 else lsi
 
 

@@ -281,10 +281,11 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
 
 
 def knn_vote(train: np.ndarray, codes: np.ndarray, query: np.ndarray, n_classes: int, k: int,
-             device: torch.device) -> np.ndarray:
+             device: torch.device, dtype: Optional[torch.dtype] = None) -> np.ndarray:
     """Majority class code among each query row's ``k`` nearest training rows (Euclidean; ties go
-    to the smallest code, as scikit-learn's ``KNeighborsClassifier``), searched on ``device``."""
-    dtype = torch.float64 if device.type == "cpu" else torch.float32
+    to the smallest code, as scikit-learn's ``KNeighborsClassifier``), searched on ``device``
+    (default precision: float64 on the CPU, float32 on a GPU)."""
+    dtype = dtype or (torch.float64 if device.type == "cpu" else torch.float32)
     idx = nearest_between(torch.as_tensor(train, dtype=dtype, device=device),
                           torch.as_tensor(query, dtype=dtype, device=device), k)
     votes = np.zeros((len(query), n_classes))

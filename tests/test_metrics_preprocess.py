@@ -116,3 +116,71 @@ def test_auto_scaling_decides_the_measured_cases():
     for side in ("rna", "met"):
         assert not scale_rows(np.load(data / "scgem" / f"{side}.npy"), "auto")[1], side
     assert not scale_rows(np.load(data / "snareseq" / "rna.npy"), "auto")[1]   # centred PCs
+
+
+def _exact_scores(dense: np.ndarray, k: int, center: bool) -> np.ndarray:
+    """float64 reference: full SVD, the same sign rule (largest-magnitude loading positive)."""
+    x = dense - dense.mean(axis=0) if center else dense
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(axis=1)])
+    return u[:, :k] * s[:k] * signs
+
+
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("storage", ["dense", "sparse-as-dense", "sparse"])
+def test_truncated_svd_scores_equal_the_exact_svd(rng, center, storage):
+    """Randomised subspace iteration gives the exact SVD's leading scores (PCA when centred, LSI
+    when not), for dense input and for sparse input kept sparse or multiplied densely."""
+    import scipy.sparse as sp
+
+    from gwalign.decompose import truncated_svd_scores
+
+    n, d, k = 600, 120, 8
+    # Non-negative, sparse, with gaps between the leading singular values (else the components are
+    # not defined): k positive rank-one blocks of strengths 60 … 8 on disjoint rows and columns,
+    # plus sparse noise whose density (3% or 30%) picks the sparse or the dense product.
+    dense = np.zeros((n, d))
+    for i, strength in enumerate(np.geomspace(60, 8, k)):
+        a, b = rng.uniform(0.5, 1.5, 50), rng.uniform(0.5, 1.5, 10)
+        dense[50 * i:50 * (i + 1), 10 * i:10 * (i + 1)] = strength * np.outer(a / np.linalg.norm(a), b / np.linalg.norm(b))
+    density = 0.3 if storage == "sparse-as-dense" else 0.03
+    dense += np.where(rng.random((n, d)) < density, rng.uniform(0.0, 0.5, (n, d)), 0.0)
+    matrix = dense if storage == "dense" else sp.csr_matrix(dense)
+    scores = truncated_svd_scores(matrix, k, center=center, seed=3)
+    reference = _exact_scores(dense, k, center)
+    assert scores.shape == (n, k)
+    # Subspace iteration's error shrinks as (σ_{k+11} / σ_k)^15: here the last component stands
+    # 0.6 above a flat noise floor, which gives about 1e-4 of the largest score.
+    assert np.abs(scores - reference).max() <= 1e-3 * np.abs(reference).max()
+    assert np.abs(scores[:, :4] - reference[:, :4]).max() <= 1e-8 * np.abs(reference).max()
+    assert np.array_equal(scores, truncated_svd_scores(matrix, k, center=center, seed=3))
+
+
+def test_truncated_svd_scores_on_cuda_equal_the_cpu():
+    import scipy.sparse as sp
+    import torch
+
+    from gwalign.decompose import truncated_svd_scores
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rng = np.random.default_rng(1)
+    dense = np.where(rng.random((800, 300)) < 0.04, rng.gamma(1.0, size=(800, 300)), 0.0)
+    for center in (True, False):
+        cpu = truncated_svd_scores(sp.csr_matrix(dense), 10, center=center, seed=0)
+        gpu = truncated_svd_scores(sp.csr_matrix(dense), 10, center=center, seed=0, device=torch.device("cuda"))
+        assert np.abs(cpu - gpu).max() <= 1e-6 * np.abs(cpu).max()
+
+
+def test_knn_predict_is_scikit_learns_classifier(rng):
+    """The label-transfer scores' classifier (float64 search on CUDA where there is one) predicts
+    what scikit-learn's KNeighborsClassifier predicts, ties between labels included."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from gwalign.metrics import knn_predict
+
+    train, query = rng.normal(size=(400, 6)), rng.normal(size=(300, 6))
+    labels = np.array(["b", "a", "c", "d"], dtype=object)[rng.integers(0, 4, 400)]
+    for k in (4, 5):   # k = 4: two-two ties between labels are common
+        expected = KNeighborsClassifier(n_neighbors=k).fit(train, labels).predict(query)
+        assert np.array_equal(knn_predict(train, labels, query, k), expected)
