@@ -41,7 +41,6 @@ class _Operator:
     """
 
     def __init__(self, matrix, center: bool, device: torch.device):
-        self.device = device
         self.scipy = None
         n_cells, n_features = matrix.shape
         if sp.issparse(matrix):
