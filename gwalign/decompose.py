@@ -50,7 +50,9 @@ class _Operator:
             if dense_enough and 8 * n_cells * n_features <= DENSE_MAX_BYTES:
                 self.x = torch.as_tensor(csr.toarray(), device=device)
                 self.xt = self.x.T
-            elif device.type == "cpu":
+            elif device.type == "cpu" or not _fits_on(device, 2 * (csr.nnz * 16 + (max(csr.shape) + 1) * 8)):
+                # On CUDA both orientations are stored (int64 indices): a matrix that would take over
+                # half the free GPU memory is multiplied by SciPy instead, blocks crossing over.
                 self.scipy = csr
             else:
                 with warnings.catch_warnings():
@@ -68,7 +70,7 @@ class _Operator:
     def _product(self, block: torch.Tensor, transposed: bool) -> torch.Tensor:
         if self.scipy is not None:
             x = self.scipy.T if transposed else self.scipy
-            return torch.from_numpy(np.ascontiguousarray(x @ block.numpy()))
+            return torch.from_numpy(np.ascontiguousarray(x @ block.cpu().numpy())).to(block.device)
         return (self.xt if transposed else self.x) @ block
 
     def apply(self, block: torch.Tensor) -> torch.Tensor:
@@ -80,6 +82,12 @@ class _Operator:
         """``(X − 1μᵀ)ᵀ B``."""
         out = self._product(block, transposed=True)
         return out if self.mean is None else out - self.mean[:, None] * block.sum(0)[None, :]
+
+
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether ``nbytes`` take at most half of the CUDA device's free memory."""
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= free // 2
 
 
 def _torch_csr(csr: sp.csr_matrix, device: torch.device) -> torch.Tensor:

@@ -156,14 +156,19 @@ def test_truncated_svd_scores_equal_the_exact_svd(rng, center, storage):
     assert np.array_equal(scores, truncated_svd_scores(matrix, k, center=center, seed=3))
 
 
-def test_truncated_svd_scores_on_cuda_equal_the_cpu():
+@pytest.mark.parametrize("fits", [True, False])
+def test_truncated_svd_scores_on_cuda_equal_the_cpu(monkeypatch, fits):
+    """cuSPARSE products, and SciPy's for a matrix too large for the GPU's free memory (forced)."""
     import scipy.sparse as sp
     import torch
 
+    import gwalign.decompose as decompose
     from gwalign.decompose import truncated_svd_scores
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
+    if not fits:
+        monkeypatch.setattr(decompose, "_fits_on", lambda device, nbytes: False)
     rng = np.random.default_rng(1)
     dense = np.where(rng.random((800, 300)) < 0.04, rng.gamma(1.0, size=(800, 300)), 0.0)
     for center in (True, False):
