@@ -90,6 +90,9 @@ class Alignment:
     #: The cells' weights ``a`` and ``b`` the plan was asked to carry (uniform unless given; set by
     #: :func:`align`, the only constructor).
     marginals: Optional[tuple[np.ndarray, np.ndarray]] = None
+    # counterpart_evidence(), computed once: in semi-relaxed runs it is a streamed pass over the
+    # plan, asked for by the CCA and by every label transfer.
+    _evidence: Optional[tuple[np.ndarray, np.ndarray]] = field(default=None, init=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -158,13 +161,15 @@ class Alignment:
         (the enforced source of a semi-relaxed run; runs without the probe). Label transfer
         multiplies its label shares by it, so a cell that keeps little mass when allowed to shed
         it gets a low confidence even if its few partners agree on a label."""
-        n, k = self.shape
-        if self.config.semi_relaxed:
-            return np.ones(n), np.minimum(1.0, self.col_marginal() / self.marginals[1])
-        relaxed = self.relaxed_mass()
-        if relaxed is None:
-            return np.ones(n), np.ones(k)
-        return np.minimum(1.0, relaxed[0]), np.minimum(1.0, relaxed[1])
+        if self._evidence is None:
+            n, k = self.shape
+            if self.config.semi_relaxed:
+                self._evidence = np.ones(n), np.minimum(1.0, self.col_marginal() / self.marginals[1])
+            else:
+                relaxed = self.relaxed_mass()
+                self._evidence = (np.ones(n), np.ones(k)) if relaxed is None else (
+                    np.minimum(1.0, relaxed[0]), np.minimum(1.0, relaxed[1]))
+        return self._evidence
 
     def row_marginal(self) -> np.ndarray:
         """Mass of each source cell (``T 1``)."""

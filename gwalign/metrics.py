@@ -11,6 +11,14 @@ import numpy as np
 FOSCTTM_BLOCK_ENTRIES = 8_000_000
 
 
+def _scoring_device():
+    """CUDA when there is one (scores are float64 either way), else the CPU, without a warning:
+    scoring on the CPU is not a fallback worth one."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def foscttm(x_source: np.ndarray, x_target: np.ndarray, device: Optional[str] = None) -> float:
     """Fraction Of Samples Closer Than the True Match, averaged over both directions.
 
@@ -27,7 +35,7 @@ def foscttm(x_source: np.ndarray, x_target: np.ndarray, device: Optional[str] = 
     xs, xt = np.asarray(x_source, dtype=np.float64), np.asarray(x_target, dtype=np.float64)
     if xs.shape != xt.shape:
         raise ValueError(f"foscttm needs paired embeddings of equal shape, got {xs.shape} and {xt.shape}")
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device) if device else _scoring_device()
     s, t = torch.as_tensor(xs, device=dev), torch.as_tensor(xt, device=dev)
     t_columns = t.T.contiguous()
     n = s.shape[0]
@@ -69,9 +77,8 @@ def knn_predict(x_train: np.ndarray, labels_train, x_query: np.ndarray, k: int =
     from gwalign.results import knn_vote
 
     classes, codes = np.unique(np.asarray(labels_train), return_inverse=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     votes = knn_vote(np.asarray(x_train, dtype=np.float64), codes, np.asarray(x_query, dtype=np.float64),
-                     len(classes), k, device, dtype=torch.float64)
+                     len(classes), k, _scoring_device(), dtype=torch.float64)
     return classes[votes]
 
 
@@ -79,7 +86,7 @@ def shared_label_masks(labels_source, labels_target) -> tuple[np.ndarray, np.nda
     """Cells whose label also occurs on the other side (the ones label transfer can get right)."""
     ls, lt = np.asarray(labels_source), np.asarray(labels_target)
     # Against the few distinct labels: np.isin on string (object) arrays compares every pair, which
-    # took 33 s for 20k × 20k cells (gwalign evaluate, benchmarks/cli_scale.py).
+    # took 33 s for 20k × 20k cells (gwalign evaluate on benchmarks/cli_scale.py outputs, profiled).
     return np.isin(ls, np.unique(lt)), np.isin(lt, np.unique(ls))
 
 
