@@ -289,7 +289,8 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
         paths = [None, None]
         if mode == "landmark" and graphs[0] is not None and graphs[1] is not None:
             # Both sides' shortest paths in one process pool (see shortest_paths_many).
-            paths = landmark_paths(list(graphs), list(points), config.n_landmarks, [config.seed, config.seed + 1])
+            paths = landmark_paths(list(graphs), list(points), config.n_landmarks, [config.seed, config.seed + 1],
+                                   config.landmark_choice)
         dist_s = _provider(mode, graphs[0], ds, device, dtype, config, config.seed, points[0], paths[0])
         dist_t = _provider(mode, graphs[1], dt, device, dtype, config, config.seed + 1, points[1], paths[1])
     for part in set(dist_s.timings) | set(dist_t.timings):
@@ -405,4 +406,5 @@ def _provider(mode: str, graph: Optional[KNNGraph], user_d: Optional[np.ndarray]
     if mode == "dijkstra":
         return DijkstraDistances(graph, device, dtype, seed)
     return LandmarkDistances(graph, device, dtype, seed, n_landmarks=config.n_landmarks,
-                             dim=config.landmark_dim, points=points, paths=paths)
+                             dim=config.landmark_dim, points=points, paths=paths,
+                             choice=config.landmark_choice)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy.sparse.csgraph import dijkstra
 
+import gwalign
 from gwalign.distances import DijkstraDistances, LandmarkDistances, PrecomputedDistances
 from gwalign.graph import knn_graph
 from gwalign.synthetic import spiral_and_roll
@@ -70,17 +71,74 @@ def test_providers_agree_and_are_normalised(rng):
     assert dij.scale == pytest.approx(pre.scale, rel=0.2)
 
 
+@pytest.mark.parametrize("choice", ["mixed", "farthest", "uniform"])
 @pytest.mark.parametrize("euclidean_landmarks", [False, True])
-def test_landmark_distances_approximate_geodesics_on_a_flat_manifold(rng, euclidean_landmarks):
+def test_landmark_distances_approximate_geodesics_on_a_flat_manifold(rng, euclidean_landmarks, choice):
     _, _, xt, _ = spiral_and_roll(10, 1500, seed=int(rng.integers(1 << 30)))
     graph = knn_graph(torch.tensor(xt), k=10)
     exact = dijkstra(graph.matrix, directed=False)
     land = LandmarkDistances(graph, torch.device("cpu"), torch.float64, n_landmarks=64, dim=8,
-                             points=torch.tensor(xt) if euclidean_landmarks else None)
+                             points=torch.tensor(xt) if euclidean_landmarks else None, choice=choice)
+    assert len(np.unique(land.landmarks)) == 64
+    # The kept table holds the landmarks' exact geodesic rows, whichever way they were chosen.
+    assert np.allclose(land.table, exact[land.landmarks], rtol=1e-6)
     idx = rng.integers(0, 1500, size=20)
     approx = land.columns(idx).numpy() * land.scale
     rel_err = np.linalg.norm(approx - exact[:, idx]) / np.linalg.norm(exact[:, idx])
     assert rel_err < 0.1
+
+
+def test_mixed_landmarks_cover_a_remote_group_and_the_dense_interior(rng):
+    from gwalign.distances import choose_landmarks
+
+    big = rng.normal(size=(1000, 3))
+    remote = 50.0 + 0.1 * rng.normal(size=(8, 3))
+    points = torch.tensor(np.concatenate([big, remote]))
+    radius = np.linalg.norm(big, axis=1)
+    seed = int(rng.integers(1 << 30))
+    chosen = {c: choose_landmarks(points, 40, seed, c) for c in ("mixed", "farthest", "uniform")}
+    for landmarks in chosen.values():
+        assert len(np.unique(landmarks)) == 40 and landmarks.min() >= 0 and landmarks.max() < 1008
+    # Farthest points find the remote group but crowd the big group's edge ...
+    assert (chosen["farthest"] >= 1000).any()
+    far_in_big = chosen["farthest"][chosen["farthest"] < 1000]
+    assert np.median(radius[far_in_big]) > np.quantile(radius, 0.9)
+    # ... the mixture keeps the remote group and puts its uniform half where the cells are.
+    assert (chosen["mixed"] >= 1000).any()
+    uniform_half = chosen["mixed"][20:]
+    assert np.median(radius[uniform_half[uniform_half < 1000]]) < np.quantile(radius, 0.75)
+
+
+def test_mixed_landmarks_fit_clustered_geodesics_better_than_farthest_points(rng):
+    """Nyström factors (what low-rank GW uses) of a clustered kNN geodesic matrix, against the
+    exact matrix: mixed landmarks fit it better than farthest points (three fresh draws)."""
+    from gwalign.distances import choose_landmarks
+    from gwalign.engine.lowrank import factor_nystrom
+
+    errors = {"mixed": 0.0, "farthest": 0.0}
+    for _ in range(3):
+        sizes = [600, 300, 150, 80, 40, 20]
+        centres = rng.normal(scale=4.0, size=(len(sizes), 10))
+        x = np.concatenate([c + 0.7 * rng.standard_t(3, size=(size, 10)) for c, size in zip(centres, sizes)])
+        points = torch.tensor(x)
+        exact = dijkstra(knn_graph(points, k=10).matrix, directed=False)
+        scale = exact.mean()
+        seed = int(rng.integers(1 << 30))
+        for choice in errors:
+            landmarks = choose_landmarks(points, 64, seed, choice)
+            f = factor_nystrom(exact[landmarks], landmarks, scale, 16, torch.device("cpu"), torch.float64)
+            approx = ((f.phi * f.lam) @ f.phi.T).numpy()
+            errors[choice] += np.linalg.norm(approx - exact / scale) / np.linalg.norm(exact / scale)
+    assert errors["mixed"] < errors["farthest"]
+
+
+def test_landmark_choice_is_validated(rng):
+    from gwalign.distances import choose_landmarks
+
+    with pytest.raises(ValueError, match="landmark choice"):
+        choose_landmarks(torch.tensor(rng.normal(size=(50, 2))), 5, 0, "kmeans")
+    with pytest.raises(ValueError, match="landmark_choice"):
+        gwalign.GWConfig(landmark_choice="kmeans")
 
 
 def test_parallel_shortest_paths_equal_sequential(rng, monkeypatch):
