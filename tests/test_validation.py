@@ -110,6 +110,19 @@ def test_unknown_config_key_is_named(tmp_path):
         gwalign.GWConfig.from_toml(path)
 
 
+def test_presets_load_and_the_default_preset_is_the_default():
+    """configs/default.toml writes the defaults out: it must stay equal to RunConfig()."""
+    from pathlib import Path
+
+    from gwalign.config import RunConfig, load_toml
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    presets = {path.name: RunConfig.from_flat(load_toml(path), str(path)) for path in configs.glob("*.toml")}
+    assert presets["default.toml"] == RunConfig()
+    assert presets["large.toml"].engine.n_landmarks < RunConfig().engine.n_landmarks
+    assert len(presets) >= 3
+
+
 @pytest.mark.parametrize("stage, target", [("graph", "knn_graph"), ("distances", "_provider"),
                                            ("solve", "solve_sampled_gw")])
 def test_cuda_out_of_memory_names_stage_and_size(pair, monkeypatch, stage, target):
