@@ -85,7 +85,8 @@ class GWConfig:
         0.33) while the profile start reached 0.257 (0.956).
     screen_points
         Low-rank GW with several starts: above this many cells on a side, the starts are screened
-        on this many cells per side (uniform subsample) and only the winner runs at full size.
+        on this many cells per side (uniform subsample), and only the finalists (up to three
+        distinct basins) continue at full size, where the lowest objective wins.
     continue_winner
         The run that follows a screening (the full-size run after a subsample screening, the
         semi-relaxed run after a balanced one) starts at the final ε from the winner's ``G``
