@@ -357,6 +357,12 @@ def _select_start(solver: "LowRankGW", n_starts: int, config: GWConfig,
 #: screened start can still end in a worse basin than the runner-up.
 FINALISTS = 3
 
+#: Full-size steps the finalists of a subsample screening take side by side before only the
+#: lowest goes on. SNARE-seq screened on 500 / 750 cells, seeds 0-4: with 1 step one run of ten
+#: kept the mirror, with 2 and 5 none (and none when every finalist ran to the end); each step
+#: costs a Sinkhorn solve per finalist, the first ones from cold potentials (docs/design-notes.md).
+RACE_STEPS = 2
+
 #: Screened objectives closer than this (relative) count as one basin: starts that reached the
 #: same plan (SNARE-seq: the profile start and four sign starts end the screening within 1e-5 of
 #: each other) would otherwise fill every finalist's place with one basin.
@@ -425,7 +431,7 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     With more than ``config.screen_points`` points on a side, the starts are screened (and
     the finalists run) on ``screen_points`` cells drawn uniformly per side (seeded), using the
     same factors' rows; the finalists then continue at full size, side by side, each from
-    the ``G`` of its best linearisation, for ``config.window`` steps, and the lowest full-size
+    the ``G`` of its best linearisation, for :data:`RACE_STEPS` steps, and the lowest full-size
     objective goes on alone (a subsample can rank the basins otherwise: SNARE-seq screened on
     500 or 750 cells kept a mirror in 4 of 10 runs when only its winner continued). ``G = Φ_sᵀ T Φ_t`` is a sum over cell pairs, so a
     uniform subsample estimates it for the same plan.
@@ -473,10 +479,9 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         # max_iter counts the skipped annealing: a budget spent by it still gets one full-size step.
         until = max(config.max_iter, states[0].iteration + 1)
         if len(states) > 1:
-            # The finalists race for config.window full-size steps (the stopping rule's window),
-            # side by side; only the lowest goes on (all of them to the end cost 1.8x the
-            # solve at 250k cells on the H200, for the same plans).
-            solver.run(states, min(until, states[0].iteration + config.window), None)
+            # The finalists race for RACE_STEPS full-size steps, side by side; only the lowest
+            # goes on.
+            solver.run(states, min(until, states[0].iteration + RACE_STEPS), None)
             states = [min(states, key=lambda state: min(state.best_objective, state.history[-1]))]
         best = states[0]
         solver.run([best], until, progress)
