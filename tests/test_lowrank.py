@@ -137,6 +137,9 @@ def test_distinct_lowest_skips_starts_that_reached_one_basin():
     assert distinct_lowest(objectives, 3) == [1, 0, 7]
     assert distinct_lowest(objectives, 1) == [1]
     assert distinct_lowest([0.5, 0.5, 0.5], 3) == [0]
+    # A start whose objective is not finite never takes a finite one's place.
+    assert distinct_lowest([float("nan"), 0.3, 0.2], 3) == [2, 1]
+    assert distinct_lowest([float("nan"), float("nan")], 2) == [0]
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -371,11 +371,15 @@ SAME_BASIN = 1e-3
 
 def distinct_lowest(objectives: list[float], count: int) -> list[int]:
     """Indices of up to ``count`` lowest objectives, skipping any within :data:`SAME_BASIN`
-    (relative) of one already taken; lowest first."""
+    (relative) of one already taken; lowest first. A non-finite objective sorts last and is
+    taken only when it is the only one."""
+    def key(i: int) -> float:
+        return objectives[i] if math.isfinite(objectives[i]) else math.inf
+
     taken: list[int] = []
-    for i in sorted(range(len(objectives)), key=objectives.__getitem__):
+    for i in sorted(range(len(objectives)), key=key):
         value = objectives[i]
-        if all(abs(value - objectives[j]) > SAME_BASIN * abs(objectives[j]) for j in taken):
+        if not taken or all(abs(value - objectives[j]) > SAME_BASIN * abs(objectives[j]) for j in taken):
             taken.append(i)
         if len(taken) == count:
             break
@@ -433,8 +437,9 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     same factors' rows; the finalists then continue at full size, side by side, each from
     the ``G`` of its best linearisation, for :data:`RACE_STEPS` steps, and the lowest full-size
     objective goes on alone (a subsample can rank the basins otherwise: SNARE-seq screened on
-    500 or 750 cells kept a mirror in 4 of 10 runs when only its winner continued). ``G = Φ_sᵀ T Φ_t`` is a sum over cell pairs, so a
-    uniform subsample estimates it for the same plan.
+    500 or 750 cells kept a mirror in 4 of 10 runs when only its winner continued).
+    ``G = Φ_sᵀ T Φ_t`` is a sum over cell pairs, so a uniform subsample estimates it for the
+    same plan.
 
     Semi-relaxed runs (``config.semi_relaxed``) select their start as *balanced* GW, then run
     semi-relaxed from the winner's ``G``: the starts are compared where the objective cannot be
