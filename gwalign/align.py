@@ -368,8 +368,8 @@ def _gradient_mode(config: GWConfig, mode: str, linear_cost) -> str:
     better on every real pair: forced onto landmark distances (session 4: 128 farthest-point
     landmarks) it scored label transfer 0.901 / 0.815 / 0.803 / 0.745 (SNARE-seq, PBMC, scNMT-met,
     scNMT-acc) against sampled GW's 0.897 / 0.106 / 0.776 / 0.747 (with the landmarks of session
-    13, 256 mixed: 0.960 / 0.939-0.941 / 0.891 / 0.808), and with its starts screened on a subsample it was also faster at
-    every size measured on the H100 (250k: 36 s against 52 s for one sampled start; 500k: 135 s
+    13, 256 mixed: 0.960 / 0.939-0.941 / 0.891 / 0.808), and with its starts screened on a
+    subsample it was also faster at every size measured on the H100 (250k: 36 s against 52 s for one sampled start; 500k: 135 s
     against 176 s; 1M: 515 s, docs/benchmarks.md). Semi-relaxed runs too (their starts are chosen
     as balanced GW, :func:`gwalign.engine.lowrank.solve_lowrank_gw`): sampled semi-relaxed GW
     mirrored PBMC (label transfer 0.06-0.10). Sampled GW for the ``dijkstra`` distance mode and
