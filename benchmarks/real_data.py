@@ -146,17 +146,19 @@ def load_labels(data: Dataset, folder: Path) -> tuple[np.ndarray, np.ndarray]:
 def score(data: Dataset, result: gwalign.Alignment, xs: np.ndarray, xt: np.ndarray, ls: np.ndarray,
           lt: np.ndarray, embedding: str = "cca", cca_ridge: float = CCA_RIDGE,
           cca_diffusion: int = CCA_DIFFUSION_STEPS, transfer_method: str = "knn",
-          transfer_k: int = TRANSFER_K, swapped: bool = False) -> dict[str, float]:
+          transfer_k: int = TRANSFER_K, swapped: bool = False,
+          partner: Optional[np.ndarray] = None) -> dict[str, float]:
     """FOSCTTM (paired), label transfer on shared types, transfer confidence by shared/unshared,
     all on the joint embedding ``gwalign run`` writes as ``obsm["X_gw"]``, and the published
-    figure's own scoring where known. ``swapped``: the pair was aligned target → source."""
+    figure's own scoring where known. ``swapped``: the pair was aligned target → source;
+    ``partner``: the target row of each source cell's partner (paired data; default: row i)."""
     if embedding == "cca":
         emb_s, emb_t, _ = coupled_cca(result, xs, xt, cca_ridge, cca_diffusion)
     else:
         emb_s, emb_t = joint_embedding(result, xs, xt, embedding)
     scores: dict[str, float] = {}
     if data.paired:
-        scores["foscttm"] = foscttm(emb_s, emb_t)
+        scores["foscttm"] = foscttm(emb_s, emb_t if partner is None else emb_t[partner])
     keep_s, keep_t = shared_label_masks(ls, lt)   # cell types found on both sides (PBMC: 0-3)
     # Classifiers see every cell; only cells of shared types can be scored.
     scores["label_transfer"] = label_transfer_accuracy(emb_s, ls, emb_t, lt, keep_source=keep_s,

@@ -275,6 +275,8 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     device = resolve_device(config.device)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     mode = _distance_mode(config, n, k)
+    # ε is set by the distances when left automatic; the engine and the result see the value used.
+    config = config.replace(epsilon=config.relative_epsilon(mode))
     knn_k = config.knn_k(n, k)
 
     def to_dev(arr: Optional[np.ndarray]) -> Optional[torch.Tensor]:

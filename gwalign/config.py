@@ -27,10 +27,23 @@ AUTO_PRECOMPUTED_MAX_POINTS = 2500
 AUTO_ONE_SIDED_MAX_POINTS = 50_000
 
 
-#: Bounds of the automatic kNN k (:meth:`GWConfig.knn_k`): k = 3 broke PBMC (label transfer 0.032)
-#: while 5 was fine on every real pair; above 15 scNMT declined (k = 20: 0.820 / 0.763, k = 30 PBMC
-#: 0.907), and graph and path costs grow with k, so the log rule stops at 15 (23k cells and up).
-K_MIN, K_MAX = 5, 15
+#: Fewest neighbours a kNN graph is built with (k = 3 broke PBMC: label transfer 0.032), so a side
+#: needs at least ``K_MIN + 1`` cells.
+K_MIN = 5
+
+#: The automatic kNN k (:meth:`GWConfig.knn_k`), below the smaller side's cell count. Until session 14
+#: it was round(log2 m) clipped to [5, 15] (k = 9-11 on the real pairs); random subsets of the real
+#: pairs (``benchmarks/robustness.py``, 100 draws of 88-1588 cells) failed 26 times with that rule and
+#: 16 with k = 15, which costs nothing at scale (the log rule reached 15 at 23k cells). Above 15 scNMT
+#: declined (k = 20: 0.855 / 0.758 with ε = 0.01) and graph and path costs grow with k.
+K_AUTO = 15
+
+#: The automatic relative ε (:meth:`GWConfig.relative_epsilon`): with exact geodesics (up to
+#: :data:`AUTO_PRECOMPUTED_MAX_POINTS`, 2,500 cells a side, by default) 0.01, with landmark distances 0.03. On the random
+#: subsets of the real pairs (k = 15) 0.01 failed 10 draws of 100 against 16 at 0.03 (SNARE-seq 0
+#: against 3, all other failures PBMC at half size); on the H200 it doubles the Sinkhorn work at
+#: 250k cells a side (55 -> 113 s, benchmarks/scale.py), so landmark runs keep 0.03.
+EPSILON_EXACT, EPSILON_LANDMARK = 0.01, 0.03
 
 
 @dataclass(frozen=True)
@@ -41,12 +54,12 @@ class GWConfig:
     ----------
     k
         Neighbours per point in the kNN graphs whose shortest paths give geodesic distances.
-        ``None`` (default): ``round(log2 m)`` for the smaller side's m cells, clipped to
-        [``K_MIN``, ``K_MAX``], the same for both graphs (:meth:`knn_k`). A kNN graph needs k to grow
-        like log m to stay connected as cells are added (Brito, Chávez, Quiroz, Yukich 1997), and
-        one k keeps the two geodesic approximations at one resolution. On the real pairs
-        (m = 597–1919: k = 9–11) every k from 5 to 15 scored on a plateau, k = 3 broke PBMC and
-        scNMT declined from 20 (docs/benchmarks.md).
+        ``None`` (default): :data:`K_AUTO` (15), or one less than the smaller side's cell count,
+        the same for both graphs (:meth:`knn_k`). One k keeps the two geodesic approximations at
+        one resolution. A kNN graph needs k to grow like log m to stay connected (Brito, Chávez,
+        Quiroz, Yukich 1997), which the old rule ``round(log2 m)`` followed; but on random subsets
+        of the real pairs more neighbours gave geodesics that kept the right basin (failed draws
+        26 → 16 of 100 at k = 15; ``benchmarks/robustness.py``, docs/design-notes.md).
     edge_weights
         ``distance`` (Euclidean kNN edge lengths), ``connectivity`` (hop counts, as SCOT) or
         ``local`` (lengths over the endpoints' k-th neighbour distances, :func:`gwalign.graph.knn_graph`):
@@ -111,12 +124,13 @@ class GWConfig:
         where n is the smaller side, and never more than n.
     epsilon
         Entropic regularisation *relative to the cost scale* (the mean linearised cost under the
-        product plan at the first step), so it means the same on any data. 0.03 chosen on the
-        four real pairs (``benchmarks/real_data.py --epsilon``, label transfer SNARE / PBMC /
-        scNMT-met / scNMT-acc): 0.003 → 0.895/0.880/0.762/0.744, 0.01 → 0.893/0.900/0.792/0.740,
-        0.03 → 0.899/0.909/0.796/0.745, 0.05 → 0.912/0.910/0.796/0.752, 0.1 → 0.926/0.015/
-        0.726/0.747: a plateau from 0.03 to 0.05 and a cliff at 0.1 (PBMC collapses), so the
-        default sits at the plateau's safe end.
+        product plan at the first step), so it means the same on any data. ``None`` (default):
+        :meth:`relative_epsilon`, 0.01 with exact geodesics and 0.03 with landmark distances.
+        Session 3 chose 0.03 on the four real pairs as drawn (0.01 → 0.893/0.900/0.792/0.740,
+        0.03 → 0.899/0.909/0.796/0.745, 0.1 → 0.926/0.015/0.726/0.747: PBMC collapses at 0.1);
+        session 14 drew random subsets of them (``benchmarks/robustness.py``): at 0.03, 6 of 20
+        SNARE-seq subsets kept a mirrored plan with the old k and 3 of 20 with k = 15; at 0.01 with
+        k = 15 none (docs/design-notes.md).
     epsilon_start_factor, epsilon_decay_iters
         ε starts at ``epsilon * epsilon_start_factor`` and decays geometrically to ``epsilon``
         over ``epsilon_decay_iters`` outer iterations (annealing avoids early poor minima).
@@ -214,7 +228,7 @@ class GWConfig:
     landmark_choice: Literal["mixed", "farthest", "uniform"] = "mixed"
     landmark_dim: int = 32
     n_anchors: Optional[int] = None
-    epsilon: float = 0.03
+    epsilon: Optional[float] = None
     epsilon_start_factor: float = 10.0
     epsilon_decay_iters: int = 10
     max_iter: int = 100
@@ -261,7 +275,8 @@ class GWConfig:
         _check_int("landmark_dim", self.landmark_dim, 1)
         if self.n_anchors is not None:
             _check_int("n_anchors", self.n_anchors, 1)
-        _check_positive("epsilon", self.epsilon)
+        if self.epsilon is not None:
+            _check_positive("epsilon", self.epsilon)
         if not (math.isfinite(self.epsilon_start_factor) and self.epsilon_start_factor >= 1.0):
             raise ValueError(f"epsilon_start_factor must be >= 1, got {self.epsilon_start_factor!r}")
         _check_int("epsilon_decay_iters", self.epsilon_decay_iters, 0)
@@ -307,11 +322,19 @@ class GWConfig:
         _check_int("precomputed_max_points", self.precomputed_max_points, 2)
 
     def knn_k(self, n_source: int, n_target: int) -> int:
-        """Neighbours of both kNN graphs: ``k``, or ``round(log2(min(n_source, n_target)))``
-        clipped to [``K_MIN``, ``K_MAX``]."""
+        """Neighbours of both kNN graphs: ``k``, or :data:`K_AUTO` capped one below the smaller
+        side's cell count."""
         if self.k is not None:
             return self.k
-        return int(min(max(round(math.log2(max(min(n_source, n_target), 2))), K_MIN), K_MAX))
+        return int(max(min(K_AUTO, min(n_source, n_target) - 1), 1))
+
+    def relative_epsilon(self, distance_mode: str) -> float:
+        """The relative ε of a run whose distances are ``distance_mode`` (``precomputed``,
+        ``dijkstra`` or ``landmark``): ``epsilon``, or :data:`EPSILON_LANDMARK` for landmark
+        distances and :data:`EPSILON_EXACT` for exact ones."""
+        if self.epsilon is not None:
+            return self.epsilon
+        return EPSILON_LANDMARK if distance_mode == "landmark" else EPSILON_EXACT
 
     def runs_one_sided_check(self, n_source: int, n_target: int) -> bool:
         """Whether a balanced run of this size makes the one-sided check (see ``one_sided_check``)."""

@@ -166,17 +166,19 @@ def test_json_output_is_only_the_report(example, tmp_path):
 
 def _default_run_on_shipped_pair(folder: str, sides: tuple[str, str], tmp_path: Path) -> dict:
     """A paired data set of tests/data through `gwalign run` with default settings, scored by
-    `gwalign evaluate`'s function (FOSCTTM through the shared cell names, labels written)."""
+    `gwalign evaluate`'s function (FOSCTTM through the shared cell names, labels written). The
+    target file's rows are shuffled, so the result cannot ride on row i being row i's partner."""
     data = Path(__file__).parent / "data" / folder
     labels = np.load(data / "rna_labels.npy").astype(str)   # paired: one label file for both sides
     files = []
-    for name in sides:
+    for name, shuffle in zip(sides, (False, True)):
         x = np.load(data / f"{name}.npy")
+        order = np.random.default_rng(7).permutation(x.shape[0]) if shuffle else np.arange(x.shape[0])
         adata = ad.AnnData(X=np.zeros((x.shape[0], 1), dtype=np.float32))
-        adata.obs_names = [f"{name}_{i}" for i in range(x.shape[0])]
-        adata.obs["cell"] = [f"c{i}" for i in range(x.shape[0])]
-        adata.obs["cell_type"] = labels
-        adata.obsm["X_rep"] = x
+        adata.obs_names = [f"{name}_{i}" for i in order]
+        adata.obs["cell"] = [f"c{i}" for i in order]
+        adata.obs["cell_type"] = labels[order]
+        adata.obsm["X_rep"] = x[order]
         adata.write_h5ad(tmp_path / f"{name}.h5ad")
         files.append(tmp_path / f"{name}.h5ad")
     result = runner.invoke(app, ["run", str(files[0]), str(files[1]), "-o", str(tmp_path / "out"), *FAST,

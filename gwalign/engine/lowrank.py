@@ -153,6 +153,10 @@ class LowRankGW:
 
     def __init__(self, fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor,
                  config: GWConfig, joint: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> None:
+        if config.epsilon is None:
+            # Called directly, not through gwalign.align (which sets ε by the distance mode):
+            # factors of given matrices count as exact distances.
+            config = config.replace(epsilon=config.relative_epsilon("precomputed"))
         self.fs, self.ft, self.a, self.b, self.config = fs, ft, a, b, config
         self.blocks = choose_blocks(a.shape[0], b.shape[0], config.block_elements,
                                     config.block_rows, config.block_cols)
@@ -494,7 +498,7 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     solver.polish(best)
     distortion = solver.cell_distortion(best.plan)
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
-                       n_iter=len(best.history), converged=best.converged, epsilon=config.epsilon,
+                       n_iter=len(best.history), converged=best.converged, epsilon=solver.config.epsilon,
                        cost_scale=solver.scale, sinkhorn_iters=best.sinkhorn_iters,
                        timings=dict(solver.timings), start_objectives=screened,
                        marginal_error=best.marginal_error,
