@@ -155,7 +155,11 @@ def test_subsample_screening_keeps_the_basin_of_the_full_problem(seed):
 
     data = Path(__file__).parent / "data" / "snareseq"
     xs, xt = (scale_rows(np.load(data / f"{name}.npy"), "auto")[0] for name in ("rna", "atac"))
-    config = gwalign.GWConfig(device="cpu", seed=seed, screen_points=500, one_sided_check=False)
+    # k = 10 and ε = 0.03, where the race was measured (session 13). With k = 15 seed 1 keeps the
+    # mirror even with the race when screened on 500 cells (FOSCTTM 0.49), not on 750 (0.147):
+    # docs/design-notes.md, "Random subsets of the real pairs".
+    config = gwalign.GWConfig(device="cpu", seed=seed, screen_points=500, one_sided_check=False, k=10,
+                              epsilon=0.03)
     result = gwalign.align(xs, xt, config)
     emb_s, emb_t = gwalign.joint_embedding(result, xs, xt)
     assert foscttm(emb_s, emb_t) <= 0.2
