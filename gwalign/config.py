@@ -35,14 +35,15 @@ K_MIN = 5
 #: it was round(log2 m) clipped to [5, 15] (k = 9-11 on the real pairs); random subsets of the real
 #: pairs (``benchmarks/robustness.py``, 100 draws of 88-1588 cells) failed 26 times with that rule and
 #: 16 with k = 15, which costs nothing at scale (the log rule reached 15 at 23k cells). Above 15 scNMT
-#: declined (k = 20: 0.855 / 0.758 with ε = 0.01) and graph and path costs grow with k.
+#: declined (k = 20: 0.855 / 0.758 with ε = 0.01) and graph and path costs grow with k. A noise-free
+#: spiral of 400 points is short-circuited at 15 (thin trajectories of a few hundred cells: ``k=9``).
 K_AUTO = 15
 
-#: The automatic relative ε (:meth:`GWConfig.relative_epsilon`): with exact geodesics (up to
-#: :data:`AUTO_PRECOMPUTED_MAX_POINTS`, 2,500 cells a side, by default) 0.01, with landmark distances 0.03. On the random
-#: subsets of the real pairs (k = 15) 0.01 failed 10 draws of 100 against 16 at 0.03 (SNARE-seq 0
-#: against 3, all other failures PBMC at half size); on the H200 it doubles the Sinkhorn work at
-#: 250k cells a side (55 -> 113 s, benchmarks/scale.py), so landmark runs keep 0.03.
+#: The automatic relative ε (:meth:`GWConfig.relative_epsilon`): 0.01 with exact geodesics (up to
+#: :data:`AUTO_PRECOMPUTED_MAX_POINTS`, 2,500 cells a side, by default), 0.03 with landmark distances.
+#: On the random subsets of the real pairs (k = 15) 0.01 failed 10 draws of 100 against 16 at 0.03
+#: (SNARE-seq 0 against 3, all other failures PBMC at half size); on the H200 it doubles the Sinkhorn
+#: work at 250k cells a side (55 -> 113 s, benchmarks/scale.py), so landmark runs keep 0.03.
 EPSILON_EXACT, EPSILON_LANDMARK = 0.01, 0.03
 
 

@@ -389,6 +389,7 @@ def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dic
         "history": list(map(float, alignment.history)),
         "distance_mode": alignment.distance_mode,
         "knn_k": alignment.knn_k,
+        "epsilon": alignment.config.epsilon,   # the relative ε used (parameters hold None when automatic)
         "bridges_added": list(alignment.n_bridges),
         "timings_s": {k: round(v, 4) for k, v in alignment.timings.items()},
         "device": str(alignment.device),
