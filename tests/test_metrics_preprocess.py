@@ -63,7 +63,7 @@ def test_foscttm_in_row_blocks_equals_the_definition(rng, monkeypatch, block_ent
     true = np.diag(dist)
     reference = ((dist < true[:, None]).sum() + (dist < true[None, :]).sum()) / (2 * 150 * 149)
     assert metrics.foscttm(xs, xt) == pytest.approx(reference, abs=1e-12)
-    assert 0.05 < reference < 0.45
+    assert 0.01 < reference < 0.45   # not degenerate (0.0495 seen once on a fresh draw: the bound was 0.05)
 
 
 def test_label_transfer_scores_only_kept_cells(rng):
