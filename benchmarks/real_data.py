@@ -106,6 +106,11 @@ DATASETS = {
 }
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as GWConfig fields (values parsed as Python literals)."""
+    return {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in items)}
+
+
 def published_protocol_accuracy(x_train: np.ndarray, labels_train: np.ndarray, x_scored: np.ndarray,
                                 labels_scored: np.ndarray) -> tuple[float, int]:
     """Label transfer as Pamona's ``eval.py`` (``test_transfer_accuracy``) scores it: one direction,
@@ -292,7 +297,7 @@ def main() -> None:
         values: dict[str, list[dict[str, float]]] = {}
         for seed in args.seeds if args.seeds is not None else (DEFAULT_SEEDS.get(name, [0])):
             overrides = {key: value for key, value in (("epsilon", args.epsilon), ("k", args.k)) if value is not None}
-            overrides.update({key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)})
+            overrides.update(parse_overrides(args.set))
             config = gwalign.GWConfig(device=args.device, seed=seed, gradient=args.gradient, n_anchors=args.n_anchors,
                                       n_starts=args.n_starts, semi_relaxed=args.semi_relaxed, **overrides)
             start = time.perf_counter()

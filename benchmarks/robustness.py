@@ -17,7 +17,6 @@ draw noise.
 from __future__ import annotations
 
 import argparse
-import ast
 import time
 from pathlib import Path
 from typing import Optional
@@ -25,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 import gwalign
-from real_data import DATASETS, load_pair, score
+from real_data import DATASETS, load_pair, parse_overrides, score
 
 
 def draw(n_source: int, n_target: int, fraction: float, paired: bool, rng: np.random.Generator
@@ -77,7 +76,7 @@ def main() -> None:
                         help="Euclidean distances of the representations instead of kNN-graph geodesics")
     args = parser.parse_args()
     names = list(DATASETS) if "all" in args.datasets else args.datasets
-    overrides = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
+    overrides = parse_overrides(args.set)
     print(f"# settings: {overrides or 'every default'}{', Euclidean distances' if args.euclidean else ''}")
     failures, total = 0, 0
 

@@ -276,7 +276,7 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     mode = _distance_mode(config, n, k)
     # ε is set by the distances when left automatic; the engine and the result see the value used.
-    config = config.replace(epsilon=config.relative_epsilon(mode))
+    config = config.with_epsilon(mode)
     knn_k = config.knn_k(n, k)
 
     def to_dev(arr: Optional[np.ndarray]) -> Optional[torch.Tensor]:
@@ -371,8 +371,8 @@ def _gradient_mode(config: GWConfig, mode: str, linear_cost) -> str:
     landmarks) it scored label transfer 0.901 / 0.815 / 0.803 / 0.745 (SNARE-seq, PBMC, scNMT-met,
     scNMT-acc) against sampled GW's 0.897 / 0.106 / 0.776 / 0.747 (with the landmarks of session
     13, 256 mixed: 0.960 / 0.939-0.941 / 0.891 / 0.808), and with its starts screened on a
-    subsample it was also faster at every size measured on the H100 (250k: 36 s against 52 s for one sampled start; 500k: 135 s
-    against 176 s; 1M: 515 s, docs/benchmarks.md). Semi-relaxed runs too (their starts are chosen
+    subsample it was also faster at every size measured on the H100 (250k: 36 s against 52 s for
+    one sampled start; 500k: 135 s against 176 s; 1M: 515 s, docs/benchmarks.md). Semi-relaxed runs too (their starts are chosen
     as balanced GW, :func:`gwalign.engine.lowrank.solve_lowrank_gw`): sampled semi-relaxed GW
     mirrored PBMC (label transfer 0.06-0.10). Sampled GW for the ``dijkstra`` distance mode and
     dense linear costs.

@@ -337,6 +337,11 @@ class GWConfig:
             return self.epsilon
         return EPSILON_LANDMARK if distance_mode == "landmark" else EPSILON_EXACT
 
+    def with_epsilon(self, distance_mode: str = "precomputed") -> "GWConfig":
+        """This configuration with ``epsilon`` set (:meth:`relative_epsilon`); engine entry points
+        called without :func:`gwalign.align` take given distances as exact."""
+        return self if self.epsilon is not None else self.replace(epsilon=self.relative_epsilon(distance_mode))
+
     def runs_one_sided_check(self, n_source: int, n_target: int) -> bool:
         """Whether a balanced run of this size makes the one-sided check (see ``one_sided_check``)."""
         if self.semi_relaxed:

@@ -153,10 +153,7 @@ class LowRankGW:
 
     def __init__(self, fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor,
                  config: GWConfig, joint: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> None:
-        if config.epsilon is None:
-            # Called directly, not through gwalign.align (which sets ε by the distance mode):
-            # factors of given matrices count as exact distances.
-            config = config.replace(epsilon=config.relative_epsilon("precomputed"))
+        config = config.with_epsilon()   # set by gwalign.align; exact distances when called directly
         self.fs, self.ft, self.a, self.b, self.config = fs, ft, a, b, config
         self.blocks = choose_blocks(a.shape[0], b.shape[0], config.block_elements,
                                     config.block_rows, config.block_cols)
@@ -536,7 +533,7 @@ def relaxed_mass(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b:
     """
     # The probe keeps ε >= PROBE_EPSILON, where its steps and thresholds were set: at 0.01 its five
     # steps left a whole blob at 0.89 of its mass with rho = 1e4, where every mass must be 1.
-    epsilon = max(config.relative_epsilon("precomputed"), PROBE_EPSILON)
+    epsilon = max(config.with_epsilon().epsilon, PROBE_EPSILON)
     relaxed = config.replace(semi_relaxed=True, epsilon=epsilon, epsilon_decay_iters=0, min_iter=0,
                              max_iter=PROBE_STEPS)
     gram = fs.phi.T @ ops.apply(plan, ft.phi)       # G = Φ_sᵀ T Φ_t of the balanced plan

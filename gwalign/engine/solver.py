@@ -203,10 +203,7 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
     -------
     SolveResult
     """
-    if config.epsilon is None:
-        # Called directly, not through gwalign.align (which sets ε by the distance mode): the
-        # exact-distance value, as the low-rank solver takes it.
-        config = config.replace(epsilon=config.relative_epsilon("precomputed"))
+    config = config.with_epsilon()   # set by gwalign.align; exact distances when called directly
     n, k = a.shape[0], b.shape[0]
     m = config.n_anchors or default_n_anchors(n, k)
     step_precision = config.step_precision("sampled")
