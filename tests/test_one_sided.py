@@ -16,12 +16,21 @@ def extra_blob():
     return xs, ls, xt, lt
 
 
+@pytest.fixture(scope="module")
+def blob_runs(extra_blob):
+    """Alignments of the extra-blob pair that several tests read: balanced (the default),
+    semi-relaxed, and balanced without the check, each made once."""
+    xs, ls, xt, lt = extra_blob
+    return {name: gwalign.align(xs, xt, gwalign.GWConfig(**CPU, **settings)) for name, settings in
+            (("balanced", {}), ("relaxed", {"semi_relaxed": True}), ("off", {"one_sided_check": False}))}
+
+
 @pytest.mark.parametrize("swapped", [False, True])
-def test_extra_blob_is_the_flagged_group(extra_blob, swapped):
+def test_extra_blob_is_the_flagged_group(extra_blob, blob_runs, swapped):
     xs, ls, xt, lt = extra_blob
     if swapped:   # the unmatched blob on the source side: found by freeing the source's marginal
         xs, ls, xt, lt = xt, lt, xs, ls
-    check = one_sided_groups(gwalign.align(xs, xt, gwalign.GWConfig(**CPU)))
+    check = one_sided_groups(gwalign.align(xs, xt, gwalign.GWConfig(**CPU)) if swapped else blob_runs["balanced"])
     extra_side, other_side = (check[0], check[1]) if swapped else (check[1], check[0])
     extra_labels = ls if swapped else lt
     extra = extra_labels == 3
@@ -49,10 +58,8 @@ def test_large_rho_keeps_the_balanced_mass(extra_blob):
         np.testing.assert_allclose(side, 1.0, atol=0.02)
 
 
-def test_no_check_when_relaxed_or_switched_off(extra_blob):
-    xs, ls, xt, lt = extra_blob
-    for config in (gwalign.GWConfig(semi_relaxed=True, **CPU), gwalign.GWConfig(one_sided_check=False, **CPU)):
-        result = gwalign.align(xs, xt, config)
+def test_no_check_when_relaxed_or_switched_off(blob_runs):
+    for result in (blob_runs["relaxed"], blob_runs["off"]):
         assert result.relaxed_mass() is None and one_sided_groups(result) is None
 
 
@@ -79,14 +86,12 @@ def test_suggestion_names_the_file_and_the_remedy():
     assert "5 cells of rna.h5ad" in source and "gwalign run atac.h5ad rna.h5ad --semi-relaxed" in source
 
 
-def test_counterpart_evidence_lowers_the_confidence_of_the_extra_blob(extra_blob):
+def test_counterpart_evidence_lowers_the_confidence_of_the_extra_blob(extra_blob, blob_runs):
     from gwalign.results import transfer
 
     xs, ls, xt, lt = extra_blob
     extra = lt == 3
-    balanced = gwalign.align(xs, xt, gwalign.GWConfig(**CPU))
-    relaxed = gwalign.align(xs, xt, gwalign.GWConfig(semi_relaxed=True, **CPU))
-    off = gwalign.align(xs, xt, gwalign.GWConfig(one_sided_check=False, **CPU))
+    balanced, relaxed, off = blob_runs["balanced"], blob_runs["relaxed"], blob_runs["off"]
     # Balanced: the one-sided probe's masses, capped at 1; semi-relaxed: the free target's own
     # masses over its weights (the enforced source: ones); nothing freed: ones.
     for got, want in zip(balanced.counterpart_evidence(), balanced.relaxed_mass()):

@@ -46,13 +46,15 @@ def test_profile_plan_matches_a_shape_to_its_shuffled_mirror_image(rng):
 
 
 def test_profile_start_reaches_the_basin_the_sign_starts_miss(snare):
-    """SNARE-seq with k = 15: the product and sign-pattern starts all end in a worse basin
-    (label transfer 0.33); with the profile start the default run keeps the labels together."""
+    """SNARE-seq with k = 15 at relative ε = 0.03 (where it was measured, session 5): the product
+    and sign-pattern starts all end in a worse basin (label transfer 0.31); with the profile start
+    the run keeps the labels together (0.96). At ε = 0.03 both runs take half the time of the
+    default ε's, and 25 outer steps end where 40 do (objectives 0.2746 / 0.2565 either way)."""
     from gwalign.metrics import label_transfer_accuracy
     from gwalign.results import joint_embedding
 
     xs, xt, labels = snare
-    config = gwalign.GWConfig(device="cpu", k=15, max_iter=40)
+    config = gwalign.GWConfig(device="cpu", k=15, epsilon=0.03, max_iter=25)
     without = gwalign.align(xs, xt, config.replace(profile_start=False))
     with_profile = gwalign.align(xs, xt, config)
     assert with_profile.gw_objective < without.gw_objective - 0.005
