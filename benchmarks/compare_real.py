@@ -79,7 +79,8 @@ def timed(call: Callable[[], object], device: str) -> tuple[object, float, list[
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
-    seen = sorted({str(w.message).splitlines()[0][:60] for w in caught if not issubclass(w.category, DeprecationWarning)})
+    seen = sorted({str(w.message).split(". ")[0].splitlines()[0][:60] for w in caught
+                   if not issubclass(w.category, DeprecationWarning)})
     return out, elapsed, seen
 
 
