@@ -11,6 +11,11 @@ A draw *fails* when its label transfer falls more than ``--fail-drop`` below the
 data, unshuffled, seed 0 (printed as the reference row): a mirrored plan or a wrong basin, not
 draw noise.
 
+Fractions above 1 draw that many times the cells *with replacement*, each row jittered
+(:data:`JITTER`): real geometry at sizes where the defaults switch to landmark distances (above
+2,500 cells a side) and screen their starts on a subsample (above 4,000), which no real pair here
+reaches as drawn.
+
     python benchmarks/robustness.py --datasets all --fractions 0.5 0.8 1.0 --draws 5
 """
 
@@ -28,13 +33,35 @@ from real_data import DATASETS, load_pair, parse_overrides, score
 
 
 def draw(n_source: int, n_target: int, fraction: float, paired: bool, rng: np.random.Generator
-         ) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of one draw: a random subset of each side in random order. Paired data keep
-    the same cells on both sides (in independent orders), so the truth survives the draw."""
-    keep_s = rng.choice(n_source, size=max(2, round(fraction * n_source)), replace=False)
+         ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Row indices of one draw, and (paired data) the target row of each source row's partner.
+
+    ``fraction`` ≤ 1: a random subset of each side in random order; paired data keep the same
+    cells on both sides (in independent orders), so the truth survives the draw. ``fraction`` > 1:
+    ``fraction`` × as many rows drawn with replacement (a cell can appear several times; see
+    :func:`jittered`), for the large-data path on real geometry; paired data draw the rows once
+    and shuffle them for the target side, so row copies keep their own partners.
+    """
+    replace = fraction > 1
+    keep_s = rng.choice(n_source, size=max(2, round(fraction * n_source)), replace=replace)
     if paired:
-        return keep_s, rng.permutation(keep_s)
-    return keep_s, rng.choice(n_target, size=max(2, round(fraction * n_target)), replace=False)
+        order = rng.permutation(len(keep_s))
+        return keep_s, keep_s[order], np.argsort(order)
+    return keep_s, rng.choice(n_target, size=max(2, round(fraction * n_target)), replace=replace), None
+
+
+#: Jitter of upsampled rows (``fraction`` > 1), per coordinate, in units of the side's median
+#: nearest-neighbour distance / √d: copies of a cell stay closer to each other than to its neighbours.
+JITTER = 0.25
+
+
+def jittered(x: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x[rows]`` plus Gaussian noise of :data:`JITTER` (every row, so copies of a cell differ)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nearest = NearestNeighbors(n_neighbors=2).fit(x).kneighbors(x)[0][:, 1]
+    scale = JITTER * float(np.median(nearest)) / np.sqrt(x.shape[1])
+    return x[rows] + rng.normal(scale=scale, size=(len(rows), x.shape[1]))
 
 
 def run_one(name: str, xs: np.ndarray, xt: np.ndarray, ls: np.ndarray, lt: np.ndarray, seed: int,
@@ -64,7 +91,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["snareseq"], choices=[*DATASETS, "all"])
     parser.add_argument("--data-root", type=Path, default=None, help="folder holding the data folders")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8, 1.0],
-                        help="share of each side's cells in a draw (1.0: every cell, rows shuffled)")
+                        help="share of each side's cells in a draw (1.0: every cell, rows shuffled; above 1: "
+                             "that many times the cells, drawn with replacement and jittered)")
     parser.add_argument("--draws", type=int, default=5, help="draws per pair and fraction")
     parser.add_argument("--first-draw", type=int, default=0)
     parser.add_argument("--fail-drop", type=float, default=0.1,
@@ -95,10 +123,12 @@ def main() -> None:
             failed: list[str] = []
             for d in range(args.first_draw, args.first_draw + args.draws):
                 rng = np.random.default_rng(1000 * d + round(100 * fraction))
-                rows_s, rows_t = draw(len(xs), len(xt), fraction, paired, rng)
-                # Paired: target row j holds cell rows_t[j]; each source cell's partner row.
-                partner = np.argsort(rows_t)[np.searchsorted(np.sort(rows_t), rows_s)] if paired else None
-                scores = run_one(name, xs[rows_s], xt[rows_t], ls[rows_s], lt[rows_t], d, args.device, partner,
+                rows_s, rows_t, partner = draw(len(xs), len(xt), fraction, paired, rng)
+                if fraction > 1:
+                    side_s, side_t = jittered(xs, rows_s, rng), jittered(xt, rows_t, rng)
+                else:
+                    side_s, side_t = xs[rows_s], xt[rows_t]
+                scores = run_one(name, side_s, side_t, ls[rows_s], lt[rows_t], d, args.device, partner,
                                  overrides, args.euclidean)
                 rows.append(scores)
                 if scores["label_transfer"] < reference["label_transfer"] - args.fail_drop:
