@@ -11,10 +11,12 @@ A draw *fails* when its label transfer falls more than ``--fail-drop`` below the
 data, unshuffled, seed 0 (printed as the reference row): a mirrored plan or a wrong basin, not
 draw noise.
 
-Fractions above 1 draw that many times the cells *with replacement*, each row jittered
-(:data:`JITTER`): real geometry at sizes where the defaults switch to landmark distances (above
-2,500 cells a side) and screen their starts on a subsample (above 4,000), which no real pair here
-reaches as drawn.
+Fractions above 1 make that many times the rows, for real geometry at sizes where the defaults
+switch to landmark distances (above 2,500 cells a side) and screen their starts on a subsample
+(above 4,000), which no real pair here reaches as drawn: ``--upsample interpolate`` (default) keeps
+every cell and adds rows between neighbouring cells (:func:`interpolated`); ``jitter`` draws cells
+with replacement and jitters every row (:data:`JITTER`), which makes clumps of near-copies that a
+kNN graph of fixed k spends its edges on.
 
     python benchmarks/robustness.py --datasets all --fractions 0.5 0.8 1.0 --draws 5
 """
@@ -55,6 +57,49 @@ def draw(n_source: int, n_target: int, fraction: float, paired: bool, rng: np.ra
 JITTER = 0.25
 
 
+#: Neighbours among which an interpolated row's second cell is drawn (``--upsample interpolate``).
+INTERPOLATE_NEIGHBOURS = 10
+
+
+def interpolated(x: np.ndarray, factor: float, rng: np.random.Generator,
+                 recipe: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every cell once, then ``(factor − 1)·n`` new rows on segments between a random cell ``i`` and
+    one of its :data:`INTERPOLATE_NEIGHBOURS` nearest cells ``j``, at ``x_i + u (x_j − x_i)``,
+    ``u ~ U(0, ½)`` (nearer ``i``, whose label the row takes): the same manifold sampled more densely,
+    without the clumps of near-copies that jittered duplicates make.
+
+    Returns the rows, the cell each row takes its label from, and the recipe ``(i, j, u)``; a
+    paired side passes its partner side's recipe so that row r is the same mixture on both sides.
+    """
+    n = len(x)
+    if recipe is None:
+        from sklearn.neighbors import NearestNeighbors
+
+        extra = round((factor - 1.0) * n)
+        neighbours = NearestNeighbors(n_neighbors=INTERPOLATE_NEIGHBOURS + 1).fit(x).kneighbors(x)[1][:, 1:]
+        base = rng.integers(n, size=extra)
+        recipe = (base, neighbours[base, rng.integers(INTERPOLATE_NEIGHBOURS, size=extra)],
+                  rng.uniform(0.0, 0.5, size=extra))
+    base, other, u = recipe
+    rows = np.vstack([x, x[base] + u[:, None] * (x[other] - x[base])])
+    return rows, np.concatenate([np.arange(n), base]), recipe
+
+
+def upsampled(xs: np.ndarray, xt: np.ndarray, factor: float, paired: bool, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """One interpolated draw (:func:`interpolated`) of each side, rows shuffled: the two sides'
+    rows, the cells they take their labels from, and (paired data) each source row's partner row."""
+    side_s, cells_s, recipe = interpolated(xs, factor, rng)
+    side_t, cells_t, _ = interpolated(xt, factor, rng, recipe if paired else None)
+    order_s, order_t = rng.permutation(len(side_s)), rng.permutation(len(side_t))
+    if paired:   # target row j holds source row order_t[j] (before the source's own shuffle)
+        partner = np.argsort(order_t)[order_s]
+    else:
+        partner = None
+    return side_s[order_s], side_t[order_t], cells_s[order_s], cells_t[order_t], partner
+
+
 def jittered(x: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``x[rows]`` plus Gaussian noise of :data:`JITTER` (every row, so copies of a cell differ)."""
     from sklearn.neighbors import NearestNeighbors
@@ -93,6 +138,9 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8, 1.0],
                         help="share of each side's cells in a draw (1.0: every cell, rows shuffled; above 1: "
                              "that many times the cells, drawn with replacement and jittered)")
+    parser.add_argument("--upsample", default="interpolate", choices=["interpolate", "jitter"],
+                        help="how fractions above 1 make rows: interpolated between neighbouring cells (every cell "
+                             "kept once), or cells drawn with replacement and jittered")
     parser.add_argument("--draws", type=int, default=5, help="draws per pair and fraction")
     parser.add_argument("--first-draw", type=int, default=0)
     parser.add_argument("--fail-drop", type=float, default=0.1,
@@ -123,11 +171,14 @@ def main() -> None:
             failed: list[str] = []
             for d in range(args.first_draw, args.first_draw + args.draws):
                 rng = np.random.default_rng(1000 * d + round(100 * fraction))
-                rows_s, rows_t, partner = draw(len(xs), len(xt), fraction, paired, rng)
-                if fraction > 1:
-                    side_s, side_t = jittered(xs, rows_s, rng), jittered(xt, rows_t, rng)
+                if fraction > 1 and args.upsample == "interpolate":
+                    side_s, side_t, rows_s, rows_t, partner = upsampled(xs, xt, fraction, paired, rng)
                 else:
-                    side_s, side_t = xs[rows_s], xt[rows_t]
+                    rows_s, rows_t, partner = draw(len(xs), len(xt), fraction, paired, rng)
+                    if fraction > 1:
+                        side_s, side_t = jittered(xs, rows_s, rng), jittered(xt, rows_t, rng)
+                    else:
+                        side_s, side_t = xs[rows_s], xt[rows_t]
                 scores = run_one(name, side_s, side_t, ls[rows_s], lt[rows_t], d, args.device, partner,
                                  overrides, args.euclidean)
                 rows.append(scores)
