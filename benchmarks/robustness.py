@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=None, help="folder holding the data folders")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8, 1.0],
                         help="share of each side's cells in a draw (1.0: every cell, rows shuffled; above 1: "
-                             "that many times the cells, drawn with replacement and jittered)")
+                             "that many times the rows, made as --upsample says)")
     parser.add_argument("--upsample", default="interpolate", choices=["interpolate", "jitter"],
                         help="how fractions above 1 make rows: interpolated between neighbouring cells (every cell "
                              "kept once), or cells drawn with replacement and jittered")
