@@ -38,7 +38,7 @@ import torch
 import gwalign
 from gwalign.metrics import foscttm, label_transfer_accuracy, shared_label_masks
 from real_data import DATASETS, data_folder, load_labels, load_pair, score
-from scot_recipe import normalised, scot_plan
+from scot_recipe import barycentres, normalised, scot_plan
 
 TOOLS = ("gwalign", "scot", "torchgw")
 
@@ -60,11 +60,6 @@ def projection_scores(x_source: np.ndarray, target_in_source: np.ndarray, ls: np
     if paired:
         scores["foscttm"] = foscttm(x_source, target_in_source)
     return scores
-
-
-def project_target(plan: np.ndarray, x_source: np.ndarray) -> np.ndarray:
-    """Each target cell at the plan-weighted mean of its source partners."""
-    return (plan / np.maximum(plan.sum(axis=0, keepdims=True), 1e-300)).T @ x_source
 
 
 def timed(call: Callable[[], object], device: str) -> tuple[object, float, list[str]]:
@@ -103,7 +98,7 @@ def run_tool(tool: str, name: str, root: Optional[Path], device: str) -> list[di
         if not np.isfinite(plan).all() or plan.sum() <= 0:
             return [{"seed": "–", "time": elapsed, "error": "non-finite plan"}]
         return [{"seed": "–", "time": elapsed, "note": "; ".join([f"k = {k}", *seen]),
-                 **projection_scores(xs, project_target(plan, xs), ls, lt, data.paired)}]
+                 **projection_scores(xs, barycentres(plan.T, xs), ls, lt, data.paired)}]
     import torchgw
 
     xs, xt, _, _ = load_pair(name, root)
@@ -122,7 +117,7 @@ def run_tool(tool: str, name: str, root: Optional[Path], device: str) -> list[di
             rows.append({"seed": seed, "time": elapsed, "error": "non-finite plan"})
             continue
         rows.append({"seed": seed, "time": elapsed, "note": "; ".join(seen),
-                     **projection_scores(xs, project_target(plan, xs), ls, lt, data.paired)})
+                     **projection_scores(xs, barycentres(plan.T, xs), ls, lt, data.paired)})
     return rows
 
 

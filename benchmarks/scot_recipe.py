@@ -59,6 +59,12 @@ def scot_plan(x: np.ndarray, y: np.ndarray, k: int, epsilon: float) -> np.ndarra
     return ot.gromov.entropic_gromov_wasserstein(cx, cy, px, py, "square_loss", epsilon=epsilon, max_iter=1000)
 
 
+def barycentres(plan: np.ndarray, x_columns: np.ndarray) -> np.ndarray:
+    """Each row cell of ``plan`` at the plan-weighted mean of the column cells' ``x_columns``
+    (SCOT's projection; ``plan.T`` projects the columns)."""
+    return (plan / np.maximum(plan.sum(axis=1, keepdims=True), 1e-300)) @ x_columns
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
@@ -85,8 +91,7 @@ def main() -> None:
                 if not np.isfinite(plan).all() or plan.sum() <= 0:
                     print(f"| {name} | {mode} | {k} | {epsilon:g} | failed (non-finite plan) | – | – | – | {elapsed:.1f} |")
                     continue
-                t_in_s = (plan / plan.sum(axis=1, keepdims=True)) @ xs
-                s_in_t = (plan / plan.sum(axis=0, keepdims=True)).T @ xt
+                t_in_s, s_in_t = barycentres(plan, xs), barycentres(plan.T, xt)
                 print(f"| {name} | {mode} | {k} | {epsilon:g} | {foscttm(xs, t_in_s):.3f} | "
                       f"{label_transfer_accuracy(xs, ls, t_in_s, lt):.3f} | {foscttm(s_in_t, xt):.3f} | "
                       f"{label_transfer_accuracy(s_in_t, ls, xt, lt):.3f} | {elapsed:.1f} |", flush=True)
