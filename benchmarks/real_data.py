@@ -52,7 +52,7 @@ from gwalign.metrics import foscttm, label_transfer_accuracy, shared_label_masks
 from gwalign.preprocess import scale_rows
 from gwalign.config import CCA_DIFFUSION_STEPS, TRANSFER_K
 from gwalign.one_sided import LOW_MASS, MIN_GROUP_SHARE, one_sided_groups
-from gwalign.results import CCA_RIDGE, coupled_cca, joint_embedding, transfer
+from gwalign.results import CCA_RIDGE, coupled_cca, joint_embedding, runner_up, transfer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -325,6 +325,10 @@ def main() -> None:
                     if "confidence_one_sided_target" in cli else "–")
             emit(f"| {name} | CLI | `gwalign run` + `gwalign evaluate` | {fos} | {cli['label_transfer']:.3f} "
                  f"| {cli['labels_written']:.3f} | {conf} | – | – | – | {time.perf_counter() - start:.1f} |")
+        rival = runner_up(result.solve.finalists)   # the last API run's, as uns["gwalign"]["runner_up"]
+        summary.append(f"# {name} runner-up matching: " + ("none among the finalists" if rival is None else
+                       f"GW objective +{100 * rival['objective_gap']:.1f}%, "
+                       f"{100 * rival['shared_mass']:.0f}% of the mass shared with the chosen plan"))
         check = one_sided_groups(result)   # the last API run's
         if check is not None:
             found = [f"{side.side} {side.n_flagged} cells in groups {list(side.group_sizes)} (labels "

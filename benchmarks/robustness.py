@@ -24,6 +24,7 @@ kNN graph of fixed k spends its edges on.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -31,6 +32,7 @@ from typing import Optional
 import numpy as np
 
 import gwalign
+from gwalign.results import runner_up
 from real_data import DATASETS, load_pair, parse_overrides, score
 
 
@@ -123,7 +125,14 @@ def run_one(name: str, xs: np.ndarray, xt: np.ndarray, ls: np.ndarray, lt: np.nd
     scores = score(DATASETS[name], result, xs, xt, ls, lt, partner=partner)
     scores["time"] = time.perf_counter() - start
     scores["objective"] = result.gw_objective
+    rival = runner_up(result.solve.finalists)   # what uns["gwalign"]["runner_up"] reports
+    scores["runner_up_gap"] = math.inf if rival is None else rival["objective_gap"]
     return scores
+
+
+def gap(value: float) -> str:
+    """A runner-up's relative objective gap as a percentage (``–``: no different matching)."""
+    return "–" if not math.isfinite(value) else f"{100 * value:.1f}%"
 
 
 def spread(values: list[float]) -> str:
@@ -157,15 +166,16 @@ def main() -> None:
     failures, total = 0, 0
 
     print("| data | cells (source / target) | draws | FOSCTTM min / median / max | label transfer min / median / max "
-          "| failed draws | time per run (s) |")
-    print("|---|---|---|---|---|---|---|")
+          "| runner-up gap min / median / max | failed draws (runner-up gap) | time per run (s) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in names:
         paired = DATASETS[name].paired
         xs, xt, ls, lt = load_pair(name, args.data_root)
         reference = run_one(name, xs, xt, ls, lt, 0, args.device, None, overrides, args.euclidean)
         fos = f"{reference['foscttm']:.3f}" if paired else "–"
         print(f"| {name} (reference: every cell, input order, seed 0) | {len(xs)} / {len(xt)} | 1 | {fos} "
-              f"| {reference['label_transfer']:.3f} | – | {reference['time']:.1f} |", flush=True)
+              f"| {reference['label_transfer']:.3f} | {gap(reference['runner_up_gap'])} | – "
+              f"| {reference['time']:.1f} |", flush=True)
         for fraction in args.fractions:
             rows: list[dict[str, float]] = []
             failed: list[str] = []
@@ -184,10 +194,15 @@ def main() -> None:
                 rows.append(scores)
                 if scores["label_transfer"] < reference["label_transfer"] - args.fail_drop:
                     fos_d: Optional[str] = f", FOSCTTM {scores['foscttm']:.3f}" if paired else ""
-                    failed.append(f"draw {d}: {scores['label_transfer']:.3f}{fos_d}")
+                    failed.append(f"draw {d}: {scores['label_transfer']:.3f}{fos_d} "
+                                  f"({gap(scores['runner_up_gap'])})")
             fos = spread([r["foscttm"] for r in rows]) if paired else "–"
+            gaps = " / ".join(gap(v) for v in np.quantile([r["runner_up_gap"] for r in rows], [0, 0.5, 1],
+                                                          method="nearest"))
             print(f"| {name} | {len(rows_s)} / {len(rows_t)} | {len(rows)} | {fos} "
-                  f"| {spread([r['label_transfer'] for r in rows])} | {len(failed)}"
+                  f"| {spread([r['label_transfer'] for r in rows])} "
+                  f"| {gaps} "
+                  f"| {len(failed)}"
                   f"{' (' + '; '.join(failed) + ')' if failed else ''} "
                   f"| {np.mean([r['time'] for r in rows]):.1f} |", flush=True)
             failures, total = failures + len(failed), total + len(rows)

@@ -320,6 +320,8 @@ def add_outputs(adata, alignment: Alignment, embedding: np.ndarray, partner_name
     adata.obsm["gw_coupling"] = coupling
     adata.obs["gw_match"] = pd.Categorical(np.asarray(partner_names)[match_index])
     adata.obs["gw_match_weight"] = match_share
+    out["finalists"] = alignment.solve.finalists
+    out["runner_up"] = runner_up(alignment.solve.finalists)
     distortion = alignment.cell_distortion()
     if distortion is not None:
         adata.obs["gw_distortion"] = distortion[0 if is_source else 1]
@@ -377,6 +379,29 @@ def label_transfers(alignment: Alignment, source, target, keys: list[str],
     return to_source, to_target
 
 
+#: A finalist sharing less than this much of its mass with the chosen plan is a different matching.
+DIFFERENT_PLAN = 0.5
+
+
+def runner_up(finalists: Optional[dict]) -> Optional[dict[str, float]]:
+    """The closest *different* matching the start screening found: of the finalists sharing less
+    than :data:`DIFFERENT_PLAN` of their mass with the chosen plan, the lowest objective, as
+    ``objective_gap`` (relative to the chosen finalist's) and ``shared_mass``; ``None`` when no
+    finalist was a different matching (or there was one start).
+
+    A gap of a few per cent says the geometry alone barely prefers the chosen matching: PBMC's
+    runs, good or bad, have one within 0.1-3.4% (docs/design-notes.md, session 16).
+    """
+    if not finalists:
+        return None
+    best = finalists["objectives"][0]
+    for objective, shared in zip(finalists["objectives"][1:], finalists["shared_mass"][1:]):
+        if shared < DIFFERENT_PLAN:
+            return {"objective_gap": (objective - best) / abs(best) if best else float("inf"),
+                    "shared_mass": shared}
+    return None
+
+
 def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Convergence facts shared by ``uns["gwalign"]`` and report.json."""
     out = {
@@ -394,6 +419,8 @@ def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dic
         "timings_s": {k: round(v, 4) for k, v in alignment.timings.items()},
         "device": str(alignment.device),
     }
+    out["finalists"] = alignment.solve.finalists
+    out["runner_up"] = runner_up(alignment.solve.finalists)
     distortion = alignment.cell_distortion()
     if distortion is not None:
         # Cells fitting at least HIGH_DISTORTION times worse than their side's median: candidates

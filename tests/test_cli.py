@@ -63,7 +63,7 @@ def test_outputs_follow_the_contract(example, default_run):
         info = own.uns["gwalign"]
         for key in ("parameters", "version", "partner_file", "partner_obs_names_sha256", "gw_objective",
                     "iterations", "converged", "timings_s", "device", "start_objectives",
-                    "high_distortion_fraction", "knn_k", "epsilon", "one_sided"):
+                    "high_distortion_fraction", "knn_k", "epsilon", "one_sided", "finalists", "runner_up"):
             assert key in info, key
     assert rna.uns["gwalign"]["partner_file"] == atac_path.name
     joint = ad.read_h5ad(out / "joint.gwalign.h5ad")

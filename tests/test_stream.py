@@ -61,6 +61,17 @@ def test_streamed_ops_match_dense(torch_gen, dtype, shape, with_extra):
     assert (indices == ref_indices).double().mean() > 0.95
 
 
+@pytest.mark.parametrize("with_extra", [False, True])
+def test_shared_mass_of_two_plans_matches_dense(torch_gen, with_extra):
+    first, logt_1, _ = random_plan(torch_gen, 70, 90, 6, 16, 32, torch.float64, with_extra)
+    second, logt_2, _ = random_plan(torch_gen, 70, 90, 6, 16, 32, torch.float64, with_extra)
+    rows = torch.randperm(70, generator=torch_gen)[:25]
+    expected = torch.minimum(torch.exp(logt_1), torch.exp(logt_2))[rows].sum(1)
+    assert rel(ops.shared_mass(first, second, rows), expected) < 1e-10
+    # A plan shares all of its mass with itself.
+    assert rel(ops.shared_mass(first, first, rows), torch.exp(logt_1)[rows].sum(1)) < 1e-10
+
+
 def test_sampling_follows_plan_rows(torch_gen):
     plan, logt, _ = random_plan(torch_gen, 6, 23, 3, 4, 5, torch.float64)
     rows = torch.tensor([1, 4]).repeat_interleave(40000)

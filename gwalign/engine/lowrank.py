@@ -339,9 +339,10 @@ def _rows(factors: LowRankDistances, rows: np.ndarray) -> LowRankDistances:
 
 
 def _select_start(solver: "LowRankGW", n_starts: int, config: GWConfig,
-                  progress: Optional[ProgressCallback]) -> tuple[list[_State], list[float]]:
+                  progress: Optional[ProgressCallback]) -> tuple[list[_State], list[float], Optional[dict]]:
     """Screen the starts, run the finalists to convergence, return them best first (each at
-    its best iterate, not yet polished) and every start's screened objective."""
+    its best iterate, not yet polished), every start's screened objective and the finalists'
+    comparison (:func:`compare_finalists`; ``None`` with one start)."""
     screen = min(config.max_iter, config.epsilon_decay_iters + 2)
     # All starts step side by side (one batched Sinkhorn per iteration), then the finalists.
     states = [solver.start(gram) for gram in solver.start_grams(n_starts)]
@@ -351,7 +352,35 @@ def _select_start(solver: "LowRankGW", n_starts: int, config: GWConfig,
     solver.run(finalists, config.max_iter, progress)
     for state in finalists:
         solver.restore_best(state)
-    return sorted(finalists, key=lambda state: state.history[-1]), screened
+    finalists = sorted(finalists, key=lambda state: state.history[-1])
+    return finalists, screened, compare_finalists(finalists, solver.a, config.seed) if n_starts > 1 else None
+
+
+#: Rows on which the finalists' plans are compared (every row when there are fewer): the shared
+#: mass is a mean over rows, which a uniform sample of this size estimates to about ±0.01.
+COMPARE_ROWS = 2048
+
+
+def compare_finalists(states: list[_State], a: torch.Tensor, seed: int) -> dict:
+    """The finalists' converged objectives and the mass each plan shares with the lowest's.
+
+    ``shared_mass`` is ``Σ_ij min(T_ij, T*_ij)`` with ``T*`` the lowest finalist's plan (1 for
+    itself; entropic plans of one basin share most of their mass, plans that send cells to other
+    partners little), estimated on :data:`COMPARE_ROWS` seeded rows. A close objective with
+    little shared mass marks data on which the geometry barely decides between two matchings
+    (docs/design-notes.md, session 16).
+    """
+    n = a.shape[0]
+    if n <= COMPARE_ROWS:
+        rows = torch.arange(n, device=a.device)
+    else:
+        rows = torch.as_tensor(np.sort(np.random.default_rng(seed).choice(n, COMPARE_ROWS, replace=False)),
+                               device=a.device)
+    row_mass = float(a[rows].sum())
+    best = states[0].plan
+    shared = [1.0] + [float(ops.shared_mass(best, state.plan, rows).sum()) / row_mass for state in states[1:]]
+    return {"cells": [n, int(best.shape[1])], "objectives": [float(state.history[-1]) for state in states],
+            "shared_mass": shared}
 
 
 #: Screened starts that run to convergence (the lowest final objective is kept): the best
@@ -430,8 +459,10 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     Returns
     -------
     SolveResult
-        ``start_objectives`` holds every start's objective at the end of screening (of the
-        subsample, when one was used).
+        ``start_objectives`` holds every start's objective at the end of screening, and
+        ``finalists`` the finalists' converged objectives and shared mass
+        (:func:`compare_finalists`), both of the subsample when one was used (of the balanced
+        selection in a semi-relaxed run).
 
     With more than ``config.screen_points`` points on a side, the starts are screened (and
     the finalists run) on ``screen_points`` cells drawn uniformly per side (seeded), using the
@@ -466,15 +497,15 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         sub_joint = None if joint is None else (joint[0][rows_s], joint[1][rows_t])
         sub_a, sub_b = a[rows_s] / a[rows_s].sum(), b[rows_t] / b[rows_t].sum()
         sub = LowRankGW(_rows(fs, rows_s), _rows(ft, rows_t), sub_a, sub_b, select_config, sub_joint)
-        chosen, screened = _select_start(sub, n_starts, select_config, None)
+        chosen, screened, compared = _select_start(sub, n_starts, select_config, None)
         solver.timings["screen"] = sum(sub.timings.values())
     elif config.semi_relaxed:
         balanced = LowRankGW(fs, ft, a, b, select_config, joint)
-        chosen, screened = _select_start(balanced, n_starts, select_config, None)
+        chosen, screened, compared = _select_start(balanced, n_starts, select_config, None)
         chosen = chosen[:1]
         solver.timings["screen"] = sum(balanced.timings.values())
     else:
-        best, screened = _select_start(solver, n_starts, config, progress)
+        best, screened, compared = _select_start(solver, n_starts, config, progress)
         best = best[0]
     if chosen:
         # The finalists have been through the annealing (on the subsample, or as balanced GW):
@@ -497,7 +528,7 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
                        n_iter=len(best.history), converged=best.converged, epsilon=solver.config.epsilon,
                        cost_scale=solver.scale, sinkhorn_iters=best.sinkhorn_iters,
-                       timings=dict(solver.timings), start_objectives=screened,
+                       timings=dict(solver.timings), start_objectives=screened, finalists=compared,
                        marginal_error=best.marginal_error,
                        cell_distortion=(distortion[0].cpu().numpy(), distortion[1].cpu().numpy()))
 

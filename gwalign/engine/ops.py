@@ -120,6 +120,15 @@ def sample_columns(plan: FactoredPlan, rows: torch.Tensor, generator: torch.Gene
     return stream.sample_columns_reference(plan, rows, generator)
 
 
+def shared_mass(first: FactoredPlan, second: FactoredPlan, rows: torch.Tensor) -> torch.Tensor:
+    """``Σ_j min(T_ij, T'_ij)`` for each row index in ``rows`` (float64).
+
+    A diagnostic on a few thousand rows (how much two plans agree), so the PyTorch tiles serve
+    both devices, as for :func:`sample_columns`.
+    """
+    return stream.shared_mass_reference(first, second, rows)
+
+
 def topk_rows(plan: FactoredPlan, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` plan entries of every row (values, column indices)."""
     if _kernel_ready(plan):

@@ -63,6 +63,10 @@ class SolveResult:
     cell_distortion
         (source, target) arrays: each cell's share of the GW objective per unit of its mass
         (low-rank GW only; see :meth:`gwalign.engine.lowrank.LowRankGW.cell_distortion`).
+    finalists
+        Low-rank GW with several starts: the finalists' converged objectives (lowest first),
+        the mass each plan shares with the lowest's, and the cells they ran on
+        (:func:`gwalign.engine.lowrank.compare_finalists`); else ``None``.
     relaxed_mass
         (source, target) arrays: each cell's mass ratio when its side's marginal is freed
         (:func:`gwalign.engine.lowrank.relaxed_mass`; balanced low-rank runs for which
@@ -81,6 +85,7 @@ class SolveResult:
     start_objectives: list[float] = field(default_factory=list)
     marginal_error: float = float("nan")
     cell_distortion: Optional[tuple[np.ndarray, np.ndarray]] = None
+    finalists: Optional[dict] = None
     relaxed_mass: Optional[tuple[np.ndarray, np.ndarray]] = None
 
 

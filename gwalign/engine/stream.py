@@ -123,6 +123,25 @@ def transport_cost_reference(plan: FactoredPlan, cost_u: Optional[torch.Tensor] 
     return total
 
 
+def shared_mass_reference(first: FactoredPlan, second: FactoredPlan, rows: torch.Tensor) -> torch.Tensor:
+    """``Σ_j min(T_ij, T'_ij)`` for each index ``i`` in ``rows``: the mass two plans of the same
+    shape put on the same pairs, row by row, streamed over column blocks of those rows."""
+    n_cols = first.shape[1]
+    out = torch.zeros(rows.shape[0], dtype=torch.float64, device=first.u.device)
+    parts = []
+    for plan in (first, second):
+        extra = None if plan.extra is None else plan.extra[rows]
+        parts.append((plan.u[rows], (plan.p[rows] / plan.eps).unsqueeze(1), extra))
+    for j0 in range(0, n_cols, first.block_cols):
+        j1 = min(j0 + first.block_cols, n_cols)
+        tiles = []
+        for plan, (u_rows, p_rows, extra_rows) in zip((first, second), parts):
+            extra = None if extra_rows is None else extra_rows[:, j0:j1]
+            tiles.append(_exp_(_tile_logits(u_rows, plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra).add_(p_rows)))
+        out += torch.minimum(*tiles).sum(dim=1, dtype=torch.float64)
+    return out
+
+
 def sample_columns_reference(plan: FactoredPlan, rows: torch.Tensor,
                              generator: torch.Generator) -> torch.Tensor:
     """For each index in ``rows``, draw one column from the plan's row ``T[i, :]``.
