@@ -320,8 +320,6 @@ def add_outputs(adata, alignment: Alignment, embedding: np.ndarray, partner_name
     adata.obsm["gw_coupling"] = coupling
     adata.obs["gw_match"] = pd.Categorical(np.asarray(partner_names)[match_index])
     adata.obs["gw_match_weight"] = match_share
-    out["finalists"] = alignment.solve.finalists
-    out["runner_up"] = runner_up(alignment.solve.finalists)
     distortion = alignment.cell_distortion()
     if distortion is not None:
         adata.obs["gw_distortion"] = distortion[0 if is_source else 1]
