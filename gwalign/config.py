@@ -97,6 +97,15 @@ class GWConfig:
         :mod:`gwalign.engine.profiles`), invariant to isometries, so it needs no luck with signs.
         On SNARE-seq with k = 15 all nine other starts ended at objective 0.275 (label transfer
         0.33) while the profile start reached 0.257 (0.956).
+    finalist_k_factor
+        Low-rank GW with several starts on kNN-graph geodesics: the finalists' plans are also
+        scored under the geodesics of a coarser graph, ``round(finalist_k_factor · k)``
+        neighbours, built on the cells they ran on (every cell, or the screening subsample), and
+        the finalist with the lowest mean of its two objectives, each relative to the finalists'
+        best under that graph, wins. The graph scale is a nuisance parameter: a matching that
+        only one scale prefers by a hair is the weaker one (PBMC's half-size draws,
+        docs/design-notes.md, session 16). ``0`` scores the finalists under the run's own graph
+        only.
     screen_points
         Low-rank GW with several starts: above this many cells on a side, the starts are screened
         on this many cells per side (uniform subsample), and only the finalists (up to three
@@ -223,6 +232,7 @@ class GWConfig:
     start_noise: float = 1.0
     start_signs: int = 3
     profile_start: bool = True
+    finalist_k_factor: float = 2.0
     screen_points: int = 4000
     continue_winner: bool = True
     n_landmarks: int = 256
@@ -268,6 +278,9 @@ class GWConfig:
         _check_choice("distance", self.distance, ("auto", "precomputed", "dijkstra", "landmark"))
         _check_int("n_landmarks", self.n_landmarks, 2)
         _check_choice("landmark_choice", self.landmark_choice, ("mixed", "farthest", "uniform"))
+        if not (isinstance(self.finalist_k_factor, (int, float)) and not isinstance(self.finalist_k_factor, bool)
+                and (self.finalist_k_factor == 0 or self.finalist_k_factor > 1)):
+            raise ValueError(f"finalist_k_factor must be 0 (off) or above 1, got {self.finalist_k_factor!r}")
         _check_int("screen_points", self.screen_points, 16)
         for name in ("profile_start", "continue_winner", "semi_relaxed"):
             _check_bool(name, getattr(self, name))
@@ -321,6 +334,15 @@ class GWConfig:
         _check_int("block_elements", self.block_elements, 1024)
         _check_int("dense_limit", self.dense_limit, 1)
         _check_int("precomputed_max_points", self.precomputed_max_points, 2)
+
+    def finalist_k(self, n_source: int, n_target: int) -> Optional[int]:
+        """Neighbours of the coarser graph the finalists are also scored under
+        (``finalist_k_factor``), or ``None`` when it is off or no coarser than the run's own."""
+        if self.finalist_k_factor == 0:
+            return None
+        k = self.knn_k(n_source, n_target)
+        coarse = min(int(round(self.finalist_k_factor * k)), min(n_source, n_target) - 1)
+        return coarse if coarse > k else None
 
     def knn_k(self, n_source: int, n_target: int) -> int:
         """Neighbours of both kNN graphs: ``k``, or :data:`K_AUTO` capped one below the smaller

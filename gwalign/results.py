@@ -383,17 +383,22 @@ DIFFERENT_PLAN = 0.5
 
 def runner_up(finalists: Optional[dict]) -> Optional[dict[str, float]]:
     """The closest *different* matching the start screening found: of the finalists sharing less
-    than :data:`DIFFERENT_PLAN` of their mass with the chosen plan, the lowest objective, as
-    ``objective_gap`` (relative to the chosen finalist's) and ``shared_mass``; ``None`` when no
-    finalist was a different matching (or there was one start).
+    than :data:`DIFFERENT_PLAN` of their mass with the chosen plan, the best ranked, as
+    ``objective_gap`` (its ranking score over the chosen finalist's, minus one: the relative
+    objective gap, averaged over the run's and the coarser graph when both scored them,
+    :func:`gwalign.engine.lowrank.rank_plans`) and ``shared_mass``; ``None`` when no finalist
+    was a different matching (or there was one start).
 
     A gap of a few per cent says the geometry alone barely prefers the chosen matching: PBMC's
     runs, good or bad, have one within 0.1-3.4% (docs/design-notes.md, session 16).
     """
     if not finalists:
         return None
-    best = finalists["objectives"][0]
-    for objective, shared in zip(finalists["objectives"][1:], finalists["shared_mass"][1:]):
+    # The ranking's scores (mean relative objective over the run's and the coarser graph), else
+    # the objectives themselves.
+    values = finalists.get("scores", finalists["objectives"])
+    best = values[0]
+    for objective, shared in zip(values[1:], finalists["shared_mass"][1:]):
         if shared < DIFFERENT_PLAN:
             return {"objective_gap": (objective - best) / abs(best) if best else float("inf"),
                     "shared_mass": shared}

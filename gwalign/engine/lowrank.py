@@ -25,7 +25,7 @@ import itertools
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -83,6 +83,31 @@ def factor_dense(matrix: torch.Tensor, rank: int) -> LowRankDistances:
     total = float((values * values).sum())
     error = math.sqrt(max(total - float((kept * kept).sum()), 0.0) / total) if total > 0 else 0.0
     return LowRankDistances(phi=vectors[:, order].to(matrix.dtype).contiguous(),
+                            lam=kept.to(matrix.dtype), relative_error=error)
+
+
+def factor_randomized(matrix: torch.Tensor, rank: int, oversample: int = 32, power: int = 3,
+                      seed: int = 0) -> LowRankDistances:
+    """The ``rank`` largest-|λ| eigenpairs of a symmetric N×N matrix by a randomized range finder
+    (Halko, Martinsson, Tropp 2011, Algorithms 4.4 and 5.3): ``power`` subspace iterations on
+    ``rank + oversample`` Gaussian vectors, then the eigendecomposition of the projected matrix.
+    A few products with the matrix instead of :func:`factor_dense`'s full eigendecomposition
+    (N = 4000 on 2 CPU cores: 12 s); distance matrices' spectra decay fast, so the kept
+    components match the exact ones closely (``tests/test_lowrank.py``)."""
+    sym = matrix.double()
+    sym = 0.5 * (sym + sym.T)
+    n = sym.shape[0]
+    width = min(n, rank + oversample)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    basis = torch.linalg.qr(sym @ torch.randn(n, width, generator=gen, dtype=torch.float64).to(sym.device))[0]
+    for _ in range(power):
+        basis = torch.linalg.qr(sym @ basis)[0]
+    values, small = torch.linalg.eigh(basis.T @ sym @ basis)
+    order = torch.argsort(values.abs(), descending=True)[:rank]
+    kept = values[order]
+    total = float((sym * sym).sum())
+    error = math.sqrt(max(total - float((kept * kept).sum()), 0.0) / total) if total > 0 else 0.0
+    return LowRankDistances(phi=(basis @ small[:, order]).to(matrix.dtype).contiguous(),
                             lam=kept.to(matrix.dtype), relative_error=error)
 
 
@@ -198,6 +223,16 @@ class LowRankGW:
         cross = ((self.fs.lam[:, None] * grams) * (grams * self.ft.lam)).sum(dim=(1, 2))
         squares = (masses * self.ft.squared_apply(masses)).sum(dim=1)
         return (squares + (self.a @ self.sq_a) - 2.0 * cross).tolist()
+
+    def plan_objectives(self, plans: list[FactoredPlan]) -> list[float]:
+        """GW objective of each plan under this solver's factors (one streamed pass a plan, for
+        ``T [Φ_t, 1]``): plans found under other distances are scored under these."""
+        states = []
+        for plan in plans:
+            pulled_t = ops.apply_t(plan, torch.cat([self.fs.phi, torch.ones_like(self.a)[:, None]], dim=1))
+            states.append(_State(plan=plan, f=None, g=None, gram=pulled_t[:, :-1].T @ self.ft.phi,
+                                 col_mass=pulled_t[:, -1], history=[], sinkhorn_iters=[]))
+        return self.objectives(states)
 
     def start(self, gram: torch.Tensor, at_final_epsilon: bool = False) -> _State:
         """A state at the product plan, whose first linearisation uses ``gram`` as its ``G``.
@@ -339,10 +374,14 @@ def _rows(factors: LowRankDistances, rows: np.ndarray) -> LowRankDistances:
 
 
 def _select_start(solver: "LowRankGW", n_starts: int, config: GWConfig,
-                  progress: Optional[ProgressCallback]) -> tuple[list[_State], list[float], Optional[dict]]:
+                  progress: Optional[ProgressCallback],
+                  coarse: Optional[Callable[[], "LowRankGW"]] = None
+                  ) -> tuple[list[_State], list[float], Optional[dict]]:
     """Screen the starts, run the finalists to convergence, return them best first (each at
-    its best iterate, not yet polished), every start's screened objective and the finalists'
-    comparison (:func:`compare_finalists`; ``None`` with one start)."""
+    its best iterate, not yet polished; ranked by :func:`rank_plans`, with the objectives under
+    the solver ``coarse()`` makes, on the same cells, when there are two finalists or more),
+    every start's screened objective and the finalists' comparison (:func:`compare_finalists`;
+    ``None`` with one start)."""
     screen = min(config.max_iter, config.epsilon_decay_iters + 2)
     # All starts step side by side (one batched Sinkhorn per iteration), then the finalists.
     states = [solver.start(gram) for gram in solver.start_grams(n_starts)]
@@ -352,8 +391,40 @@ def _select_start(solver: "LowRankGW", n_starts: int, config: GWConfig,
     solver.run(finalists, config.max_iter, progress)
     for state in finalists:
         solver.restore_best(state)
-    finalists = sorted(finalists, key=lambda state: state.history[-1])
-    return finalists, screened, compare_finalists(finalists, solver.a, config.seed) if n_starts > 1 else None
+    objectives = [state.history[-1] for state in finalists]
+    coarse_objectives = None if coarse is None or len(finalists) < 2 else \
+        coarse().plan_objectives([state.plan for state in finalists])
+    order, scores = rank_plans(objectives, coarse_objectives)
+    finalists = [finalists[i] for i in order]
+    if n_starts == 1:
+        return finalists, screened, None
+    compared = compare_finalists(finalists, solver.a, config.seed)
+    compared["scores"] = [scores[i] for i in order]
+    if coarse_objectives is not None:
+        compared["coarse_objectives"] = [coarse_objectives[i] for i in order]
+    return finalists, screened, compared
+
+
+def rank_plans(objectives: list[float], coarse_objectives: Optional[list[float]] = None
+               ) -> tuple[list[int], list[float]]:
+    """Order of the plans, best first, and each plan's score: the mean, over the run's graph and
+    (when given) the coarser one, of its objective over the best plan's under that graph
+    (``GWConfig.finalist_k_factor``). Non-finite objectives sort last.
+
+    Relative objectives make the two graphs' scales comparable, and a plan best under both
+    scores 1. PBMC's half-size draws (docs/design-notes.md, session 16): plans that swap its T
+    cells and monocytes won by 0.1-0.9% under k = 15 and lost by 0.4-3% under k = 30.
+    """
+    columns = [objectives] + ([] if coarse_objectives is None else [coarse_objectives])
+    scores = []
+    for i in range(len(objectives)):
+        parts = []
+        for column in columns:
+            finite = [value for value in column if math.isfinite(value)]
+            best = min(finite) if finite else math.nan
+            parts.append(column[i] / best if math.isfinite(column[i]) and best > 0 else math.inf)
+        scores.append(sum(parts) / len(parts))
+    return sorted(range(len(objectives)), key=lambda i: (scores[i], objectives[i])), scores
 
 
 #: Rows on which the finalists' plans are compared (every row when there are fewer): the shared
@@ -362,9 +433,10 @@ COMPARE_ROWS = 2048
 
 
 def compare_finalists(states: list[_State], a: torch.Tensor, seed: int) -> dict:
-    """The finalists' converged objectives and the mass each plan shares with the lowest's.
+    """The finalists' converged objectives (``states`` best first) and the mass each plan shares
+    with the chosen one's.
 
-    ``shared_mass`` is ``Σ_ij min(T_ij, T*_ij)`` with ``T*`` the lowest finalist's plan (1 for
+    ``shared_mass`` is ``Σ_ij min(T_ij, T*_ij)`` with ``T*`` the chosen finalist's plan (1 for
     itself; entropic plans of one basin share most of their mass, plans that send cells to other
     partners little), estimated on :data:`COMPARE_ROWS` seeded rows. A close objective with
     little shared mass marks data on which the geometry barely decides between two matchings
@@ -381,6 +453,11 @@ def compare_finalists(states: list[_State], a: torch.Tensor, seed: int) -> dict:
     shared = [1.0] + [float(ops.shared_mass(best, state.plan, rows).sum()) / row_mass for state in states[1:]]
     return {"cells": [n, int(best.shape[1])], "objectives": [float(state.history[-1]) for state in states],
             "shared_mass": shared}
+
+
+#: Builds the coarser graph's factors (source, target) on the given rows of each side (``None``:
+#: every row), for the finalists' ranking (``GWConfig.finalist_k_factor``).
+CoarseFactors = Callable[[Optional[np.ndarray], Optional[np.ndarray]], tuple[LowRankDistances, LowRankDistances]]
 
 
 #: Screened starts that run to convergence (the lowest final objective is kept): the best
@@ -441,7 +518,8 @@ def start_grams(base: torch.Tensor, n_starts: int, config: GWConfig,
 def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor,
                      config: GWConfig, n_starts: int, *,
                      joint: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-                     progress: Optional[ProgressCallback] = None) -> SolveResult:
+                     progress: Optional[ProgressCallback] = None,
+                     coarse: Optional[CoarseFactors] = None) -> SolveResult:
     """Low-rank (fused, semi-relaxed) entropic GW with screened starts.
 
     Start 0 begins at the product plan, start 1 (``config.profile_start``) at the plan that
@@ -473,6 +551,11 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     ``G = Φ_sᵀ T Φ_t`` is a sum over cell pairs, so a uniform subsample estimates it for the
     same plan.
 
+    ``coarse`` (:data:`CoarseFactors`) builds a coarser graph's factors on the cells the
+    finalists ran on; their ranking then averages both graphs' relative objectives
+    (:func:`rank_plans`, ``GWConfig.finalist_k_factor``). The full-size race ranks by this
+    run's objective alone.
+
     Semi-relaxed runs (``config.semi_relaxed``) select their start as *balanced* GW, then run
     semi-relaxed from the winner's ``G``: the starts are compared where the objective cannot be
     lowered by moving mass onto the wrong cluster.
@@ -482,6 +565,15 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     """
     solver = LowRankGW(fs, ft, a, b, config, joint)
     n, k = a.shape[0], b.shape[0]
+
+    def coarse_solver(rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray], a_: torch.Tensor,
+                      b_: torch.Tensor, config_: GWConfig) -> Optional[Callable[[], LowRankGW]]:
+        # Scores plans under the coarser graph's distances of these cells (GWConfig.finalist_k_factor);
+        # only its objectives are used, never its steps.
+        if coarse is None:
+            return None
+        return lambda: LowRankGW(*coarse(rows_s, rows_t), a_, b_, config_)
+
     # Semi-relaxed runs choose their start as balanced GW and relax from the winner: with a free
     # target marginal the penalised objective favoured plans that pour a source cluster onto a
     # wrong target cluster (PBMC: label transfer 0.055 at rho = 0.3 against 0.917 by continuation,
@@ -497,15 +589,18 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         sub_joint = None if joint is None else (joint[0][rows_s], joint[1][rows_t])
         sub_a, sub_b = a[rows_s] / a[rows_s].sum(), b[rows_t] / b[rows_t].sum()
         sub = LowRankGW(_rows(fs, rows_s), _rows(ft, rows_t), sub_a, sub_b, select_config, sub_joint)
-        chosen, screened, compared = _select_start(sub, n_starts, select_config, None)
+        chosen, screened, compared = _select_start(sub, n_starts, select_config, None,
+                                                   coarse_solver(rows_s, rows_t, sub_a, sub_b, select_config))
         solver.timings["screen"] = sum(sub.timings.values())
     elif config.semi_relaxed:
         balanced = LowRankGW(fs, ft, a, b, select_config, joint)
-        chosen, screened, compared = _select_start(balanced, n_starts, select_config, None)
+        chosen, screened, compared = _select_start(balanced, n_starts, select_config, None,
+                                                   coarse_solver(None, None, a, b, select_config))
         chosen = chosen[:1]
         solver.timings["screen"] = sum(balanced.timings.values())
     else:
-        best, screened, compared = _select_start(solver, n_starts, config, progress)
+        best, screened, compared = _select_start(solver, n_starts, config, progress,
+                                                 coarse_solver(None, None, a, b, config))
         best = best[0]
     if chosen:
         # The finalists have been through the annealing (on the subsample, or as balanced GW):
