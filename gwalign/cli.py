@@ -169,8 +169,8 @@ def _print_summary(outputs) -> None:
     rival = report.get("runner_up")
     if rival is not None:
         # How decisively the geometry chose: the closest different matching among the finalists.
-        table.add_row("runner-up matching", f"GW objective +{100 * rival['objective_gap']:.1f}%, "
-                                            f"{100 * rival['shared_mass']:.0f}% of the mass shared")
+        table.add_row("runner-up matching", f"GW objective +{100 * rival['objective_gap']:.1f}% (mean over two "
+                                            f"graph scales), {100 * rival['shared_mass']:.0f}% of the mass shared")
     table.add_row("device", report["device"])
     table.add_row("time", f"{report['timings_s']['total']:.1f} s")
     for key, value in report.get("label_transfer", {}).items():
