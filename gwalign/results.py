@@ -394,14 +394,10 @@ def runner_up(finalists: Optional[dict]) -> Optional[dict[str, float]]:
     """
     if not finalists:
         return None
-    # The ranking's scores (mean relative objective over the run's and the coarser graph), else
-    # the objectives themselves.
-    values = finalists.get("scores", finalists["objectives"])
-    best = values[0]
-    for objective, shared in zip(values[1:], finalists["shared_mass"][1:]):
+    scores = finalists["scores"]   # relative objectives, so the chosen finalist's is at least 1
+    for score, shared in zip(scores[1:], finalists["shared_mass"][1:]):
         if shared < DIFFERENT_PLAN:
-            return {"objective_gap": (objective - best) / abs(best) if best else float("inf"),
-                    "shared_mass": shared}
+            return {"objective_gap": score / scores[0] - 1.0, "shared_mass": shared}
     return None
 
 
@@ -421,9 +417,9 @@ def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dic
         "bridges_added": list(alignment.n_bridges),
         "timings_s": {k: round(v, 4) for k, v in alignment.timings.items()},
         "device": str(alignment.device),
+        "finalists": alignment.solve.finalists,
+        "runner_up": runner_up(alignment.solve.finalists),
     }
-    out["finalists"] = alignment.solve.finalists
-    out["runner_up"] = runner_up(alignment.solve.finalists)
     distortion = alignment.cell_distortion()
     if distortion is not None:
         # Cells fitting at least HIGH_DISTORTION times worse than their side's median: candidates

@@ -168,10 +168,12 @@ def test_subsample_screening_keeps_the_basin_of_the_full_problem(seed):
 def test_runner_up_is_the_lowest_finalist_that_is_a_different_matching():
     from gwalign.results import runner_up
 
-    finalists = {"cells": [10, 12], "objectives": [0.2, 0.201, 0.21, 0.3], "shared_mass": [1.0, 0.97, 0.3, 0.01]}
+    finalists = {"cells": [10, 12], "objectives": [0.2, 0.201, 0.21, 0.3], "scores": [1.0, 1.005, 1.05, 1.5],
+                 "shared_mass": [1.0, 0.97, 0.3, 0.01]}
     assert runner_up(finalists) == {"objective_gap": pytest.approx(0.05), "shared_mass": 0.3}
     # Finalists that all ended in the chosen basin: no different matching was found.
-    assert runner_up({"cells": [10, 12], "objectives": [0.2, 0.2001], "shared_mass": [1.0, 0.9]}) is None
+    assert runner_up({"cells": [10, 12], "objectives": [0.2, 0.2001], "scores": [1.0, 1.0005],
+                      "shared_mass": [1.0, 0.9]}) is None
     assert runner_up(None) is None
 
 

@@ -226,7 +226,8 @@ class LowRankGW:
 
     def plan_objectives(self, plans: list[FactoredPlan]) -> list[float]:
         """GW objective of each plan under this solver's factors (one streamed pass a plan, for
-        ``T [Φ_t, 1]``): plans found under other distances are scored under these."""
+        ``Tᵀ [Φ_s, 1]``: ``G`` and the column marginal): plans found under other distances are
+        scored under these."""
         states = []
         for plan in plans:
             pulled_t = ops.apply_t(plan, torch.cat([self.fs.phi, torch.ones_like(self.a)[:, None]], dim=1))
@@ -416,14 +417,11 @@ def rank_plans(objectives: list[float], coarse_objectives: Optional[list[float]]
     cells and monocytes won by 0.1-0.9% under k = 15 and lost by 0.4-3% under k = 30.
     """
     columns = [objectives] + ([] if coarse_objectives is None else [coarse_objectives])
-    scores = []
-    for i in range(len(objectives)):
-        parts = []
-        for column in columns:
-            finite = [value for value in column if math.isfinite(value)]
-            best = min(finite) if finite else math.nan
-            parts.append(column[i] / best if math.isfinite(column[i]) and best > 0 else math.inf)
-        scores.append(sum(parts) / len(parts))
+    relative = []
+    for column in columns:
+        best = min((value for value in column if math.isfinite(value)), default=math.nan)
+        relative.append([value / best if math.isfinite(value) and best > 0 else math.inf for value in column])
+    scores = [sum(parts) / len(parts) for parts in zip(*relative)]
     return sorted(range(len(objectives)), key=lambda i: (scores[i], objectives[i])), scores
 
 
