@@ -151,6 +151,11 @@ def timed(call: Callable[[], object], device: str) -> tuple[object, float, list[
     return out, elapsed, seen
 
 
+def error_row(error: Exception, seed: object = "–") -> dict:
+    """The row of a run that raised: what stopped it, in one line."""
+    return {"seed": seed, "time": float("nan"), "error": f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"}
+
+
 def run_tool(tool: str, name: str, root: Optional[Path], device: str) -> list[dict]:
     """Rows (one per seed) of one tool on one pair; a failure is a row, not a crash."""
     data = DATASETS[name]
@@ -176,9 +181,8 @@ def run_tool(tool: str, name: str, root: Optional[Path], device: str) -> list[di
         try:
             (translated, converged), elapsed, seen = timed(quietly(lambda: moscot_translation(xs, xt)), "cpu")
             seen = seen if converged else [*seen, "did not converge"]
-        except Exception as error:   # a benchmark row, not a crash: say what stopped it
-            return [{"seed": "–", "time": float("nan"),
-                     "error": f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"}]
+        except Exception as error:   # a benchmark row, not a crash
+            return [error_row(error)]
         if not np.isfinite(translated).all():
             return [{"seed": "–", "time": elapsed, "error": "non-finite translation"}]
         return [{"seed": "–", "time": elapsed, "note": "; ".join(seen),
@@ -194,9 +198,8 @@ def run_tool(tool: str, name: str, root: Optional[Path], device: str) -> list[di
                 call = lambda: UnionCom.UnionCom().fit_transform(dataset=[xs.copy(), xt.copy()])
             # Pamona is NumPy on the CPU; UnionCom moves itself to the GPU when there is one.
             (emb_s, emb_t), elapsed, seen = timed(quietly(call), device if tool == "unioncom" else "cpu")
-        except Exception as error:   # a benchmark row, not a crash: say what stopped it
-            return [{"seed": "–", "time": float("nan"),
-                     "error": f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"}]
+        except Exception as error:   # a benchmark row, not a crash
+            return [error_row(error)]
         # Pamona's embedding comes from np.linalg.eig of symmetric matrices, complex-typed on some
         # NumPy builds with zero or rounding-level imaginary parts: the real part is the embedding.
         imaginary = max(float(np.abs(np.imag(e)).max()) for e in (emb_s, emb_t))
@@ -215,9 +218,8 @@ def run_tool(tool: str, name: str, root: Optional[Path], device: str) -> list[di
         try:
             plan, elapsed, seen = timed(lambda: torchgw.sampled_gw(X_source=xs, X_target=xt,
                                                                    device=torch.device(device)), device)
-        except Exception as error:   # a benchmark row, not a crash: say what stopped it
-            rows.append({"seed": seed, "time": float("nan"),
-                         "error": f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"})
+        except Exception as error:   # a benchmark row, not a crash
+            rows.append(error_row(error, seed))
             continue
         plan = torch.as_tensor(plan).double().cpu().numpy()
         if not np.isfinite(plan).all() or plan.sum() <= 0:
