@@ -1,10 +1,19 @@
-"""Micro-benchmark of the fused kernels (row log-sum-exp, T @ Z, transport cost, top-k) on one GPU.
+"""Micro-benchmark of the fused Triton kernels (row log-sum-exp, T @ Z, transport cost, top-k) on one GPU.
 
-Per call: 2·N·K·d flops for the feature products and N·K exponentials (apply adds 2·N·K·m for the
-product with Z, the cost kernel 2·N·K·d for the cost features). TFLOP/s counts the useful d, not
-the padded tile width. ``--sweep`` also times other (BLOCK_M, BLOCK_N, warps) for the LSE kernel.
+Measures each kernel's time (median of Triton's ``do_bench``) on random features of N = K rows and
+d columns, per precision, and its relative error against the float64 torch reference
+(``gwalign.engine.stream``) on the first 2048 rows. Per call: 2·N·K·d flops for the feature
+products and N·K exponentials (apply adds 2·N·K·m for the product with Z, the cost kernel 2·N·K·d
+for the cost features). TFLOP/s counts the useful d, not the padded tile width. ``--sweep`` also
+times other (BLOCK_M, BLOCK_N, warps) for the LSE kernel; ``--tiles`` other feature chunkings.
+
+Prints the GPU, torch and Triton versions, then a Markdown table: kernel, N, d (feature tiles),
+precision, launch configuration, ms, TFLOP/s, Gexp/s, relative error against float64.
+
+Needs a CUDA GPU (it always runs on ``cuda``):
 
     python benchmarks/kernels.py --sizes 45000 200000 --dims 32 64 80 --precisions tf32 tf32x3 --sweep
+    python benchmarks/kernels.py --sizes 20000 --dims 64 --precisions tf32 --rounded
 """
 
 from __future__ import annotations

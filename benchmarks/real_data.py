@@ -1,34 +1,48 @@
-"""Alignment quality on real multi-omics data, through the public API, with default settings.
+"""Alignment quality on the real multi-omics pairs, through the public API, with default settings.
 
-Data sets (../shared/data, see its README; SNARE-seq and scGEM ship in tests/data):
+Measures, for each pair: FOSCTTM (paired data; both directions, as SCOT scores it), label
+transfer on the cell types found on both sides, the labels ``gwalign run --transfer-labels``
+writes, their confidence, the GW objective of the chosen plan and of every start, and the time.
 
-- ``snareseq``: paired RNA/ATAC, 1047 cells. FOSCTTM (both directions, as SCOT) and label
-  transfer. Published: SCOT 0.1496 (tuned k=110, ε=1e-3), Pamona 0.168.
-- ``pbmc``: unpaired RNA/ATAC (Pamona), types 0–3 shared, others on one side only. Label
-  transfer on the shared types, and the mean transfer confidence of target cells of shared and
-  unshared types. Published: Pamona 0.990.
-- ``scnmt-met``, ``scnmt-acc``: scNMT-seq RNA vs methylation / accessibility, stage labels.
-  Published label transfer: UnionCom 0.861, Pamona 0.722.
-- ``scgem``: paired expression / binary methylation, 177 reprogramming cells (tests/data/scgem,
-  from SCOT's repository). Held out: brought in (session 11) to check defaults chosen without
-  it. SCOT's tuned recipe for it, measured here: FOSCTTM 0.216 (``benchmarks/scot_recipe.py``).
+Pairs (``tests/data/<folder>``; ``--data-root`` reads another folder of the same layout). Every
+pair's ``role`` says how it was used: all five were used to choose the defaults; a pair added
+only to check them would be marked "validation only" (there is none yet).
 
-The joint embedding is what ``gwalign run`` writes as ``obsm["X_gw"]`` (coupled CCA by default,
+- ``snareseq``: paired RNA/ATAC, 1047 cells (SNARE-seq, as distributed with SCOT). FOSCTTM and
+  label transfer. Published: SCOT 0.1496 (tuned k = 110, ε = 1e-3), Pamona 0.168.
+- ``pbmc``: unpaired RNA/ATAC (PBMC, as used by Pamona); cell types 0–3 on both sides, others
+  on one side only. Label transfer on the types found on both sides, and the mean transfer
+  confidence and plan mass of target cells of those types and of the others. Published: Pamona 0.990.
+- ``scnmt-met``, ``scnmt-acc``: scNMT-seq RNA vs methylation / accessibility (as distributed
+  with Pamona), stage labels. Published label transfer: UnionCom 0.861, Pamona 0.722.
+- ``scgem``: paired expression / binary methylation, 177 reprogramming cells (scGEM, as
+  distributed with SCOT). Published FOSCTTM: SCOT 0.216 with its tuned scGEM recipe
+  (``python benchmarks/compare_real.py --datasets scgem --tools scot --scot-tuned``).
+
+The joint embedding is what ``gwalign run`` writes as ``obsm["X_gw"]`` (coupled CCA by default;
 ``--embedding`` scores the others on the same plan), from representations whose rows are scaled
-as the CLI default does (``--normalise``); label transfer is a kNN (k=5) classifier trained on one
-side and scored on the other, both directions averaged (SCOT's metric). Where the published
+as the CLI default does (``--normalise``). Label transfer is a kNN (k = 5) classifier trained on
+one side and scored on the other, both directions averaged (SCOT's metric). Where the published
 figure's scoring script is public (Pamona's notebooks: one direction, a larger k), a summary line
 also scores the same embedding that way, so the two can be compared like for like. "Labels
 written" scores, the same way, the labels ``gwalign run --transfer-labels`` writes (kNN with
-``gwalign.config.TRANSFER_K`` neighbours in ``X_gw``); confidences are theirs.
+``gwalign.config.TRANSFER_K`` neighbours in ``X_gw``); the confidences are theirs.
 
+Prints a Markdown table (one row per pair, seed and embedding, plus one row per pair for the
+command line), then summary lines starting with ``#``: the runner-up matching, the one-sided
+check, per-cell distortion, mean and spread over seeds next to the published figure, and the
+published figure's own scoring.
+
+    python benchmarks/real_data.py --datasets all
+    python benchmarks/real_data.py --datasets all --device cuda
     python benchmarks/real_data.py --datasets snareseq --seeds 0 8 16 24 32
+    python benchmarks/real_data.py --datasets scgem scnmt-met --no-cli
     python benchmarks/real_data.py --datasets all --write-docs
 
-Every data set is also aligned once through the command line (``gwalign run`` on .h5ad files,
-scored by ``gwalign evaluate``, which scores label transfer on the labels found on both sides;
-``--no-cli`` skips it). SNARE-seq runs five seeds unless ``--seeds`` is given. ``--write-docs`` replaces the block between
-the real-data markers of docs/benchmarks.md with the run's table.
+Every pair is also aligned once through the command line (``gwalign run`` on .h5ad files, scored
+by ``gwalign evaluate``, which scores label transfer on the labels found on both sides; ``--no-cli``
+skips it). SNARE-seq runs five seeds unless ``--seeds`` is given. ``--write-docs`` replaces the
+block between the real-data markers of docs/accuracy.md with the run's table.
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -49,17 +64,25 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import gwalign
 from gwalign.metrics import foscttm, label_transfer_accuracy, shared_label_masks
-from gwalign.preprocess import scale_rows
+from gwalign.preprocess.row_scaling import scale_rows
 from gwalign.config import CCA_DIFFUSION_STEPS, TRANSFER_K
-from gwalign.one_sided import LOW_MASS, MIN_GROUP_SHARE, one_sided_groups
-from gwalign.results import CCA_RIDGE, coupled_cca, joint_embedding, runner_up, transfer
+from gwalign.results.one_sided import LOW_MASS, MIN_GROUP_SHARE, one_sided_groups
+from gwalign.results.embedding import CCA_RIDGE, coupled_cca, joint_embedding
+from gwalign.results.report import runner_up
+from gwalign.results.transfer import transfer
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-DOCS = REPO / "docs" / "benchmarks.md"
+#: The pairs' folders (vendored in the repository; see each folder's README.md).
+DATA_ROOT = REPO / "tests" / "data"
+DOCS = REPO / "docs" / "accuracy.md"
 BEGIN_MARK, END_MARK = "<!-- real_data.py:begin -->", "<!-- real_data.py:end -->"
-# The issue's variance check: five seeds on SNARE-seq (FOSCTTM spread); one elsewhere.
+#: Five seeds on SNARE-seq show the spread of FOSCTTM over seeds; one seed elsewhere.
 DEFAULT_SEEDS = {"snareseq": [0, 1, 2, 3, 4]}
+
+#: How a pair was used. "used to choose defaults": defaults were measured and chosen on it;
+#: "validation only": no default was chosen on it, it only checks them.
+DEFAULTS_ROLE, VALIDATION_ROLE = "used to choose defaults", "validation only"
+ROLES = (DEFAULTS_ROLE, VALIDATION_ROLE)
 
 
 @dataclass(frozen=True)
@@ -72,37 +95,41 @@ class Dataset:
     source_labels: str
     target_labels: str
     paired: bool
+    role: str
     published: str = ""
     # The published figure's own scoring, where its code is public: a kNN classifier trained on
     # every cell of this side ("source"/"target"), scoring the other side's cells (of shared types).
     protocol_trained_on: Optional[str] = None
     protocol_note: str = ""
 
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {self.role!r}")
+
 
 DATASETS = {
-    "snareseq": Dataset("snareseq", "rna", "atac", "rna_labels", "atac_labels", True,
+    "snareseq": Dataset("snareseq", "rna", "atac", "rna_labels", "atac_labels", True, DEFAULTS_ROLE,
                         published="FOSCTTM: SCOT 0.1496, Pamona 0.168"),
-    "pbmc": Dataset("unpaired_pbmc_pamona", "rna", "atac", "rna_labels", "atac_labels", False,
+    "pbmc": Dataset("pbmc", "rna", "atac", "rna_labels", "atac_labels", False, DEFAULTS_ROLE,
                     published="label transfer: Pamona 0.990",
                     protocol_trained_on="source",
                     protocol_note="Pamona's example/PBMC.ipynb: trained on every RNA cell, scoring ATAC cells of "
                                   "shared types; Pamona 0.990 there, from a run given the cell-type labels as a prior "
                                   "(its M halves the linearised cost of same-type pairs) and a shared-cell count set by hand "
                                   "(n_shared = 1649)"),
-    "scnmt-met": Dataset("unpaired_scnmt_pamona", "rna", "met", "rna_stage", "met_stage", False,
+    "scnmt-met": Dataset("scnmt", "rna", "met", "rna_stage", "met_stage", False, DEFAULTS_ROLE,
                          published="label transfer: UnionCom 0.861, Pamona 0.722",
                          protocol_trained_on="target",
                          protocol_note="Pamona's example/scNMT-three-datasets.ipynb: trained on methylation, scoring "
                                        "RNA; Pamona 0.722 there (three modalities at once, k = 40, Lambda = 10)"),
-    "scnmt-acc": Dataset("unpaired_scnmt_pamona", "rna", "acc", "rna_stage", "acc_stage", False,
+    "scnmt-acc": Dataset("scnmt", "rna", "acc", "rna_stage", "acc_stage", False, DEFAULTS_ROLE,
                          published="label transfer: UnionCom 0.861, Pamona 0.722",
                          protocol_trained_on="target",
                          protocol_note="the same scoring as scnmt-met's (trained on accessibility, scoring RNA); "
                                        "Pamona's notebook reports no accessibility figure"),
-    # Held out: not in ../shared/data and not used to choose any default before session 11.
-    "scgem": Dataset("scgem", "rna", "met", "rna_labels", "met_labels", True,
+    "scgem": Dataset("scgem", "rna", "met", "rna_labels", "met_labels", True, DEFAULTS_ROLE,
                      published="FOSCTTM: SCOT 0.216 (its scGEM recipe, tuned k=35, ε=5e-3, z-scored, measured "
-                               "here: benchmarks/scot_recipe.py; 0.198 projected the other way)"),
+                               "with benchmarks/compare_real.py --scot-tuned; 0.198 projected the other way)"),
 }
 
 
@@ -123,11 +150,8 @@ def published_protocol_accuracy(x_train: np.ndarray, labels_train: np.ndarray, x
 
 
 def data_folder(name: str, root: Optional[Path]) -> Path:
-    """The pair's folder under ``root`` (default ../shared/data), else the copy shipped with the
-    tests (SNARE-seq, scGEM)."""
-    folder = (root if root is not None else SHARED) / DATASETS[name].folder
-    shipped = REPO / "tests" / "data" / DATASETS[name].folder
-    return shipped if not folder.exists() and shipped.exists() else folder
+    """The pair's folder under ``root`` (default: tests/data)."""
+    return (root if root is not None else DATA_ROOT) / DATASETS[name].folder
 
 
 def load_pair(name: str, root: Optional[Path] = None, normalise: str = "auto"
@@ -141,8 +165,8 @@ def load_pair(name: str, root: Optional[Path] = None, normalise: str = "auto"
 
 
 def load_labels(data: Dataset, folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Source and target labels; tests/data ships one label file per paired data set (paired
-    cells share their labels)."""
+    """Source and target labels; a paired pair may have one label file (paired cells share their
+    labels)."""
     ls = np.load(folder / f"{data.source_labels}.npy")
     target_labels = folder / f"{data.target_labels}.npy"
     return ls, ls if data.paired and not target_labels.exists() else np.load(target_labels)
@@ -226,41 +250,53 @@ def run_cli(data: Dataset, folder: Path, device: str) -> dict[str, float]:
         return json.loads(scored.stdout)
 
 
-def write_docs(lines: list[str], command: str, path: Path = DOCS) -> None:
-    """Replace the block between the real-data markers of docs/benchmarks.md with this run's table."""
+def hardware(device: str) -> str:
+    """The hardware a run used, in words (stated with every figure written to the docs)."""
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return f"one {torch.cuda.get_device_name()}"
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return f"CPU, {os.cpu_count()} cores" + (f", OMP_NUM_THREADS={threads}" if threads else "")
+
+
+def write_docs(lines: list[str], command: str, machine: str, path: Path = DOCS) -> None:
+    """Replace the block between the real-data markers of docs/accuracy.md with this run's table."""
     text = path.read_text()
+    if BEGIN_MARK not in text or END_MARK not in text:
+        raise SystemExit(f"{path} has no {BEGIN_MARK} / {END_MARK} markers to write between")
     begin, end = text.index(BEGIN_MARK), text.index(END_MARK)
     # Summary lines start with "# " on the terminal; in Markdown that would be a heading.
     table = [line for line in lines if not line.startswith("# ")]
     body = table + [""] + [f"- {line[2:]}" for line in lines if line.startswith("# ")]
-    block = "\n".join([BEGIN_MARK, f"`{command}` ({time.strftime('%Y-%m-%d')}, written by the script):", "",
-                       *body, ""])
+    block = "\n".join([BEGIN_MARK, f"`{command}` ({machine}; written by the script):", "", *body, ""])
     path.write_text(text[:begin] + block + text[end:])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["snareseq"], choices=[*DATASETS, "all"])
-    parser.add_argument("--data-root", type=Path, default=None, help="folder holding the data folders")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="folder holding the pairs' folders, laid out as tests/data (default: tests/data)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="seeds run on every data set (default: 0-4 on snareseq, the issue's variance check; "
-                             "0 elsewhere)")
+                        help="seeds run on every data set (default: 0-4 on snareseq, to show the spread over "
+                             "seeds; 0 elsewhere)")
     parser.add_argument("--gradient", default="auto", choices=["auto", "lowrank", "sampled"])
     parser.add_argument("--n-anchors", type=int, default=None)
     parser.add_argument("--n-starts", type=int, default=None)
     parser.add_argument("--normalise", default="auto", choices=["auto", "l2", "none"],
-                        help="row scaling of the representations (gwalign.preprocess.scale_rows)")
+                        help="row scaling of the representations (gwalign.preprocess.row_scaling.scale_rows)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--epsilon", type=float, default=None, help="relative ε (default: GWConfig's)")
     parser.add_argument("--k", type=int, default=None, help="kNN neighbours (default: GWConfig's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="other GWConfig fields, e.g. --set rank=64 start_signs=4 (values parsed as Python literals)")
     parser.add_argument("--embedding", nargs="+", default=["cca"], choices=["cca", "target", "source", "spectral"],
-                        help="joint embeddings scored, each on the same alignment (gwalign.results.joint_embedding)")
+                        help="joint embeddings scored, each on the same alignment (gwalign.joint_embedding)")
     parser.add_argument("--cca-diffusion", type=int, nargs="+", default=[CCA_DIFFUSION_STEPS],
-                        help="plan diffusion steps scored for the cca embedding (gwalign.results.coupled_cca)")
+                        help="plan diffusion steps scored for the cca embedding (gwalign.coupled_cca)")
     parser.add_argument("--cca-ridge", type=float, nargs="+", default=[CCA_RIDGE],
-                        help="covariance ridges scored for the cca embedding (gwalign.results.coupled_cca)")
+                        help="covariance ridges scored for the cca embedding (gwalign.coupled_cca)")
     parser.add_argument("--semi-relaxed", action="store_true", help="semi-relaxed GW (target marginal free)")
     parser.add_argument("--swap", action="store_true",
                         help="align the pair's target as the source (what the one-sided check suggests when the "
@@ -272,7 +308,7 @@ def main() -> None:
                         help="also align each data set once through `gwalign run` and score it with "
                              "`gwalign evaluate`")
     parser.add_argument("--write-docs", action="store_true",
-                        help="write the table into docs/benchmarks.md (between its real_data.py markers)")
+                        help="write the table into docs/accuracy.md (between its real_data.py markers)")
     args = parser.parse_args()
     lines: list[str] = []
 
@@ -284,9 +320,11 @@ def main() -> None:
 
     variants = [(e, r, t) for e in args.embedding for r in (args.cca_ridge if e == "cca" else [None])
                 for t in (args.cca_diffusion if e == "cca" else [None])]
-    emit("| data | seed | embedding | FOSCTTM | label transfer | labels written | confidence shared / unshared "
-         "| mass shared / unshared | GW objective | start objectives | time (s) |")
-    emit("|---|---|---|---|---|---|---|---|---|---|---|")
+    machine = hardware(args.device)
+    print(f"# {machine}")
+    emit("| data | role | seed | embedding | FOSCTTM | label transfer | labels written "
+         "| confidence shared / unshared | mass shared / unshared | GW objective | start objectives | time (s) |")
+    emit("|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary = []
     for name in names:
         data = DATASETS[name]
@@ -314,21 +352,22 @@ def main() -> None:
                                                           if "confidence_unshared" in s else "")
                 mass = f"{s['mass_shared']:.2f} / {s['mass_unshared']:.2f}" if "mass_shared" in s else "–"
                 fos = f"{s['foscttm']:.3f}" if "foscttm" in s else "–"
-                emit(f"| {name} | {seed} | {label} | {fos} | {s['label_transfer']:.3f} | {s['labels_written']:.3f} "
-                     f"| {conf} | {mass} | "
-                     f"{result.gw_objective:.4f} | {starts} | {elapsed:.1f} |")
+                emit(f"| {name} | {data.role} | {seed} | {label} | {fos} | {s['label_transfer']:.3f} "
+                     f"| {s['labels_written']:.3f} | {conf} | {mass} | {result.gw_objective:.4f} | {starts} "
+                     f"| {elapsed:.1f} |")
         if args.cli and not args.swap:
             start = time.perf_counter()
             cli = run_cli(data, folder, args.device)
             fos = f"{cli['foscttm']:.3f}" if "foscttm" in cli else "–"
             conf = (f"{cli['confidence_shared_target']:.3f} / {cli['confidence_one_sided_target']:.3f}"
                     if "confidence_one_sided_target" in cli else "–")
-            emit(f"| {name} | CLI | `gwalign run` + `gwalign evaluate` | {fos} | {cli['label_transfer']:.3f} "
-                 f"| {cli['labels_written']:.3f} | {conf} | – | – | – | {time.perf_counter() - start:.1f} |")
+            emit(f"| {name} | {data.role} | CLI | `gwalign run` + `gwalign evaluate` | {fos} "
+                 f"| {cli['label_transfer']:.3f} | {cli['labels_written']:.3f} | {conf} | – | – | – "
+                 f"| {time.perf_counter() - start:.1f} |")
         rival = runner_up(result.solve.finalists)   # the last API run's, as uns["gwalign"]["runner_up"]
         summary.append(f"# {name} runner-up matching: " + ("none among the finalists" if rival is None else
                        f"GW objective +{100 * rival['objective_gap']:.1f}% (mean over the run's and the coarser graph), "
-                       f"{100 * rival['shared_mass']:.0f}% of the mass shared with the chosen plan"))
+                       f"{100 * rival['shared_mass']:.0f}% of its mass in common with the chosen plan"))
         check = one_sided_groups(result)   # the last API run's
         if check is not None:
             found = [f"{side.side} {side.n_flagged} cells in groups {list(side.group_sizes)} (labels "
@@ -361,7 +400,7 @@ def main() -> None:
     for line in summary:
         emit(line)
     if args.write_docs:
-        write_docs(lines, "python benchmarks/real_data.py " + " ".join(sys.argv[1:]))
+        write_docs(lines, "python benchmarks/real_data.py " + " ".join(sys.argv[1:]), machine)
 
 
 if __name__ == "__main__":

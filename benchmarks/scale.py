@@ -1,16 +1,36 @@
-"""End-to-end scale benchmark: spiral (2-D) → Swiss roll (3-D) on one GPU (or the CPU).
+"""Speed at scale on synthetic data: the engine, or with --cli the command line end to end.
 
-Prints, per size: end-to-end time and per stage, peak GPU memory, GW iterations and the
-|Spearman| of the barycentric match; the stages comment also times the default joint embedding
-(``joint_embedding``, not part of the end-to-end time). Kernels are compiled by a warm-up run first.
+The engine runs on a spiral (2-D) → Swiss roll (3-D) pair; ``--cli`` runs ``gwalign run`` and
+``gwalign evaluate`` on the bundled example pair.
 
-    python benchmarks/scale.py --sizes 4000 10000 20000 45000
-    python benchmarks/scale.py --sizes 4000 10000 20000 45000 --compare torchgw pot
+Engine mode (default): :func:`gwalign.align` on a spiral of N points and a Swiss roll of K
+(``PAIRS``), landmark distances, on one GPU or the CPU. Prints, per size: end-to-end time and per
+stage (graph, distances, Sinkhorn), peak GPU memory, GW iterations, Sinkhorn steps and the
+|Spearman| of the barycentric match; an HTML comment after each row holds every stage's time,
+including the default joint embedding (``joint_embedding``, not part of the end-to-end time).
+Kernels are compiled by an untimed warm-up run first. The first line names the device.
+
+    python benchmarks/scale.py --device cuda --sizes 4000 10000 20000 45000
+    python benchmarks/scale.py --device cuda --sizes 4000 10000 20000 45000 --compare torchgw pot
+    python benchmarks/scale.py --device cpu --sizes 2000 5000
 
 ``--compare`` also runs, on the same data and GPU, TorchGW 0.4.2 (``torchgw.sampled_gw`` with its
 fast settings: landmark distances, mixed precision, M = 80, ε = 0.005) and POT's entropic GW on
 exact graph geodesics (all-pairs Dijkstra on the CPU, then ``ot.gromov.entropic_gromov_wasserstein``
-on the GPU; sizes up to ``POT_MAX``), when they are installed (``../shared/tools/device-wheels.sh``).
+on the GPU; sizes up to ``POT_MAX``), when they are installed (``pip install torchgw==0.4.2 pot``).
+
+CLI mode (``--cli``): what a user runs, each step as its own process: the example pair at N cells
+per side (what ``gwalign example --cells N`` writes, uncompressed), ``gwalign run`` on the two count
+files (RNA: PCA; ATAC: LSI; every default, figures included unless ``--no-figures``), then
+``gwalign evaluate``. Prints, per size: the wall time of each command, the run's stage times
+(report.json ``timings_s``), the peak memory it reports (host RSS, GPU allocated), the input and
+output sizes, and the scores against the simulation's truth (FOSCTTM through
+``obs["true_cell"]``, kNN label transfer of ``cell_type``). The example pair is a simulation (an
+asymmetric branching trajectory; 800 genes, 2000 peaks), so the scores say that nothing breaks at
+size, not how well real data align.
+
+    python benchmarks/scale.py --cli --device cpu --sizes 2000 10000
+    python benchmarks/scale.py --cli --device cuda --sizes 50000 200000 --evaluate-max 200000
 """
 
 from __future__ import annotations
@@ -18,14 +38,18 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
 import gwalign
-from gwalign.synthetic import spiral_and_roll
+from gwalign.datasets.synthetic import spiral_and_roll
 
 #: Largest side POT's dense entropic GW is asked to handle (N² distances on the CPU, N·K plans on the GPU).
 POT_MAX = 5000
@@ -83,7 +107,7 @@ def run_other(tool: str, n: int, k: int, device: str) -> dict:
             import ot
             from scipy.sparse.csgraph import dijkstra
 
-            from gwalign.graph import knn_graph
+            from gwalign.geometry.knn import knn_graph
 
             dist = [dijkstra(knn_graph(torch.as_tensor(x, dtype=torch.float32), 10).matrix, directed=True)
                     for x in (xs, xt)]
@@ -102,9 +126,90 @@ def run_other(tool: str, n: int, k: int, device: str) -> dict:
             "spearman": barycentric_spearman(plan, ts, tt)}
 
 
+# CLI mode (--cli): gwalign's commands on the example pair, each as its own process.
+
+COMMAND = [sys.executable, "-c", "from gwalign.cli import app; app()"]
+
+
+def timed_command(args: list[str]) -> tuple[float, str]:
+    """Run one gwalign command; its wall time and stdout. A failure prints its stderr and stops."""
+    tick = time.perf_counter()
+    done = subprocess.run(COMMAND + args, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"gwalign {args[0]} failed with exit code {done.returncode}")
+    return time.perf_counter() - tick, done.stdout
+
+
+def write_pair(cells: int, folder: Path) -> float:
+    """The example pair of ``cells`` cells per side, written without compression (``gwalign example
+    --cells`` gzips, which at 10^5 cells costs more than the alignment); seconds taken."""
+    from gwalign.datasets.example import make_example_pair
+
+    tick = time.perf_counter()
+    folder.mkdir(parents=True)
+    for adata, name in zip(make_example_pair(n_cells=cells), ("rna.h5ad", "atac.h5ad")):
+        adata.write_h5ad(folder / name)
+    return time.perf_counter() - tick
+
+
+def cli_size(cells: int, device: str, folder: Path, figures: bool, evaluate: bool) -> dict:
+    """``gwalign run`` and (if ``evaluate``) ``gwalign evaluate`` on the example pair of ``cells``
+    cells per side: times, the run's report, scores and file sizes."""
+    data, out = folder / f"data-{cells}", folder / f"out-{cells}"
+    make_s = write_pair(cells, data)
+    run_s, stdout = timed_command(["run", str(data / "rna.h5ad"), str(data / "atac.h5ad"), "-o", str(out),
+                                   "--device", device, "--transfer-labels", "cell_type", "--json", "--overwrite",
+                                   *([] if figures else ["--no-figures"])])
+    report = json.loads(stdout)
+    eval_s, scored = timed_command(["evaluate", str(out / "rna.gwalign.h5ad"), str(out / "atac.gwalign.h5ad"),
+                                    "--truth-key", "true_cell", "--label-key", "cell_type", "--json"]) \
+        if evaluate else (float("nan"), "{}")
+    sizes = {path.name: path.stat().st_size / 2**20 for path in out.iterdir() if path.is_file()}
+    return {"cells": cells, "example_s": make_s, "run_s": run_s, "evaluate_s": eval_s, "report": report,
+            "scores": json.loads(scored), "output_mb": sizes,
+            "input_mb": {p.name: p.stat().st_size / 2**20 for p in data.iterdir()}}
+
+
+def print_cli_row(row: dict) -> None:
+    report, scores = row["report"], row["scores"]
+    t = report["timings_s"]
+    # The engine's stages, without their parts (``solve_sinkhorn`` is part of ``solve``).
+    engine = {k: v for k, v in t.items() if k not in ("read", "preprocess", "write", "total")
+              and not any(k.startswith(other + "_") for other in t)}
+    print(f"\n{row['cells']:,} cells per side on {report['device']}: writing the pair {row['example_s']:.1f} s, "
+          f"run {row['run_s']:.1f} s (process), evaluate {row['evaluate_s']:.1f} s")
+    print(f"  stages: read {t['read']:.1f} s, preprocess {t['preprocess']:.1f} s, "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in engine.items())
+          + f", write {t['write']:.1f} s ("
+          + ", ".join(f"{k[6:]} {v:.1f}" for k, v in t.items() if k.startswith("write_"))
+          + f"), total {t['total']:.1f} s")
+    memory = report.get("peak_memory_gb", {})
+    print("  peak memory: " + ", ".join(f"{k} {v:.2f} GB" for k, v in memory.items()))
+    print("  inputs: " + ", ".join(f"{k} {v:.0f} MB" for k, v in row["input_mb"].items())
+          + "; outputs: " + ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(row["output_mb"].items())))
+    scored = (f"FOSCTTM {scores['foscttm']:.3f}, label transfer {scores['label_transfer']:.3f}, "
+              f"labels written {scores.get('labels_written', float('nan')):.3f}" if scores else "not evaluated")
+    print(f"  {scored}; GW iterations {report['iterations']}, converged {report['converged']}, "
+          f"figures {report.get('figures', 'off')}")
+
+
+def run_cli_mode(args: argparse.Namespace) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gwalign-cli-scale-") as tmp:
+        for cells in args.sizes or [2000, 10000]:
+            rows.append(cli_size(cells, args.device, Path(tmp), not args.no_figures, cells <= args.evaluate_max))
+            print_cli_row(rows[-1])
+            sys.stdout.flush()
+            if args.json:   # after every size, so that a run stopped by a time limit keeps what it did
+                args.json.write_text(json.dumps(rows, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 10000, 20000, 45000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="source sizes N (engine mode; default 4000 10000 20000 45000) or cells per side "
+                             "(--cli; default 2000 10000)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--n-starts", type=int, default=1, help="starts (0: GWConfig's default)")
     parser.add_argument("--n-anchors", type=int, default=80)
@@ -113,7 +218,18 @@ def main() -> None:
                         help="also run these tools on the same pairs (GPU only)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="other GWConfig fields, e.g. --set sinkhorn_max_iter=10 (Python literals)")
+    cli = parser.add_argument_group("CLI mode")
+    cli.add_argument("--cli", action="store_true",
+                     help="time `gwalign run` and `gwalign evaluate` on the example pair instead of the engine")
+    cli.add_argument("--no-figures", action="store_true", help="pass --no-figures to gwalign run")
+    cli.add_argument("--evaluate-max", type=int, default=100_000,
+                     help="score with gwalign evaluate up to this many cells per side (its kNN scores grow as n^2)")
+    cli.add_argument("--json", type=Path, help="also write every row (reports included) to this file")
     args = parser.parse_args()
+    if args.cli:
+        run_cli_mode(args)
+        return
+    args.sizes = args.sizes or [4000, 10000, 20000, 45000]
     overrides = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
     config = gwalign.GWConfig(device=args.device, distance="landmark", n_starts=args.n_starts or None,
                               n_anchors=args.n_anchors, precision=args.precision, **overrides)

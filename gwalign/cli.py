@@ -15,15 +15,16 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from gwalign import __version__
-from gwalign.align import GPUMemoryError, GWAlignWarning
-from gwalign.config import AUTO_ONE_SIDED_MAX_POINTS, GWConfig, RunConfig, load_toml
-from gwalign.io import InputError, to_jsonable
+from gwalign.device import GPUMemoryError
+from gwalign.alignment import GWAlignWarning
+from gwalign.config import AUTO_ONE_SIDED_MAX_POINTS, RunConfig, load_toml
+from gwalign.io.h5ad import InputError
+from gwalign.io.outputs import to_jsonable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Align two single-cell data sets with Gromov-Wasserstein optimal transport.")
 err = Console(stderr=True)
 out = Console()
-ENGINE_DEFAULTS = GWConfig()
 RUN_DEFAULTS = RunConfig()
 
 
@@ -33,7 +34,7 @@ def _said(value: str) -> str:
 
 
 def _default(name: str) -> str:
-    value = getattr(RUN_DEFAULTS, name) if hasattr(RUN_DEFAULTS, name) else getattr(ENGINE_DEFAULTS, name)
+    value = RUN_DEFAULTS.to_dict()[name]
     # Escaped: rich help rendering would otherwise read "[default: …]" as a markup tag and drop it.
     return escape(f"[default: {'auto' if value is None else value}]")
 
@@ -146,7 +147,7 @@ def _run_with_progress(run_pair, source, target, out_dir, run_config, overwrite,
     def stage(name: str) -> None:
         for task in tasks.values():
             progress.update(task, completed=progress.tasks[task].total)
-        total = run_config.engine.max_iter if name == "align" else 1
+        total = run_config.engine.solver.max_iter if name == "align" else 1
         tasks[name] = progress.add_task(name, total=total, detail="")
 
     def iteration(it: int, total: int, objective: Optional[float]) -> None:
@@ -186,7 +187,7 @@ def example(out_dir: Path = typer.Option(Path("example_data"), "--out-dir", "-o"
             cells: int = typer.Option(600, "--cells", min=50,
                                       help="Cells per file (atlas sizes to try a machine: counts are drawn in blocks).")) -> None:
     """Write the bundled example pair (simulated RNA counts and ATAC peaks, shared cell states)."""
-    from gwalign.example import write_example
+    from gwalign.datasets.example import write_example
 
     paths = write_example(out_dir, seed=seed, n_cells=cells)
     for path in paths:
@@ -199,8 +200,8 @@ def check(path: Path = typer.Argument(..., help="An .h5ad file.")) -> None:
     import numpy as np
     import scipy.sparse as sp
 
-    from gwalign.io import read_h5ad
-    from gwalign.preprocess import _is_counts, detect_modality
+    from gwalign.io.h5ad import read_h5ad
+    from gwalign.preprocess.representation import is_counts, detect_modality
 
     try:
         adata = read_h5ad(path)
@@ -210,7 +211,7 @@ def check(path: Path = typer.Argument(..., help="An .h5ad file.")) -> None:
     table.add_row("cells", str(adata.n_obs))
     table.add_row("features", str(adata.n_vars))
     table.add_row("modality (detected)", detect_modality(adata.var_names))
-    table.add_row("X", "integer counts" if adata.X is not None and _is_counts(adata.X) else "non-integer (treated as normalised)")
+    table.add_row("X", "integer counts" if adata.X is not None and is_counts(adata.X) else "non-integer (treated as normalised)")
     table.add_row("obsm keys", ", ".join(f"{k} {adata.obsm[k].shape}" for k in adata.obsm) or "none")
     table.add_row("obs columns", ", ".join(map(str, adata.obs.columns)) or "none")
     problems = []

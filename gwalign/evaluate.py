@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from gwalign.io import InputError, read_h5ad
+from gwalign.io.h5ad import InputError, read_h5ad
 from gwalign.metrics import foscttm, label_separability, shared_label_masks, transferred_labels
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from gwalign.geometry.knn import knn_vote
 
 
 #: Entries of one block of the squared-distance matrix in :func:`foscttm` (8 bytes each).
@@ -70,11 +71,9 @@ def transferred_labels(x_source: np.ndarray, labels_source, x_target: np.ndarray
 def knn_predict(x_train: np.ndarray, labels_train, x_query: np.ndarray, k: int = 5) -> np.ndarray:
     """scikit-learn's ``KNeighborsClassifier(k).fit(x_train, labels_train).predict(x_query)``
     (majority of the k nearest, ties to the smallest label), searched in float64 on CUDA when there
-    is one (blocked exact search; at 50,000 cells scikit-learn's took minutes), else by
+    is one (blocked exact search; at 50,000 cells scikit-learn's takes minutes), else by
     scikit-learn's own search."""
     import torch
-
-    from gwalign.results import knn_vote
 
     classes, codes = np.unique(np.asarray(labels_train), return_inverse=True)
     votes = knn_vote(np.asarray(x_train, dtype=np.float64), codes, np.asarray(x_query, dtype=np.float64),
@@ -85,8 +84,8 @@ def knn_predict(x_train: np.ndarray, labels_train, x_query: np.ndarray, k: int =
 def shared_label_masks(labels_source, labels_target) -> tuple[np.ndarray, np.ndarray]:
     """Cells whose label also occurs on the other side (the ones label transfer can get right)."""
     ls, lt = np.asarray(labels_source), np.asarray(labels_target)
-    # Against the few distinct labels: np.isin on string (object) arrays compares every pair, which
-    # took 33 s for 20k × 20k cells (gwalign evaluate on benchmarks/cli_scale.py outputs, profiled).
+    # Against the few distinct labels: np.isin on string (object) arrays compares every pair of
+    # cells, which takes tens of seconds at 20,000 cells a side.
     return np.isin(ls, np.unique(lt)), np.isin(lt, np.unique(ls))
 
 
@@ -125,7 +124,7 @@ def label_separability(x: np.ndarray, labels, k: int = 5, folds: int = 5, seed: 
 
     A reference for the label transfer into this side, which is a classifier of the same cells
     that never saw their labels: when the two are close, the side's own representation, not the
-    alignment, limits the transfer (docs/benchmarks.md, session 9).
+    alignment, limits the transfer (docs/how-it-works/label-transfer.md, "What bounds it").
     """
     from sklearn.model_selection import KFold
 

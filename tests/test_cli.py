@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from gwalign.cli import app
 from gwalign.evaluate import score_files
-from gwalign.example import make_example_pair
+from gwalign.datasets.example import make_example_pair
 
 runner = CliRunner()
 FAST = ["--device", "cpu", "--no-figures", "--quiet"]
@@ -188,6 +188,7 @@ def _default_run_on_shipped_pair(folder: str, sides: tuple[str, str], tmp_path: 
                        "cell", "cell_type")
 
 
+@pytest.mark.real_data
 def test_snareseq_default_run(tmp_path):
     scores = _default_run_on_shipped_pair("snareseq", ("rna", "atac"), tmp_path)
     assert scores["foscttm"] <= 0.20, scores
@@ -195,6 +196,7 @@ def test_snareseq_default_run(tmp_path):
     assert scores["labels_written"] >= 0.90, scores
 
 
+@pytest.mark.real_data
 def test_scgem_default_run(tmp_path):
     # Held-out pair (binary methylation): with both sides L2-scaled, as the row-scaling rule did
     # before it asked whether the norm is a size factor, the run mirrored (FOSCTTM 0.68).
@@ -208,7 +210,7 @@ def test_scgem_default_run(tmp_path):
 
 
 def test_one_sided_group_is_marked_and_suggested(tmp_path):
-    from gwalign.synthetic import blobs_with_extra
+    from gwalign.datasets.synthetic import blobs_with_extra
 
     xs, ls, xt, lt = blobs_with_extra(seed=1)
     files = []
@@ -444,7 +446,7 @@ def test_interrupt_leaves_nothing(small_pair, tmp_path, monkeypatch):
 def test_failed_figure_spares_the_outputs(small_pair, tmp_path, monkeypatch):
     """A figure that cannot be drawn is warned about and reported; the data outputs are written, and
     an earlier run's figure of that name (--overwrite) does not stay beside the new outputs."""
-    import gwalign.figures as figures
+    import gwalign.results.figures as figures
 
     def broken(*args, **kwargs):
         raise RuntimeError("no display for you")
@@ -469,7 +471,7 @@ def test_umap_figure_draws_a_subsample_of_large_runs(tmp_path):
     """Above the cap a seeded random subsample is drawn; at 12,000 cells, where scanpy's default
     neighbour search (pynndescent) broke the figure (scanpy 1.11.5, pynndescent 0.7.0, scipy 1.17:
     fine at 8,000), it still draws."""
-    from gwalign.figures import figure_cells, umap_figure
+    from gwalign.results.figures import figure_cells, umap_figure
 
     rng = np.random.default_rng(0)
     n = 12_000
@@ -488,7 +490,7 @@ def test_umap_figure_draws_a_subsample_of_large_runs(tmp_path):
 
 def test_example_counts_drawn_in_blocks_are_the_same_draws(monkeypatch):
     """Atlas-sized examples draw their counts in row blocks; the result must not depend on the block."""
-    import gwalign.example as example_module
+    import gwalign.datasets.example as example_module
 
     whole = make_example_pair(n_cells=90, n_genes=40, n_peaks=70, seed=4)
     monkeypatch.setattr(example_module, "COUNT_BLOCK_ENTRIES", 7 * 70)   # 1 row (genes) or 7 rows (peaks)
@@ -528,7 +530,7 @@ def test_other_joint_embeddings_are_written_and_keep_quality(example, tmp_path, 
     assert source.obsm["X_gw"].shape[1] == target.obsm["X_gw"].shape[1]
     assert np.isfinite(source.obsm["X_gw"]).all() and np.isfinite(target.obsm["X_gw"]).all()
     if method == "spectral":
-        from gwalign.results import SPECTRAL_DIM
+        from gwalign.results.embedding import SPECTRAL_DIM
 
         assert source.obsm["X_gw"].shape[1] == SPECTRAL_DIM
     scores = score_files(tmp_path / "rna.gwalign.h5ad", tmp_path / "atac.gwalign.h5ad", "true_cell", "cell_type")

@@ -1,14 +1,10 @@
 """Features rounded to TF32, so that TF32 tensor-core passes over a plan are exact and consistent.
 
 A TF32 ``tl.dot`` rounds its fp32 inputs to 10 mantissa bits, multiplies them exactly and adds in
-fp32. Rounding inside the kernel makes every pass see a slightly different cost (the row pass
-rounds ``x``, the column pass the same numbers in another role, and scaled copies round
-differently), so Sinkhorn stalls at a marginal error floor set by the rounding, and the final
-solve (L1 marginal error 1e-4) needed the three-product ``tf32x3`` mode, 2.6× the cost of
-``tf32`` (H100, 45k × 45k, d = 80: 7.4 against 2.8 ms per pass). Running a tf32 polish first,
-until it stopped gaining, saved only 0.14 s of the 3.2 s tf32x3 polish (``benchmarks/scale.py
---sizes 45000 --set coarse_polish=False`` against the default at commit 69da5e5, an option since
-removed): the floor is far above 1e-4.
+fp32. Rounded inside the kernel, the inputs differ between passes (the row pass rounds ``x``, the
+column pass the same numbers in another role, and scaled copies round differently), so each pass
+sees a slightly different cost and Sinkhorn stalls at a marginal error floor far above the
+polish's 1e-4 (docs/how-it-works/gpu-kernels.md, "Precision modes").
 
 Rounding the cost features once, before any pass, moves the rounding into the *problem*: the
 plan's cost becomes ``‖ũ_i − ṽ_j‖²`` with ``ũ = tf32(u)`` (relative change ≤ 2⁻¹¹ per feature,

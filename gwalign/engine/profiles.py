@@ -15,7 +15,7 @@ import torch
 
 from gwalign.engine import ops
 from gwalign.engine.sinkhorn import sinkhorn
-from gwalign.engine.solver import product_mean_cost
+from gwalign.engine.schedule import product_mean_cost
 
 #: Columns (cells, evenly spaced in the input order) whose distances form each cell's profile.
 PROFILE_COLUMNS = 512
@@ -62,11 +62,10 @@ def profile_plan(phi_s: torch.Tensor, lam_s: torch.Tensor, phi_t: torch.Tensor, 
 
     ``epsilon`` is relative to the mean profile cost under the product plan, as GW's ε is. The
     plan is only a start, so :class:`~gwalign.engine.lowrank.LowRankGW` solves it like one of
-    its GW steps (``max_iter``, ``tol`` of a step): solved to 1e-4 it took 465 iterations at
-    4000 × 4000 (31 s of a 124 s CPU run), capped at 50 it reached the same basins (throwaway
-    timing script; the basins: ``benchmarks/real_data.py --k 15``). A larger ε is *not* a
-    shortcut: at 10ε the plan was too blurred and SNARE-seq with k = 15–30 fell back into the
-    wrong basin (an intermediate commit, measured with the same script).
+    its GW steps (``max_iter``, ``tol`` of a step): capped at 50 iterations it reaches the same
+    basins as a solve to 1e-4, at a small part of its cost. A larger ε is *not* a shortcut: at 10ε
+    the plan is too blurred, and SNARE-seq at k = 15–30 falls back into the wrong basin
+    (docs/how-it-works/engine.md, "Ten starts that cover mirror images").
     """
     qs = distance_quantiles(phi_s, lam_s)
     qt = distance_quantiles(phi_t, lam_t)

@@ -79,7 +79,7 @@ def _split_dot(x0, x1, y_ptr, cols, col_ok, stride_y, n_feat, D0: tl.constexpr, 
 
 # One compilation for every problem size: sizes and the batch strides of the vectors (N or K,
 # divisible by 16 or not) are not specialised. The feature batch strides are: unspecialised, the
-# feature tiles lose their vectorised loads (a batch of ten 4000-row problems ran at half speed).
+# feature tiles lose their vectorised loads (a batch of ten 4000-row problems runs at half speed).
 @triton.jit(do_not_specialize=["n_rows", "n_cols", "batch_bias", "batch_out"])
 def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
                      stride_x, stride_y, batch_x, batch_y, batch_bias, batch_out, scale,
@@ -115,8 +115,8 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
     tl.store(out_ptr + rows, out, mask=row_ok)
 
 
-#: Rows from which tf32 tiles of width ≤ 64 take 256 rows × 64 columns with 8 warps (H100, d = 64:
-#: 200k 25.8 ms against 28.0 ms for 64 × 128; but 100k 8.33 against 6.97 ms, 45k 1.71 against 1.54).
+#: Rows from which tf32 tiles of width ≤ 64 take 256 rows × 64 columns with 8 warps: faster than
+#: 64 × 128 at 200,000 rows, slower at 100,000 (one H100; docs/how-it-works/gpu-kernels.md).
 LARGE_ROWS = 150_000
 
 
@@ -124,17 +124,14 @@ def launch_config(width: int, precision: str = "tf32", rows: Optional[int] = Non
                   programs_wanted: int = 0) -> tuple[int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps) for a padded feature width, a dot precision and a problem.
 
-    Chosen by ``benchmarks/kernels.py --sweep`` on the H100 (docs/benchmarks.md). tf32, widths up
-    to 64: 64 × 128 tiles (45k, d = 64: 1.76 ms against 2.68 ms for 128 × 64), 256 × 64 with 8
-    warps from :data:`LARGE_ROWS` rows; widths 65–128 (d = 80 as 64 + 16): 128 × 64 with 8
-    warps (200k: 39.7 ms against 65.1 ms for 64 × 128). tf32x3, three products per tile:
-    64 × 128 (width 32; 40k: 1.95 ms, 128 × 64 1.97 ms; 10k: 0.20 against 0.41 ms) or
-    128 × 128 with 8 warps (64 and 80 at 45k: 4.86 and 6.63 ms against 5.67 and 7.56 ms).
+    Chosen by ``benchmarks/kernels.py --sweep`` on one H100 (docs/how-it-works/gpu-kernels.md,
+    "Tiles"). tf32, widths up to 64: 64 × 128 tiles, 256 × 64 with 8 warps from
+    :data:`LARGE_ROWS` rows; widths 65–128 (d = 80 as 64 + 16): 128 × 64 with 8 warps. tf32x3,
+    three products per tile: 64 × 128 (width 32) or 128 × 128 with 8 warps. Wider inputs: 32 × 64.
 
     With ``rows`` (rows of all problems of the launch together) and ``programs_wanted`` (the
-    GPU's SM count), row tiles halve, down to 32, until the grid fills the SMs: a 4000-row
-    low-rank step ran 32 programs of 128 rows on 132 SMs (tf32x3, width 32: 0.17 ms; 32 × 128
-    tiles: 0.05 ms).
+    GPU's SM count), row tiles halve, down to 32, until the grid fills the SMs (a 4,000-row
+    low-rank step would otherwise leave most of the SMs idle).
     """
     if width > 128:
         block_m, block_n, warps = 32, 64, 4
@@ -184,7 +181,7 @@ def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
     precision
         ``tf32x3`` (three TF32 tensor-core products of split operands, near-fp32 accuracy),
         ``tf32`` (fastest, about 5e-4 relative error in the result) or ``ieee`` (fp32 FMA;
-        measured 20–100× slower than tf32 on the H100, see docs/benchmarks.md).
+        20–100× slower than tf32 on one H100; docs/how-it-works/gpu-kernels.md).
     blocks
         ``(BLOCK_M, BLOCK_N, num_warps)`` instead of :func:`launch_config` (benchmarks).
     tiles

@@ -1,0 +1,1 @@
+"""Data made by gwalign itself: the bundled RNA/ATAC example and synthetic test shapes."""

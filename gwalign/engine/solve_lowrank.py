@@ -1,0 +1,176 @@
+"""Low-rank (fused, semi-relaxed) entropic GW with screened starts: the driver."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+import numpy as np
+import torch
+from gwalign.config import GWConfig
+from gwalign.engine.schedule import ProgressCallback, SolveResult
+from gwalign.geometry.factors import CoarseFactors
+from gwalign.geometry.factors import LowRankDistances
+from gwalign.engine.lowrank import LowRankGW
+from gwalign.engine.lowrank import SolverState
+from gwalign.geometry.factors import restrict_rows
+from gwalign.engine.starts import FINALISTS
+from gwalign.engine.finalists import compare_finalists
+from gwalign.engine.starts import distinct_lowest
+from gwalign.engine.finalists import rank_plans
+
+
+def screen_starts(solver: "LowRankGW", n_starts: int, config: GWConfig,
+                  progress: Optional[ProgressCallback],
+                  coarse: Optional[Callable[[], "LowRankGW"]] = None
+                  ) -> tuple[list[SolverState], list[float], Optional[dict]]:
+    """Screen the starts, run the finalists to convergence, return them best first (each at
+    its best iterate, not yet polished; ranked by :func:`rank_plans`, with the objectives under
+    the solver ``coarse()`` makes, on the same cells, when there are two finalists or more),
+    every start's screened objective and the finalists' comparison (:func:`compare_finalists`;
+    ``None`` with one start)."""
+    screen = min(config.solver.max_iter, config.solver.epsilon_decay_iters + 2)
+    # All starts step side by side (one batched Sinkhorn per iteration), then the finalists.
+    states = [solver.start(gram) for gram in solver.start_grams(n_starts)]
+    solver.run(states, screen if n_starts > 1 else config.solver.max_iter, progress if n_starts == 1 else None)
+    screened = [state.history[-1] for state in states]
+    finalists = [states[i] for i in distinct_lowest(screened, FINALISTS)]
+    solver.run(finalists, config.solver.max_iter, progress)
+    for state in finalists:
+        solver.restore_best(state)
+    objectives = [state.history[-1] for state in finalists]
+    coarse_objectives = None if coarse is None or len(finalists) < 2 else \
+        coarse().plan_objectives([state.plan for state in finalists])
+    order, scores = rank_plans(objectives, coarse_objectives)
+    finalists = [finalists[i] for i in order]
+    if n_starts == 1:
+        return finalists, screened, None
+    compared = compare_finalists(finalists, solver.a, config.compute.seed)
+    compared["scores"] = [scores[i] for i in order]
+    if coarse_objectives is not None:
+        compared["coarse_objectives"] = [coarse_objectives[i] for i in order]
+    return finalists, screened, compared
+
+
+#: Full-size steps the finalists of a subsample screening take side by side before only the
+#: lowest goes on: with one step SNARE-seq screened on a subsample can keep its mirror, and each
+#: step costs a Sinkhorn solve per finalist (docs/how-it-works/engine.md, "The race after a
+#: subsample").
+RACE_STEPS = 2
+
+
+def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor,
+                     config: GWConfig, n_starts: int, *,
+                     joint: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+                     progress: Optional[ProgressCallback] = None,
+                     coarse: Optional[CoarseFactors] = None) -> SolveResult:
+    """Low-rank (fused, semi-relaxed) entropic GW with screened starts.
+
+    The starts (:func:`gwalign.engine.starts.start_grams`: product plan, distance profiles, sign
+    patterns of the leading components, then noise) step side by side through the ε annealing;
+    the :data:`~gwalign.engine.starts.FINALISTS` lowest in distinct basins run to convergence and
+    are ranked by :func:`gwalign.engine.finalists.rank_plans` (under this run's graph and, when
+    ``coarse`` is given, a coarser one built on the same cells). Above ``screen_points`` cells on a
+    side the screening runs on a uniform subsample and the finalists continue at full size
+    (:func:`_continue_finalists`). Semi-relaxed runs choose their start as balanced GW, then relax
+    from the winner's ``G``. The returned plan is polished at the final ε.
+
+    Parameters
+    ----------
+    fs, ft
+        Factored normalised distances of the source (N points) and target (K points).
+    a, b
+        Marginals.
+    config
+        Run parameters.
+    n_starts
+        Starts to screen.
+    joint
+        Shared features (N×p, K×p) for fused GW.
+    progress
+        Called as ``progress(iteration, max_iter, objective)``.
+    coarse
+        Builds a coarser graph's factors on given rows of each side, for the finalists' ranking.
+
+    Returns
+    -------
+    SolveResult
+        ``start_objectives`` holds every start's objective at the end of screening, and
+        ``finalists`` the finalists' converged objectives and shared mass, both of the subsample
+        when one was used (of the balanced selection in a semi-relaxed run).
+    """
+    solver = LowRankGW(fs, ft, a, b, config, joint)
+
+    def coarse_solver(rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray], a_: torch.Tensor,
+                      b_: torch.Tensor, config_: GWConfig) -> Optional[Callable[[], LowRankGW]]:
+        # Scores plans under the coarser graph's distances of these cells (finalist_k_factor);
+        # only its objectives are used, never its steps.
+        if coarse is None:
+            return None
+        return lambda: LowRankGW(*coarse(rows_s, rows_t), a_, b_, config_)
+
+    # Semi-relaxed runs choose their start as balanced GW and relax from the winner: with a free
+    # target marginal the penalised objective favours plans that pour a source cluster onto a
+    # wrong target cluster.
+    select_config = config.replace(semi_relaxed=False) if config.solver.semi_relaxed else config
+    if n_starts > 1 and max(a.shape[0], b.shape[0]) > config.starts.screen_points:
+        chosen, screened, compared = _screen_subsample(solver, n_starts, select_config, joint, coarse_solver)
+        best = _continue_finalists(solver, chosen, progress)
+    elif config.solver.semi_relaxed:
+        balanced = LowRankGW(fs, ft, a, b, select_config, joint)
+        chosen, screened, compared = screen_starts(balanced, n_starts, select_config, None,
+                                                   coarse_solver(None, None, a, b, select_config))
+        solver.timings["screen"] = sum(balanced.timings.values())
+        best = _continue_finalists(solver, chosen[:1], progress)
+    else:
+        chosen, screened, compared = screen_starts(solver, n_starts, config, progress,
+                                                   coarse_solver(None, None, a, b, config))
+        best = chosen[0]
+    solver.polish(best)
+    distortion = solver.cell_distortion(best.plan)
+    return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
+                       n_iter=len(best.history), converged=best.converged, epsilon=solver.config.solver.epsilon,
+                       cost_scale=solver.scale, sinkhorn_iters=best.sinkhorn_iters,
+                       timings=dict(solver.timings), start_objectives=screened, finalists=compared,
+                       marginal_error=best.marginal_error,
+                       cell_distortion=(distortion[0].cpu().numpy(), distortion[1].cpu().numpy()))
+
+
+def _screen_subsample(solver: LowRankGW, n_starts: int, config: GWConfig,
+                      joint: Optional[tuple[torch.Tensor, torch.Tensor]], coarse_solver: Callable
+                      ) -> tuple[list[SolverState], list[float], Optional[dict]]:
+    """Screen the starts on ``screen_points`` cells drawn uniformly per side (seeded), with the
+    same factors' rows; ``G = Φ_sᵀ T Φ_t`` is a sum over cell pairs, so a uniform subsample
+    estimates it for the same plan. Returns :func:`screen_starts`' finalists, objectives and
+    comparison, of the subsample."""
+    a, b, n_source, n_target = solver.a, solver.b, solver.a.shape[0], solver.b.shape[0]
+    gen = np.random.default_rng(config.compute.seed)
+    rows_s = np.sort(gen.choice(n_source, size=min(n_source, config.starts.screen_points), replace=False))
+    rows_t = np.sort(gen.choice(n_target, size=min(n_target, config.starts.screen_points), replace=False))
+    sub_joint = None if joint is None else (joint[0][rows_s], joint[1][rows_t])
+    sub_a, sub_b = a[rows_s] / a[rows_s].sum(), b[rows_t] / b[rows_t].sum()
+    sub = LowRankGW(restrict_rows(solver.fs, rows_s), restrict_rows(solver.ft, rows_t), sub_a, sub_b, config,
+                    sub_joint)
+    chosen = screen_starts(sub, n_starts, config, None, coarse_solver(rows_s, rows_t, sub_a, sub_b, config))
+    solver.timings["screen"] = sum(sub.timings.values())
+    return chosen
+
+
+def _continue_finalists(solver: LowRankGW, chosen: list[SolverState], progress: Optional[ProgressCallback]
+                        ) -> SolverState:
+    """Continue finalists screened on another problem (a subsample, or balanced GW) on this one.
+
+    They have been through the annealing already, so each starts at the final ε from the ``G``
+    of its best linearisation (``continue_winner``). With several, they race side by side for
+    :data:`RACE_STEPS` steps and only the lowest full-size objective goes on: a subsample can
+    rank the basins differently from the full problem.
+    """
+    config = solver.config
+    states = [solver.start(state.gram, at_final_epsilon=config.starts.continue_winner) for state in chosen]
+    # max_iter counts the skipped annealing: a budget spent by it still gets one full-size step.
+    until = max(config.solver.max_iter, states[0].iteration + 1)
+    if len(states) > 1:
+        solver.run(states, min(until, states[0].iteration + RACE_STEPS), None)
+        states = [min(states, key=lambda state: min(state.best_objective, state.history[-1]))]
+    best = states[0]
+    solver.run([best], until, progress)
+    solver.restore_best(best)
+    return best

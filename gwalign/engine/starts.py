@@ -1,0 +1,65 @@
+"""Starts of the low-rank solver and their screening.
+
+The product plan is symmetric under reflections of either shape, so GW from it lands in
+whichever basin rounding favours. Further starts flip the signs of the leading eigen-components
+in the initial ``G`` (a reflection flips eigenvector signs); every start runs through the ε
+annealing side by side, and the lowest few in distinct basins run to convergence.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Optional
+import torch
+from gwalign.config import GWConfig
+
+
+#: Screened starts that run to convergence (the lowest final objective is kept): the best
+#: screened start can still end in a worse basin than the runner-up.
+FINALISTS = 3
+
+
+#: Screened objectives closer than this (relative) count as one basin: starts that reached the
+#: same plan (SNARE-seq: the profile start and four sign starts end the screening within 1e-5 of
+#: each other) would otherwise fill every finalist's place with one basin.
+SAME_BASIN = 1e-3
+
+
+def distinct_lowest(objectives: list[float], count: int) -> list[int]:
+    """Indices of up to ``count`` lowest objectives, skipping any within :data:`SAME_BASIN`
+    (relative) of one already taken; lowest first. A non-finite objective sorts last and is
+    taken only when it is the only one."""
+    def key(i: int) -> float:
+        return objectives[i] if math.isfinite(objectives[i]) else math.inf
+
+    taken: list[int] = []
+    for i in sorted(range(len(objectives)), key=key):
+        value = objectives[i]
+        if not taken or all(abs(value - objectives[j]) > SAME_BASIN * abs(objectives[j]) for j in taken):
+            taken.append(i)
+        if len(taken) == count:
+            break
+    return taken
+
+
+def start_grams(base: torch.Tensor, n_starts: int, config: GWConfig,
+                profile: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+    """Initial ``G`` of each start: product plan, the distance-profile plan's ``G`` (when
+    given), sign patterns, then seeded Gaussian noise."""
+    size = config.starts.start_noise * base.abs().max()
+    m = min(config.starts.start_signs, min(base.shape) - 1)
+    grams = [base] if profile is None else [base, profile]
+    for pattern in itertools.product((1.0, -1.0), repeat=m):
+        diagonal = torch.zeros(min(base.shape), dtype=base.dtype, device=base.device)
+        diagonal[1:1 + m] = torch.tensor(pattern, dtype=base.dtype)
+        gram = base.clone()
+        gram[range(len(diagonal)), range(len(diagonal))] += size * diagonal
+        grams.append(gram)
+    s = len(grams)
+    while len(grams) < n_starts:
+        gen = torch.Generator(device="cpu").manual_seed(config.compute.seed + s)
+        noise = torch.randn(base.shape, generator=gen, dtype=torch.float64).to(base)
+        grams.append(base + size * noise)
+        s += 1
+    return grams[:n_starts]

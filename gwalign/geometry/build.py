@@ -1,0 +1,68 @@
+"""From kNN graphs to the distance providers and low-rank factors a GW solver runs on."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+import numpy as np
+import torch
+from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, GWConfig
+from gwalign.geometry.distances import DijkstraDistances, DistanceProvider, LandmarkDistances, PrecomputedDistances
+from gwalign.geometry.landmarks import landmark_paths
+from gwalign.geometry.factors import factor_dense, factor_nystrom, factor_randomized
+from gwalign.geometry.knn import KNNGraph, knn_graph
+
+
+def coarse_factors(points: tuple[torch.Tensor, torch.Tensor], coarse_k: int, config: GWConfig,
+                    device: torch.device, dtype: torch.dtype, timings: dict[str, float]):
+    """The factory the low-rank solver calls, once it has two finalists, for the coarser graph's
+    distances on the cells it compared them on: every cell, or the screening subsample
+    (GWConfig.finalist_k_factor). Distances as the run's own for that many cells: exact geodesics
+    up to AUTO_PRECOMPUTED_MAX_POINTS per side (factorised by a randomized range finder), else
+    landmark geodesics (Nyström factors)."""
+    def build(rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray]):
+        tick = time.perf_counter()
+        cells = [x if rows is None else x[torch.as_tensor(rows, device=x.device)]
+                 for x, rows in ((points[0], rows_s), (points[1], rows_t))]
+        graphs = [knn_graph(x, min(coarse_k, x.shape[0] - 1), weights=config.graph.edge_weights) for x in cells]
+        seeds = [config.compute.seed, config.compute.seed + 1]
+        if max(x.shape[0] for x in cells) <= AUTO_PRECOMPUTED_MAX_POINTS:
+            # A randomized range finder: about 10× faster than the full eigendecomposition, at the
+            # same error (docs/how-it-works/distances.md, "The coarser graph of the finalists").
+            factors = [factor_randomized(PrecomputedDistances.from_graph(graph, device, dtype, seed).dense(),
+                                         config.distances.rank, seed=seed) for graph, seed in zip(graphs, seeds)]
+        else:
+            # Landmarks, as in the run itself: all-pairs paths would cost a large share of the run.
+            paths = landmark_paths(graphs, cells, config.distances.n_landmarks, seeds, config.distances.landmark_choice)
+            factors = [factor_distances(distance_provider("landmark", graph, None, device, dtype, config, seed, x, path), config.distances.rank)
+                       for graph, seed, x, path in zip(graphs, seeds, cells, paths)]
+        timings["finalist_distances"] = time.perf_counter() - tick
+        return factors[0], factors[1]
+    return build
+
+
+def factor_distances(provider: DistanceProvider, rank: int):
+    """Low-rank factors of a provider's normalised distances: exact eigenvectors of a dense
+    matrix, or the Nyström factorisation of landmark rows."""
+    if isinstance(provider, LandmarkDistances):
+        return factor_nystrom(provider.table, provider.landmarks, provider.scale, rank,
+                              provider.device, provider.dtype)
+    return factor_dense(provider.dense(), rank)
+
+
+def distance_provider(mode: str, graph: Optional[KNNGraph], user_d: Optional[np.ndarray],
+              device: torch.device, dtype: torch.dtype, config: GWConfig, seed: int,
+              points: Optional[torch.Tensor] = None, paths=None) -> DistanceProvider:
+    if user_d is not None:
+        return PrecomputedDistances(user_d, device, dtype, seed)
+    assert graph is not None
+    if mode == "precomputed":
+        if graph.n_points > config.distances.precomputed_max_points:
+            raise ValueError(f"distance='precomputed' needs N² memory: {graph.n_points} points exceed "
+                             f"precomputed_max_points={config.distances.precomputed_max_points}; use 'landmark'")
+        return PrecomputedDistances.from_graph(graph, device, dtype, seed)
+    if mode == "dijkstra":
+        return DijkstraDistances(graph, device, dtype, seed)
+    return LandmarkDistances(graph, device, dtype, seed, n_landmarks=config.distances.n_landmarks,
+                             dim=config.distances.landmark_dim, points=points, paths=paths,
+                             choice=config.distances.landmark_choice)

@@ -1,0 +1,130 @@
+"""Low-rank factorisations ``D ≈ Φ diag(λ) Φᵀ`` of symmetric distance matrices.
+
+A graph-geodesic distance matrix is close to low rank, so the engine keeps it as an N×r factor
+and r weights: a truncated eigendecomposition of an exact matrix, a randomized range finder,
+or Nyström factors from landmark rows (Williams & Seeger 2001).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+import numpy as np
+import torch
+from gwalign.preprocess.svd import randomized_range
+
+
+@dataclass(frozen=True)
+class LowRankDistances:
+    """A symmetric distance matrix kept as ``D ≈ Φ diag(λ) Φᵀ``.
+
+    Attributes
+    ----------
+    phi
+        N×r factor.
+    lam
+        The r weights (eigenvalues; distance matrices are indefinite, so signs vary).
+    relative_error
+        ``‖D − Φ Λ Φᵀ‖_F / ‖D‖_F`` of the truncation.
+    """
+
+    phi: torch.Tensor
+    lam: torch.Tensor
+    relative_error: float
+
+    def quad(self, w: torch.Tensor) -> float:
+        """``wᵀ D w``."""
+        x = self.phi.T @ w
+        return float((self.lam * x * x).sum())
+
+    def squared_apply(self, w: torch.Tensor) -> torch.Tensor:
+        """``(D ∘ D) w`` in O(N r²): row i is ``φ_i Λ (Φᵀ diag(w) Φ) Λ φ_iᵀ``. ``w`` is a
+        length-N vector or an S×N batch of them."""
+        weighted = self.phi * self.lam
+        gram = (self.phi * w[..., None]).transpose(-1, -2) @ self.phi
+        return ((weighted @ gram) * weighted).sum(dim=-1)
+
+
+def factor_dense(matrix: torch.Tensor, rank: int) -> LowRankDistances:
+    """Truncated eigendecomposition of a symmetric N×N matrix, keeping the ``rank`` largest |λ|.
+
+    Computed in float64 (the factors are then cast back to the matrix's dtype).
+    """
+    sym = matrix.double()
+    sym = 0.5 * (sym + sym.T)
+    values, vectors = torch.linalg.eigh(sym)
+    order = torch.argsort(values.abs(), descending=True)[:rank]
+    kept = values[order]
+    total = float((values * values).sum())
+    error = math.sqrt(max(total - float((kept * kept).sum()), 0.0) / total) if total > 0 else 0.0
+    return LowRankDistances(phi=vectors[:, order].to(matrix.dtype).contiguous(),
+                            lam=kept.to(matrix.dtype), relative_error=error)
+
+
+def factor_randomized(matrix: torch.Tensor, rank: int, oversample: int = 32, power: int = 3,
+                      seed: int = 0) -> LowRankDistances:
+    """The ``rank`` largest-|λ| eigenpairs of a symmetric N×N matrix by a randomized range finder
+    (Halko, Martinsson, Tropp 2011, Algorithms 4.4 and 5.3): ``power`` subspace iterations on
+    ``rank + oversample`` Gaussian vectors, then the eigendecomposition of the projected matrix.
+    A few products with the matrix instead of :func:`factor_dense`'s full eigendecomposition
+    (N = 4000 on 2 CPU cores: 12 s); distance matrices' spectra decay fast, so the kept
+    components match the exact ones closely (``tests/engine/test_lowrank.py``)."""
+    sym = matrix.double()
+    sym = 0.5 * (sym + sym.T)
+    n = sym.shape[0]
+    width = min(n, rank + oversample)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    test = torch.randn(n, width, generator=gen, dtype=torch.float64).to(sym.device)
+    basis = randomized_range(sym.__matmul__, sym.__matmul__, test, 1 + power)
+    values, small = torch.linalg.eigh(basis.T @ sym @ basis)
+    order = torch.argsort(values.abs(), descending=True)[:rank]
+    kept = values[order]
+    total = float((sym * sym).sum())
+    error = math.sqrt(max(total - float((kept * kept).sum()), 0.0) / total) if total > 0 else 0.0
+    return LowRankDistances(phi=(basis @ small[:, order]).to(matrix.dtype).contiguous(),
+                            lam=kept.to(matrix.dtype), relative_error=error)
+
+
+def factor_nystrom(table: np.ndarray, landmarks: np.ndarray, scale: float, rank: int,
+                   device: torch.device, dtype: torch.dtype) -> LowRankDistances:
+    """Nyström factorisation of a distance matrix from its landmark rows, in O(N·L²).
+
+    With ``C = D[:, L]`` (from the L×N ``table``) and ``W = D[L, L] = Q Λ Qᵀ`` truncated to the
+    ``rank`` largest |λ|, ``D ≈ C Q Λ⁻¹ Qᵀ Cᵀ`` (Williams & Seeger 2001; for indefinite
+    matrices the truncation drops the near-zero eigenvalues that make ``W⁻¹`` unstable). A QR
+    of ``C Q Λ⁻¹`` and an r×r eigendecomposition turn it into ``Φ diag(λ) Φᵀ`` with orthonormal
+    ``Φ``, the form :class:`~gwalign.engine.lowrank.LowRankGW` expects. Distances are divided by
+    ``scale`` (the provider's normalisation). ``relative_error`` is measured on the landmark rows.
+    Computed in float64 on ``device``: on the host it takes a noticeable share of a GPU run.
+    """
+    # float32 table to the device first (half the transfer), then float64 there.
+    c = torch.as_tensor(np.asarray(table, dtype=np.float32).T).to(device).double() / scale   # N×L
+    landmarks = torch.as_tensor(np.asarray(landmarks), device=device)
+    w = c[landmarks]                                                           # L×L
+    w = 0.5 * (w + w.T)
+    values, vectors = torch.linalg.eigh(w)
+    order = torch.argsort(values.abs(), descending=True)[:min(rank, len(values))]
+    values, vectors = values[order], vectors[:, order]
+    basis, upper = torch.linalg.qr(c @ (vectors / values))                     # N×r, r×r
+    middle = upper @ torch.diag(values) @ upper.T
+    lam, rotation = torch.linalg.eigh(0.5 * (middle + middle.T))
+    phi = basis @ rotation
+    keep = torch.argsort(lam.abs(), descending=True)
+    phi, lam = phi[:, keep], lam[keep]
+    approx = (phi[landmarks] * lam) @ phi.T                                    # L×N
+    error = float(torch.linalg.norm(approx - c.T) / torch.linalg.norm(c.T))
+    return LowRankDistances(phi=phi.to(device=device, dtype=dtype).contiguous(),
+                            lam=lam.to(device=device, dtype=dtype), relative_error=error)
+
+
+def restrict_rows(factors: LowRankDistances, rows: np.ndarray) -> LowRankDistances:
+    """The factorisation restricted to some points: ``D[rows][:, rows] ≈ Φ_rows Λ Φ_rowsᵀ``."""
+    index = torch.as_tensor(rows, device=factors.phi.device)
+    return LowRankDistances(phi=factors.phi[index].contiguous(), lam=factors.lam,
+                            relative_error=factors.relative_error)
+
+
+#: Builds the coarser graph's factors (source, target) on the given rows of each side (``None``:
+#: every row), for the finalists' ranking (``GWConfig.finalist_k_factor``).
+CoarseFactors = Callable[[Optional[np.ndarray], Optional[np.ndarray]], tuple[LowRankDistances, LowRankDistances]]

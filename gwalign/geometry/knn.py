@@ -1,0 +1,238 @@
+"""Symmetric kNN distance graphs, stitched into one connected component.
+
+Geodesic (shortest-path) distances on a kNN graph approximate distances along the data manifold
+(Isomap; SCOT uses the same construction). A disconnected graph would give infinite distances, so
+components are joined by bridge edges between their closest points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import connected_components
+
+
+@dataclass(frozen=True)
+class KNNGraph:
+    """A symmetric, connected kNN graph.
+
+    Attributes
+    ----------
+    matrix
+        CSR N×N with Euclidean edge weights (strictly positive).
+    k
+        Neighbours per point used to build it.
+    n_components
+        Connected components before stitching.
+    n_bridges
+        Bridge edges added to connect them.
+    """
+
+    matrix: sp.csr_matrix
+    k: int
+    n_components: int
+    n_bridges: int
+
+    @property
+    def n_points(self) -> int:
+        return self.matrix.shape[0]
+
+
+def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 2048,
+              weights: str = "distance") -> KNNGraph:
+    """Build the symmetric kNN graph of ``x`` and stitch its components.
+
+    Parameters
+    ----------
+    x
+        N×d representation (CPU: exact tree search; CUDA: blocked ``cdist`` + ``topk``).
+    k
+        Neighbours per point (excluding the point itself).
+    candidate_k
+        Neighbours searched per point when looking for bridges between components.
+    block_rows
+        Rows per block on the GPU path.
+    weights
+        ``distance``: Euclidean edge lengths (geodesics approximate manifold distances).
+        ``connectivity``: every kNN edge has length 1, so shortest paths count hops (SCOT's
+        choice); a bridge between components gets its length over the mean kNN edge length.
+        ``local``: ``d_ij / sqrt(σ_i σ_j)`` with σ the distance to the k-th neighbour (self-tuning
+        scale, Zelnik-Manor & Perona 2004): dense and sparse regions count alike, lengths kept.
+
+    Returns
+    -------
+    KNNGraph
+    """
+    n = x.shape[0]
+    search_k = min(n - 1, max(k, candidate_k))
+    dist, idx = _nearest(x, search_k, block_rows)
+    rows = np.repeat(np.arange(n), k)
+    graph = sp.csr_matrix((_positive(dist[:, :k]).ravel(), (rows, idx[:, :k].ravel())), shape=(n, n))
+    graph = graph.maximum(graph.T).tocsr()
+    if weights not in ("distance", "connectivity", "local"):
+        raise ValueError(f"weights must be 'distance', 'connectivity' or 'local', got {weights!r}")
+    unit = float(graph.data.mean()) if weights == "connectivity" else 1.0
+    sigma = np.maximum(_positive(dist[:, k - 1]), 1e-300)
+    if weights == "connectivity":
+        graph.data[:] = 1.0
+    elif weights == "local":
+        coo = graph.tocoo()
+        graph = sp.csr_matrix((coo.data / np.sqrt(sigma[coo.row] * sigma[coo.col]), (coo.row, coo.col)),
+                              shape=(n, n))
+    n_components, labels = connected_components(graph, directed=False)
+    bridges = _stitch(x, labels, dist, idx) if n_components > 1 else []
+    if bridges:
+        b_rows, b_cols, b_w = (np.array(t) for t in zip(*bridges))
+        if weights == "connectivity":
+            b_w = np.maximum(b_w / unit, 1.0)
+        elif weights == "local":
+            b_w = b_w / np.sqrt(sigma[b_rows] * sigma[b_cols])
+        extra = sp.csr_matrix((_positive(b_w), (b_rows, b_cols)), shape=(n, n))
+        graph = graph.maximum(extra).maximum(extra.T).tocsr()
+    final_components, _ = connected_components(graph, directed=False)
+    assert final_components == 1, "graph stitching failed to connect the graph"
+    return KNNGraph(matrix=graph, k=k, n_components=n_components, n_bridges=len(bridges))
+
+
+def _positive(weights: np.ndarray) -> np.ndarray:
+    """Duplicate points give zero-length edges; csgraph would drop them, so keep them tiny."""
+    weights = np.asarray(weights, dtype=np.float64)
+    floor = max(float(weights.max(initial=0.0)), 1.0) * 1e-12
+    return np.maximum(weights, floor)
+
+
+#: Largest distance block of the GPU kNN search.
+KNN_BLOCK_ELEMENTS = 1 << 28
+
+
+def _nearest(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours (self excluded), sorted by distance: (distances, indices) N×k."""
+    return _drop_self(*_search(x, x, k + 1, block_rows), k)
+
+
+def nearest_between(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048) -> np.ndarray:
+    """Indices (Q×k) of each query row's ``k`` nearest training rows, nearest first, searched
+    where the tensors live (so atlas-sized label transfer stays on the GPU)."""
+    return _search(train, query, min(k, train.shape[0]), block_rows)[1]
+
+
+def _search(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN of the query rows among the training rows: (distances, indices) Q×k, nearest
+    first. CPU: scikit-learn's tree search; CUDA: :func:`_blocked_topk`."""
+    if train.is_cuda:
+        return _blocked_topk(train, query, k, block_rows)
+    from sklearn.neighbors import NearestNeighbors
+
+    data = train.detach().cpu().numpy().astype(np.float64, copy=False)
+    queries = data if query is train else query.detach().cpu().numpy().astype(np.float64, copy=False)
+    return NearestNeighbors(n_neighbors=k).fit(data).kneighbors(queries)
+
+
+def _blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blocked exact kNN with ``cdist`` + ``topk`` (GPU path).
+
+    A block holds at most ``KNN_BLOCK_ELEMENTS`` distances (1 GiB in float32; at 1M points
+    2048 rows would take 8 GiB), and results stay on the device until one final copy.
+    """
+    rows = max(64, min(block_rows, KNN_BLOCK_ELEMENTS // max(train.shape[0], 1)))
+    dists, idxs = [], []
+    for i0 in range(0, query.shape[0], rows):
+        d, i = torch.cdist(query[i0:i0 + rows], train).topk(k, dim=1, largest=False)
+        dists.append(d)
+        idxs.append(i)
+    return torch.cat(dists).double().cpu().numpy(), torch.cat(idxs).cpu().numpy()
+
+
+def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each point from its own neighbour list (ties with duplicates may put it anywhere)."""
+    n = idx.shape[0]
+    is_self = idx == np.arange(n)[:, None]
+    # Rows where self is absent (many exact duplicates): drop the last column instead.
+    no_self = ~is_self.any(axis=1)
+    is_self[no_self, -1] = True
+    keep = ~is_self
+    return dist[keep].reshape(n, k), idx[keep].reshape(n, k)
+
+
+def _stitch(x: torch.Tensor, labels: np.ndarray, cand_dist: np.ndarray,
+            cand_idx: np.ndarray) -> list[tuple[int, int, float]]:
+    """Borůvka rounds: join every component to its closest other component.
+
+    Each round, every component takes its shortest edge to another component among the
+    precomputed neighbour candidates (one search for all rounds: no tree is rebuilt). When no
+    component has a candidate (well-separated clusters), the smallest component is searched
+    exhaustively against the rest. Rounds at least halve the number of components.
+    """
+    labels = labels.copy()
+    bridges: list[tuple[int, int, float]] = []
+    points = x.detach().cpu().to(torch.float64)
+    while True:
+        n_comp = labels.max() + 1
+        if n_comp == 1:
+            return bridges
+        other = labels[cand_idx] != labels[:, None]
+        has = other.any(axis=1)
+        first = np.argmax(other, axis=1)
+        rows = np.nonzero(has)[0]
+        cols = cand_idx[rows, first[rows]]
+        dists = cand_dist[rows, first[rows]]
+        comps = labels[rows]
+        # Shortest candidate edge per component: sort by (component, distance), keep the first.
+        order = np.lexsort((dists, comps))
+        lead = order[np.r_[True, comps[order][1:] != comps[order][:-1]]] if len(order) else order
+        edges: dict[int, tuple[float, int, int]] = {
+            int(comps[t]): (float(dists[t]), int(rows[t]), int(cols[t])) for t in lead
+        }
+        if not edges:
+            sizes = np.bincount(labels)
+            smallest = int(np.argmin(sizes))
+            inside = np.nonzero(labels == smallest)[0]
+            outside = np.nonzero(labels != smallest)[0]
+            d_best, i_best, j_best = np.inf, -1, -1
+            for start in range(0, len(inside), 1024):
+                block = inside[start:start + 1024]
+                dist = torch.cdist(points[block], points[outside])
+                flat = int(torch.argmin(dist))
+                r, c = divmod(flat, dist.shape[1])
+                if float(dist[r, c]) < d_best:
+                    d_best, i_best, j_best = float(dist[r, c]), int(block[r]), int(outside[c])
+            edges[smallest] = (d_best, i_best, j_best)
+        # Keep a forest: shortest first, skip edges whose ends are already joined (two
+        # components often pick the same edge, and candidate-limited choices can close a cycle).
+        parent = list(range(n_comp))
+
+        def root(c: int) -> int:
+            while parent[c] != c:
+                parent[c] = parent[parent[c]]
+                c = parent[c]
+            return c
+
+        kept = []
+        for d, i, j in sorted(edges.values()):
+            ri, rj = root(int(labels[i])), root(int(labels[j]))
+            if ri != rj:
+                parent[ri] = rj
+                kept.append((i, j, d))
+        bridges.extend(kept)
+        # Merge the components joined by this round's bridges.
+        link = sp.csr_matrix((np.ones(len(kept)), ([labels[i] for i, _, _ in kept],
+                                                    [labels[j] for _, j, _ in kept])),
+                             shape=(n_comp, n_comp))
+        _, merged = connected_components(link, directed=False)
+        labels = merged[labels]
+
+
+def knn_vote(train: np.ndarray, codes: np.ndarray, query: np.ndarray, n_classes: int, k: int,
+             device: torch.device, dtype: Optional[torch.dtype] = None) -> np.ndarray:
+    """Majority class code among each query row's ``k`` nearest training rows (Euclidean; ties go
+    to the smallest code, as scikit-learn's ``KNeighborsClassifier``), searched on ``device``
+    (default precision: float64 on the CPU, float32 on a GPU)."""
+    dtype = dtype or (torch.float64 if device.type == "cpu" else torch.float32)
+    idx = nearest_between(torch.as_tensor(train, dtype=dtype, device=device),
+                          torch.as_tensor(query, dtype=dtype, device=device), k)
+    votes = np.zeros((len(query), n_classes))
+    np.add.at(votes, (np.repeat(np.arange(len(query)), idx.shape[1]), np.asarray(codes)[idx].ravel()), 1.0)
+    return votes.argmax(axis=1)

@@ -1,0 +1,140 @@
+"""Landmarks: which cells the geodesic distances are computed from, and their landmark-MDS embedding."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal, Optional
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import dijkstra
+from gwalign.geometry.knn import KNNGraph
+from gwalign.geometry.shortest_paths import shortest_paths_many
+
+
+#: How landmarks are chosen (:func:`choose_landmarks`).
+LandmarkChoice = Literal["mixed", "farthest", "uniform"]
+
+
+def farthest_points(points: torch.Tensor, n_points: int, seed: int) -> np.ndarray:
+    """Greedy farthest-point sampling in Euclidean space, on the points' device.
+
+    The first point is drawn with ``seed``; each next one is the point farthest from all chosen.
+    Indices stay on the device until the end (no host synchronisation per point).
+    """
+    n = points.shape[0]
+    first = int(np.random.default_rng(seed).integers(n))
+    x = points.to(torch.float32) if points.dtype not in (torch.float32, torch.float64) else points
+    chosen = [torch.tensor(first, device=x.device)]
+    nearest = ((x - x[first]) ** 2).sum(dim=1)
+    for _ in range(1, n_points):
+        nxt = torch.argmax(nearest)
+        chosen.append(nxt)
+        nearest = torch.minimum(nearest, ((x - x[nxt]) ** 2).sum(dim=1))
+    return torch.stack(chosen).cpu().numpy().astype(np.int64)
+
+
+def _farthest_count(choice: str, n_landmarks: int) -> int:
+    """How many of ``n_landmarks`` :func:`choose_landmarks` takes by farthest-point sampling."""
+    counts = {"farthest": n_landmarks, "mixed": (n_landmarks + 1) // 2, "uniform": 0}
+    if choice not in counts:
+        raise ValueError(f"landmark choice must be mixed, farthest or uniform, got {choice!r}")
+    return counts[choice]
+
+
+def choose_landmarks(points: torch.Tensor, n_points: int, seed: int,
+                     choice: LandmarkChoice = "mixed") -> np.ndarray:
+    """Landmark indices: ``farthest`` (:func:`farthest_points`), ``uniform`` (without
+    replacement) or ``mixed``: the first half by farthest-point sampling, the rest uniformly
+    among the other points.
+
+    Farthest points cover small and remote groups of cells that a uniform draw can miss, but
+    they crowd the edges of the data and leave its dense interior, where most cells (and most of
+    the GW objective's mass) lie, to few landmarks; the Nyström factors of the geodesic matrix
+    (:func:`gwalign.geometry.factors.factor_nystrom`) then fit it worst where it matters most. The
+    mixture keeps both (docs/how-it-works/distances.md, "Landmarks, above 2,500 cells a side").
+    """
+    n = points.shape[0]
+    spread = _farthest_count(choice, n_points)
+    rng = np.random.default_rng(seed)
+    if spread == 0:
+        return np.sort(rng.choice(n, size=n_points, replace=False)).astype(np.int64)
+    far = farthest_points(points, spread, seed)
+    if spread == n_points:
+        return far
+    rest = np.setdiff1d(np.arange(n), far)
+    return np.concatenate([far, rng.choice(rest, size=n_points - spread, replace=False)]).astype(np.int64)
+
+
+def landmark_paths(graphs: list[KNNGraph], points: list[Optional[torch.Tensor]], n_landmarks: int,
+                   seeds: list[int], choice: LandmarkChoice = "mixed"
+                   ) -> list[tuple[np.ndarray, np.ndarray, dict[str, float]]]:
+    """Landmarks (:func:`choose_landmarks`) and landmark-to-all geodesic tables for several
+    graphs, with one process pool.
+
+    Returns ``(landmarks, L×N table, timings)`` per graph (see :class:`LandmarkDistances`).
+    """
+    results: list = [None] * len(graphs)
+    timings: list[dict[str, float]] = [{} for _ in graphs]
+    euclidean = []
+    for i, (graph, pts, seed) in enumerate(zip(graphs, points, seeds)):
+        count = min(n_landmarks, graph.n_points)
+        tick = time.perf_counter()
+        if pts is not None:
+            euclidean.append((i, choose_landmarks(pts, count, seed, choice)))
+            timings[i]["landmarks"] = time.perf_counter() - tick
+        else:
+            landmarks, table = _farthest_point_landmarks(graph.matrix, count, seed, choice)
+            results[i] = (landmarks, table, {"landmarks": 0.0, "paths": time.perf_counter() - tick})
+    tick = time.perf_counter()
+    tables = shortest_paths_many([(graphs[i].matrix, landmarks) for i, landmarks in euclidean])
+    elapsed = (time.perf_counter() - tick) / max(len(euclidean), 1)
+    for (i, landmarks), table in zip(euclidean, tables):
+        results[i] = (landmarks, table, {**timings[i], "paths": elapsed})
+    return results
+
+
+def _farthest_point_landmarks(graph: sp.csr_matrix, n_landmarks: int, seed: int,
+                              choice: LandmarkChoice = "mixed") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`choose_landmarks` on the graph metric; returns (landmarks, L×N distances)."""
+    spread = _farthest_count(choice, n_landmarks)
+    n = graph.shape[0]
+    rng = np.random.default_rng(seed)
+    landmarks = [int(rng.integers(n))] if spread else []
+    table = np.empty((n_landmarks, n), dtype=np.float64)
+    nearest = np.full(n, np.inf)
+    for t in range(spread):
+        table[t] = dijkstra(graph, directed=True, indices=landmarks[t])
+        if not np.isfinite(table[t]).all():
+            raise RuntimeError("infinite graph distance: the graph is not connected")
+        np.minimum(nearest, table[t], out=nearest)
+        if t + 1 < spread:
+            landmarks.append(int(np.argmax(nearest)))
+    if spread < n_landmarks:
+        rest = np.setdiff1d(np.arange(n), landmarks)
+        drawn = rng.choice(rest, size=n_landmarks - spread, replace=False)
+        table[spread:] = dijkstra(graph, directed=True, indices=drawn)
+        if not np.isfinite(table[spread:]).all():
+            raise RuntimeError("infinite graph distance: the graph is not connected")
+        landmarks.extend(int(i) for i in drawn)
+    return np.array(landmarks), table
+
+
+def landmark_mds(table: np.ndarray, landmarks: np.ndarray, dim: int) -> np.ndarray:
+    """Landmark MDS: coordinates N×r from landmark-to-all distances L×N."""
+    sq = table ** 2
+    sq_land = sq[:, landmarks]                       # L×L squared distances among landmarks
+    sq_land = 0.5 * (sq_land + sq_land.T)
+    n_land = sq_land.shape[0]
+    centring = np.eye(n_land) - 1.0 / n_land
+    gram = -0.5 * centring @ sq_land @ centring
+    vals, vecs = np.linalg.eigh(gram)
+    order = np.argsort(vals)[::-1]
+    vals, vecs = vals[order], vecs[:, order]
+    positive = vals > vals[0] * 1e-9
+    r = int(min(dim, positive.sum()))
+    vals, vecs = vals[:r], vecs[:, :r]
+    # Triangulation: y_x = -1/2 · Λ^{-1/2} Vᵀ (δ_x − mean_δ) for squared distances δ_x to landmarks.
+    mean_sq = sq_land.mean(axis=1)
+    pinv = vecs / np.sqrt(vals)                      # L×r
+    return -0.5 * (sq - mean_sq[:, None]).T @ pinv   # N×r

@@ -1,0 +1,1 @@
+"""Reading and checking inputs, writing outputs atomically."""

@@ -1,0 +1,1 @@
+"""From an alignment to what a user keeps: joint embedding, transferred labels, AnnData keys, report."""
