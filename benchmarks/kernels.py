@@ -26,8 +26,11 @@ import triton
 from gwalign.engine import stream
 from gwalign.engine.plan import FactoredPlan
 from gwalign.engine.precision import round_to_tf32
-from gwalign.kernels.lse import feature_split, launch_config, lse_rows_triton, multiprocessors
-from gwalign.kernels.plan_ops import apply_triton, topk_triton, transport_cost_triton
+from gwalign.kernels.lse import launch_config, lse_rows_triton
+from gwalign.kernels.tiles import feature_split, multiprocessors
+from gwalign.kernels.apply import apply_triton
+from gwalign.kernels.topk import topk_triton
+from gwalign.kernels.transport_cost import transport_cost_triton
 
 SWEEP = [(16, 64, 4), (32, 64, 4), (32, 128, 4), (64, 64, 4), (128, 64, 4), (128, 64, 8), (64, 128, 4), (128, 128, 8),
          (256, 64, 8), (256, 128, 8), (256, 32, 8)]

@@ -20,7 +20,7 @@ class GWAlignWarning(RuntimeWarning):
 
 @dataclass
 class Alignment:
-    """Result of :func:`align`: an implicit coupling and what produced it.
+    """Result of :func:`~gwalign.align`: an implicit coupling and what produced it.
 
     The coupling is never stored densely; its methods stream over it.
     """
@@ -33,7 +33,7 @@ class Alignment:
     timings: dict[str, float] = field(default_factory=dict)
     gradient_mode: str = "sampled"
     #: The cells' weights ``a`` and ``b`` the plan was asked to carry (uniform unless given; set by
-    #: :func:`align`, the only constructor).
+    #: :func:`~gwalign.align`, the only constructor).
     marginals: Optional[tuple[np.ndarray, np.ndarray]] = None
     # counterpart_evidence(), computed once: in semi-relaxed runs it is a streamed pass over the
     # plan, asked for by the CCA and by every label transfer.

@@ -11,7 +11,7 @@ from gwalign.alignment import GWAlignWarning
 
 
 class GPUMemoryError(MemoryError):
-    """The GPU ran out of memory in a named stage of :func:`align` (message says what to lower)."""
+    """The GPU ran out of memory in a named stage of :func:`~gwalign.align` (message says what to lower)."""
 
 
 #: What lowers the memory of each stage (shown when CUDA runs out of memory there).

@@ -96,7 +96,7 @@ def test_example_quality_with_defaults(default_run):
 
 
 def test_evaluate_ignores_cells_without_a_label(default_run, tmp_path):
-    """Missing labels neither train nor count (they used to form a class named "nan")."""
+    """Missing labels neither train nor count (they do not form a class named "nan")."""
     out, _ = default_run
     rna = ad.read_h5ad(out / "rna.gwalign.h5ad")
     hidden = np.random.default_rng(0).random(rna.n_obs) < 0.3
@@ -105,13 +105,13 @@ def test_evaluate_ignores_cells_without_a_label(default_run, tmp_path):
     full = score_files(out / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", None, "cell_type")
     partial = score_files(tmp_path / "rna.gwalign.h5ad", out / "atac.gwalign.h5ad", None, "cell_type")
     assert partial["label_transfer"] >= 0.85, partial
-    # Fewer training cells cost a little (0.052 on this pair); the "nan" class cost 0.25.
+    # Fewer training cells cost a little (0.052 on this pair); a "nan" class would cost 0.25.
     assert abs(partial["label_transfer_into_target"] - full["label_transfer_into_target"]) <= 0.08
 
 
 def test_evaluate_scores_labels_found_on_both_sides(default_run, tmp_path):
     """Cells of a type the other side lacks have no right answer: label transfer is scored on the
-    shared types (as the issue and the published figures score it), the rest reported apart."""
+    shared types (as the published figures score it), the rest reported apart."""
     out, _ = default_run
     atac = ad.read_h5ad(out / "atac.gwalign.h5ad")
     renamed = atac.obs["cell_type"].astype(str).to_numpy()
@@ -153,8 +153,8 @@ def test_same_seed_same_embedding(example, tmp_path):
 
 
 def test_json_output_is_only_the_report(example, tmp_path):
-    """A run that converges (its flag once came back as a NumPy bool, which broke --json after the
-    outputs were written) prints report.json's content and nothing else on stdout."""
+    """A run that converges prints report.json's content and nothing else on stdout (its flag is a
+    plain bool: a NumPy bool would break --json after the outputs are written)."""
     rna, atac = example
     result = runner.invoke(app, ["run", str(rna), str(atac), "-o", str(tmp_path), "--device", "cpu",
                                  "--no-figures", "--json"])
@@ -192,17 +192,17 @@ def _default_run_on_shipped_pair(folder: str, sides: tuple[str, str], tmp_path: 
 def test_snareseq_default_run(tmp_path):
     scores = _default_run_on_shipped_pair("snareseq", ("rna", "atac"), tmp_path)
     assert scores["foscttm"] <= 0.20, scores
-    # The cell-line labels the run wrote (0.960, docs/benchmarks.md): a regression guard.
+    # The cell-line labels the run wrote (0.966, docs/accuracy.md): a regression guard.
     assert scores["labels_written"] >= 0.90, scores
 
 
 @pytest.mark.real_data
 def test_scgem_default_run(tmp_path):
-    # Held-out pair (binary methylation): with both sides L2-scaled, as the row-scaling rule did
-    # before it asked whether the norm is a size factor, the run mirrored (FOSCTTM 0.68).
+    # scGEM (binary methylation): with both sides L2-scaled the run mirrors (FOSCTTM 0.68); the
+    # row-scaling rule keeps them, since their norms are not a size factor.
     scores = _default_run_on_shipped_pair("scgem", ("rna", "met"), tmp_path)
-    assert scores["foscttm"] <= 0.25, scores   # 0.190 (docs/benchmarks.md); SCOT's tuned recipe 0.216
-    assert scores["labels_written"] >= 0.55, scores   # 0.689; five stages, chance 0.2
+    assert scores["foscttm"] <= 0.25, scores   # 0.187 (docs/accuracy.md); SCOT's tuned recipe 0.216
+    assert scores["labels_written"] >= 0.55, scores   # 0.703; five stages, chance 0.2
     # The report says why the rows were kept as they are.
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     for side in ("source", "target"):
@@ -469,7 +469,7 @@ def test_failed_figure_spares_the_outputs(small_pair, tmp_path, monkeypatch):
 
 def test_umap_figure_draws_a_subsample_of_large_runs(tmp_path):
     """Above the cap a seeded random subsample is drawn; at 12,000 cells, where scanpy's default
-    neighbour search (pynndescent) broke the figure (scanpy 1.11.5, pynndescent 0.7.0, scipy 1.17:
+    neighbour search (pynndescent) breaks the figure (scanpy 1.11.5, pynndescent 0.7.0, scipy 1.17:
     fine at 8,000), it still draws."""
     from gwalign.results.figures import figure_cells, umap_figure
 

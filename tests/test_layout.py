@@ -59,7 +59,7 @@ def test_no_module_imports_another_modules_private_names(module):
 
 
 def test_the_product_speaks_only_of_itself():
-    """No diary words (session, issue N, throwaway) and no paths outside the repository."""
+    """No diary words (:data:`FORBIDDEN` lists them) and no paths outside the repository."""
     hits = []
     for path in _product_files():
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):

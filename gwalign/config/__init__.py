@@ -7,10 +7,10 @@ how ``gwalign run`` reads its files (:class:`InputConfig`) and what it writes
 overrides and :meth:`GWConfig.replace` name fields flat (``k``, ``epsilon``, ``top_k``).
 
 Each field declares its type once: a ``Literal`` lists its choices, and the bounds of a number sit
-in the field's metadata; :func:`validate_fields` checks both. ``None`` means "automatic", and every
-automatic value is resolved by a method of :class:`GWConfig` (``knn_k``, ``relative_epsilon``,
-``resolved_distance``, ``resolved_gradient``, ``lowrank_starts``, ...). The measurements behind
-the defaults are in the documentation ("How it works").
+in the field's metadata; :func:`~gwalign.config.fields.validate_fields` checks both. ``None`` means
+"automatic", and every automatic value is resolved by a method of :class:`GWConfig` (``knn_k``,
+``relative_epsilon``, ``resolved_distance``, ``resolved_gradient``, ``lowrank_starts``, ...). The
+measurements behind the defaults are in docs/how-it-works/.
 """
 
 from gwalign.config.engine import (AUTO_ONE_SIDED_MAX_POINTS, AUTO_PRECOMPUTED_MAX_POINTS, CCA_DIFFUSION_STEPS,

@@ -10,28 +10,28 @@ from typing import Any, Literal, Optional
 from gwalign.config.fields import Stage, bounded, load_toml, split_flat
 
 #: Above this many points per side, ``distance="auto"`` switches from exact all-pairs geodesics
-#: to landmark distances (all-pairs costs N² memory).
+#: to landmark distances (all-pairs costs N² memory; docs/how-it-works/distances.md).
 AUTO_PRECOMPUTED_MAX_POINTS = 2500
 
-#: Up to this many points on the larger side, ``one_sided_check=None`` runs the check.
+#: Up to this many points on the larger side, ``one_sided_check=None`` runs the check (docs/how-it-works/one-sided.md).
 AUTO_ONE_SIDED_MAX_POINTS = 50_000
 
 #: Fewest neighbours a kNN graph is built with, so a side needs at least ``K_MIN + 1`` cells.
 K_MIN = 5
 
-#: The automatic kNN k (:meth:`GWConfig.knn_k`), capped below the smaller side's cell count.
+#: The automatic kNN k (:meth:`GWConfig.knn_k`), capped below the smaller side's cells (docs/how-it-works/graphs.md).
 K_AUTO = 15
 
-#: The automatic relative ε (:meth:`GWConfig.relative_epsilon`) with exact and landmark distances.
+#: Automatic relative ε with exact and landmark distances (:meth:`GWConfig.relative_epsilon`; docs/how-it-works/engine.md).
 EPSILON_EXACT, EPSILON_LANDMARK = 0.01, 0.03
 
 #: Sampled GW starts when ``n_starts`` is None (low-rank starts are screened, so they are cheaper).
 SAMPLED_STARTS = 3
 
-#: Neighbours of the kNN classifier that carries labels across in ``X_gw``.
+#: Neighbours of the kNN classifier that carries labels across in ``X_gw`` (docs/how-it-works/label-transfer.md).
 TRANSFER_K = 15
 
-#: Lazy random-walk steps over each side's kNN graph applied to the plan before the coupled CCA.
+#: Lazy random-walk steps of each kNN graph applied to the plan before the coupled CCA (docs/how-it-works/joint-embedding.md).
 CCA_DIFFUSION_STEPS = 4
 
 

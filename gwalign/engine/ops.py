@@ -83,7 +83,7 @@ def _kernel_ready(plan: FactoredPlan, *others: Optional[torch.Tensor]) -> bool:
     """The plan-pass kernels take this plan (CUDA or interpreter, no dense extra, float32)."""
     if plan.extra is not None or not triton_enabled(plan.u):
         return False
-    from gwalign.kernels.plan_ops import supports
+    from gwalign.kernels.tiles import plan_supports as supports
 
     return supports(plan.u, plan.v, *others)
 
@@ -92,7 +92,7 @@ def apply(plan: FactoredPlan, z: torch.Tensor, precision: str = "tf32x3") -> tor
     """``T @ Z`` (Z: K×m or length K); ``precision`` as in :func:`lse_rows` (GPU only)."""
     z = z.to(plan.u.dtype)
     if _kernel_ready(plan, z):
-        from gwalign.kernels.plan_ops import apply_triton
+        from gwalign.kernels.apply import apply_triton
 
         return apply_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, z, precision)
     return stream.apply_reference(plan, z)
@@ -109,7 +109,7 @@ def transport_cost(plan: FactoredPlan, cost_u: Optional[torch.Tensor] = None,
     cu = plan.u if cost_u is None else cost_u
     cv = plan.v if cost_v is None else cost_v
     if _kernel_ready(plan, cu, cv):
-        from gwalign.kernels.plan_ops import transport_cost_triton
+        from gwalign.kernels.transport_cost import transport_cost_triton
 
         return transport_cost_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, cu, cv)
     return float(stream.transport_cost_reference(plan, cost_u, cost_v))
@@ -132,7 +132,7 @@ def shared_mass(first: FactoredPlan, second: FactoredPlan, rows: torch.Tensor) -
 def topk_rows(plan: FactoredPlan, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` plan entries of every row (values, column indices)."""
     if _kernel_ready(plan):
-        from gwalign.kernels.plan_ops import MAX_TOPK, topk_triton
+        from gwalign.kernels.topk import MAX_TOPK, topk_triton
 
         if k <= MAX_TOPK:
             values, indices = topk_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, k)

@@ -64,7 +64,7 @@ def choose_blocks(n_rows: int, n_cols: int, block_elements: int,
     """Tile sizes for streamed passes: about ``block_elements`` entries per tile.
 
     Rows get at most 256 so that the column extent, over which reductions stream, stays long
-    (measured on 2 CPU cores, 2000×2500, d=64: 256×4096 tiles 18 ms, 512×2048 44 ms).
+    (twice as fast on 2 CPU cores; docs/how-it-works/gpu-kernels.md).
     """
     rows = block_rows or max(1, min(n_rows, 256, block_elements // 256))
     cols = block_cols or max(1, min(n_cols, block_elements // rows))

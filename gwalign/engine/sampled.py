@@ -39,7 +39,7 @@ def _sample_anchors(plan: FactoredPlan, a: torch.Tensor, m: int,
 
 
 #: Rows the per-iteration objective estimate visits (sampled by the row marginal beyond this):
-#: at 45k×45k on the H100 exact estimates took as long as all Sinkhorn steps (9.8 s vs 9.7 s).
+#: exact estimates cost as much as all the Sinkhorn steps at 45,000 cells a side (one H100).
 ESTIMATE_ROWS = 4096
 
 

@@ -52,8 +52,8 @@ def screen_starts(solver: "LowRankGW", n_starts: int, config: GWConfig,
 
 #: Full-size steps the finalists of a subsample screening take side by side before only the
 #: lowest goes on: with one step SNARE-seq screened on a subsample can keep its mirror, and each
-#: step costs a Sinkhorn solve per finalist (docs/how-it-works/engine.md, "The race after a
-#: subsample").
+#: step costs a Sinkhorn solve per finalist (docs/how-it-works/engine.md, "Finalists in distinct
+#: basins").
 RACE_STEPS = 2
 
 

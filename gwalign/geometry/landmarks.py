@@ -72,7 +72,8 @@ def landmark_paths(graphs: list[KNNGraph], points: list[Optional[torch.Tensor]],
     """Landmarks (:func:`choose_landmarks`) and landmark-to-all geodesic tables for several
     graphs, with one process pool.
 
-    Returns ``(landmarks, L×N table, timings)`` per graph (see :class:`LandmarkDistances`).
+    Returns ``(landmarks, L×N table, timings)`` per graph (see
+    :class:`~gwalign.geometry.distances.LandmarkDistances`).
     """
     results: list = [None] * len(graphs)
     timings: list[dict[str, float]] = [{} for _ in graphs]

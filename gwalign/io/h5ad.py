@@ -1,4 +1,4 @@
-"""Reading and checking .h5ad files; writing outputs atomically.
+"""Reading and checking .h5ad files, and checksums of files and cell orders.
 
 Every problem with a user's file becomes an :class:`InputError` whose message names the file,
 so the CLI can print one line and exit with code 2.

@@ -17,64 +17,13 @@ Reference: :func:`gwalign.engine.stream.lse_rows_reference`.
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-#: Largest feature dimension the register-resident kernel takes; wider inputs use the reference.
-MAX_FEATURES = 256
-LOG2E = 1.0 / math.log(2.0)
-LN2 = math.log(2.0)
-
-
-def feature_split(n_feat: int) -> tuple[int, int]:
-    """(main, tail) chunk widths covering ``n_feat`` features, both powers of two ≥ 16 (tail may be 0).
-
-    The pair is used when it is narrower than the single padded power of two: 80 → (64, 16),
-    34 → (32, 16), 96 → (64, 32), 100 → (128, 0), 7 → (16, 0).
-    """
-    padded = max(16, triton.next_power_of_2(n_feat))
-    main = max(16, 1 << (max(n_feat, 1).bit_length() - 1))
-    rest = n_feat - main
-    if rest <= 0:
-        return main, 0
-    tail = max(16, triton.next_power_of_2(rest))
-    return (main, tail) if main + tail < padded else (padded, 0)
-
-
-@triton.jit
-def _load_features(ptr, rows, row_ok, stride, n_feat, OFFSET: tl.constexpr, WIDTH: tl.constexpr):
-    """Rows × WIDTH feature tile starting at feature OFFSET, zero beyond ``n_feat``, as fp32."""
-    feats = OFFSET + tl.arange(0, WIDTH)
-    return tl.load(ptr + rows[:, None].to(tl.int64) * stride + feats[None, :],
-                   mask=row_ok[:, None] & (feats < n_feat)[None, :], other=0.0).to(tl.float32)
-
-
-@triton.jit
-def _load_split(ptr, rows, row_ok, stride, n_feat, D0: tl.constexpr, D1: tl.constexpr):
-    """Main and tail feature tiles of some rows (:func:`feature_split`); the tail repeats the
-    main tile when ``D1 == 0`` and is then never used."""
-    main = _load_features(ptr, rows, row_ok, stride, n_feat, 0, D0)
-    tail = main
-    if D1 > 0:
-        tail = _load_features(ptr, rows, row_ok, stride, n_feat, D0, D1)
-    return main, tail
-
-
-@triton.jit
-def _split_dot(x0, x1, y_ptr, cols, col_ok, stride_y, n_feat, D0: tl.constexpr, D1: tl.constexpr,
-               PRECISION: tl.constexpr):
-    """``⟨x_i, y_j⟩`` for a tile of columns, over the main and tail feature chunks."""
-    y0 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, 0, D0)
-    out = tl.dot(x0, tl.trans(y0), input_precision=PRECISION)
-    if D1 > 0:
-        y1 = _load_features(y_ptr, cols, col_ok, stride_y, n_feat, D0, D1)
-        out = tl.dot(x1, tl.trans(y1), out, input_precision=PRECISION)
-    return out
+from gwalign.kernels.tiles import LOG2E, MAX_FEATURES, feature_split, load_split, multiprocessors, split_dot
 
 
 # One compilation for every problem size: sizes and the batch strides of the vectors (N or K,
@@ -97,7 +46,7 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
     row_ok = rows < n_rows
     # Features enter the dot unscaled, so features already rounded to tf32 stay exact in a tf32
     # dot and every pass over a plan sees the same logits (see gwalign.engine.precision).
-    x0, x1 = _load_split(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
+    x0, x1 = load_split(x_ptr, rows, row_ok, stride_x, n_feat, D0, D1)
     run_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
     run_sum = tl.zeros([BLOCK_M], tl.float32)
     for start in range(0, n_cols, BLOCK_N):
@@ -105,7 +54,7 @@ def _lse_rows_kernel(x_ptr, y_ptr, bias_ptr, out_ptr, n_rows, n_cols, n_feat,
         col_ok = cols < n_cols
         b = tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32) * scale
         b = tl.where(col_ok, b, float("-inf"))
-        logits = _split_dot(x0, x1, y_ptr, cols, col_ok, stride_y, n_feat, D0, D1, PRECISION)
+        logits = split_dot(x0, x1, y_ptr, cols, col_ok, stride_y, n_feat, D0, D1, PRECISION)
         logits = logits * (2.0 * scale) + b[None, :]
         new_max = tl.maximum(run_max, tl.max(logits, axis=1))
         run_sum = run_sum * tl.exp2(run_max - new_max) + \
@@ -149,14 +98,6 @@ def launch_config(width: int, precision: str = "tf32", rows: Optional[int] = Non
         while block_m > 32 and -(-rows // block_m) < programs_wanted:
             block_m //= 2
     return block_m, block_n, warps
-
-
-@functools.lru_cache(maxsize=None)
-def multiprocessors(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA device (0 elsewhere: the interpreter has none)."""
-    if device.type != "cuda":
-        return 0
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def supports(x: torch.Tensor) -> bool:

@@ -57,7 +57,7 @@ def umap_figure(joint, label_keys: list[str], path: Path, seed: int,
     work = joint[cells].copy()
     # Exact neighbours (scikit-learn): at these sizes they cost seconds, give the same graph on every
     # install, and avoid pynndescent, whose sparse output some scanpy releases cannot read (scanpy
-    # 1.11.5 with pynndescent 0.7.0 and scipy 1.17 failed at 12,000 cells, after minutes of work).
+    # 1.11.5 with pynndescent 0.7.0 and scipy 1.17 fail at 12,000 cells, after minutes of work).
     sc.pp.neighbors(work, use_rep="X_gw", transformer="sklearn", random_state=seed)
     sc.tl.umap(work, random_state=seed)
     colours = ["gw_dataset", *label_keys]

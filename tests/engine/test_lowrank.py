@@ -147,7 +147,7 @@ def test_distinct_lowest_skips_starts_that_reached_one_basin():
 @pytest.mark.parametrize("seed", [1, 2])
 def test_subsample_screening_keeps_the_basin_of_the_full_problem(seed):
     """SNARE-seq with its starts screened on 500 of its 1047 cells: on the subsample one basin
-    ranked first that is a mirror at full size (seeds 1 and 2 ended at FOSCTTM 0.474 when only
+    ranked first that is a mirror at full size (seeds 1 and 2 end at FOSCTTM 0.474 when only
     the subsample's winner continued). Distinct finalists continue at full size, and the lowest
     full-size objective is kept."""
     from pathlib import Path
@@ -157,9 +157,9 @@ def test_subsample_screening_keeps_the_basin_of_the_full_problem(seed):
 
     data = Path(__file__).parents[1] / "data" / "snareseq"
     xs, xt = (scale_rows(np.load(data / f"{name}.npy"), "auto")[0] for name in ("rna", "atac"))
-    # k = 10 and ε = 0.03, where the race was measured (session 13). With k = 15 seed 1 keeps the
-    # mirror even with the race when screened on 500 cells (FOSCTTM 0.49), not on 750 (0.147):
-    # docs/design-notes.md, "Random subsets of the real pairs".
+    # k = 10 and ε = 0.03, where the race was measured (docs/how-it-works/engine.md). With k = 15
+    # seed 1 keeps the mirror even with the race when screened on 500 cells (FOSCTTM 0.49), not on
+    # 750 (0.147).
     config = gwalign.GWConfig(device="cpu", seed=seed, screen_points=500, one_sided_check=False, k=10,
                               epsilon=0.03)
     result = gwalign.align(xs, xt, config)

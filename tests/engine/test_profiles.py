@@ -46,7 +46,7 @@ def test_profile_plan_matches_a_shape_to_its_shuffled_mirror_image(rng):
 
 
 def test_profile_start_reaches_the_basin_the_sign_starts_miss(snare):
-    """SNARE-seq with k = 15 at relative ε = 0.03 (where it was measured, session 5): the product
+    """SNARE-seq with k = 15 at relative ε = 0.03 (as in docs/how-it-works/engine.md): the product
     and sign-pattern starts all end in a worse basin (label transfer 0.31); with the profile start
     the run keeps the labels together (0.96). At ε = 0.03 both runs take half the time of the
     default ε's, and 25 outer steps end where 40 do (objectives 0.2746 / 0.2565 either way)."""

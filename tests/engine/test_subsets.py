@@ -1,8 +1,8 @@
 """Default settings on random subsets of the shipped real pairs (benchmarks/robustness.py draws).
 
-Until session 14 the defaults (k = round(log2 m), relative ε = 0.03) kept a mirrored plan on these
-draws: SNARE-seq's half-size draws 0 and 4 ended at FOSCTTM 0.430 and 0.548, scGEM's half-size draw 3
-at 0.266, though the full pairs were right (docs/design-notes.md, "Random subsets of the real pairs").
+On these draws k = round(log2 m) with relative ε = 0.03 keeps a mirrored plan although the full pairs
+are right: SNARE-seq's half-size draws 0 and 4 end at FOSCTTM 0.430 and 0.548, scGEM's half-size draw 3
+at 0.266. The defaults (k = 15, ε = 0.01) were chosen on such draws (docs/how-it-works/graphs.md).
 """
 
 from pathlib import Path
@@ -36,8 +36,8 @@ def half_draw(n: int, draw: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("folder, sides, draw, bound", [
     ("snareseq", ("rna", "atac"), 0, 0.20),    # full pair 0.147
-    ("snareseq", ("rna", "atac"), 4, 0.20),    # the old defaults' worst draw (0.548)
-    ("scgem", ("rna", "met"), 3, 0.23),        # full pair 0.190; draws 0-9 now at most 0.212
+    ("snareseq", ("rna", "atac"), 4, 0.20),    # the log2 rule's worst draw at ε = 0.03 (0.548)
+    ("scgem", ("rna", "met"), 3, 0.23),        # full pair 0.190; draws 0-9 at most 0.212
 ])
 def test_default_run_keeps_the_right_basin_on_a_half_size_draw(folder, sides, draw, bound):
     xs, xt = (scale_rows(np.load(DATA / folder / f"{side}.npy"), "auto")[0] for side in sides)
@@ -54,7 +54,7 @@ def test_finalists_scored_under_a_coarser_graph_keep_pbmc_from_swapping_its_larg
     the finalists' winner sent RNA's T cells to ATAC's monocytes and back (label transfer 0.040 on
     the shared types), 0.7% below a label-consistent plan that is 3% lower under k = 30 geodesics.
     Ranked under both graphs (GWConfig.finalist_k_factor = 2, the default) the consistent plan
-    wins (0.927; docs/design-notes.md, session 16)."""
+    wins (0.927; docs/how-it-works/engine.md, "Finalists in distinct basins")."""
     from gwalign.metrics import label_transfer_accuracy, shared_label_masks
 
     xs, xt = (scale_rows(np.load(DATA / "pbmc" / f"{side}.npy"), "auto")[0] for side in ("rna", "atac"))

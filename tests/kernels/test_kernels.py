@@ -51,7 +51,8 @@ SCRIPT = textwrap.dedent('''
 
 PLAN_SCRIPT = textwrap.dedent('''
     import sys, torch
-    from gwalign.kernels.plan_ops import apply_triton, transport_cost_triton
+    from gwalign.kernels.apply import apply_triton
+    from gwalign.kernels.transport_cost import transport_cost_triton
     from gwalign.engine import stream
     from gwalign.engine.plan import FactoredPlan
     torch.set_default_device(sys.argv[2])
@@ -85,7 +86,7 @@ PLAN_SCRIPT = textwrap.dedent('''
 
 TOPK_SCRIPT = textwrap.dedent('''
     import sys, torch
-    from gwalign.kernels.plan_ops import topk_triton
+    from gwalign.kernels.topk import topk_triton
     from gwalign.engine import stream
     from gwalign.engine.plan import FactoredPlan
     torch.set_default_device(sys.argv[2])
@@ -181,7 +182,7 @@ def test_plan_kernels_match_reference(device, broken_interpreter):
                                           (64, (64, 0)), (80, (64, 16)), (96, (64, 32)), (100, (128, 0)),
                                           (256, (256, 0))])
 def test_feature_split_covers_width_with_fewest_lanes(width, split):
-    from gwalign.kernels.lse import feature_split
+    from gwalign.kernels.tiles import feature_split
 
     main, tail = feature_split(width)
     assert (main, tail) == split

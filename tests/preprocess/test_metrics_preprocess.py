@@ -63,7 +63,7 @@ def test_foscttm_in_row_blocks_equals_the_definition(rng, monkeypatch, block_ent
     true = np.diag(dist)
     reference = ((dist < true[:, None]).sum() + (dist < true[None, :]).sum()) / (2 * 150 * 149)
     assert metrics.foscttm(xs, xt) == pytest.approx(reference, abs=1e-12)
-    assert 0.01 < reference < 0.45   # not degenerate (0.0495 seen once on a fresh draw: the bound was 0.05)
+    assert 0.01 < reference < 0.45   # not degenerate (fresh draws can reach 0.0495, so not 0.05)
 
 
 def test_label_transfer_scores_only_kept_cells(rng):
@@ -103,9 +103,9 @@ def test_label_transfer_directions_and_separability(rng):
 
 @pytest.mark.real_data
 def test_auto_scaling_decides_the_measured_cases():
-    # benchmarks/row_scaling.py: SNARE-seq's ATAC (depth in the norm) mirrors unless scaled, down
-    # to a norm share of 0.122 (norms compressed, gamma 0.25); scGEM's two sides (norms = stage
-    # biology, shares 0.088 / 0.030) mirror when both are scaled.
+    # SNARE-seq's ATAC (depth in the norm) mirrors unless scaled, down to a norm share of 0.122 (norms
+    # compressed, gamma 0.25); scGEM's two sides (norms = stage biology, shares 0.088 / 0.030) mirror
+    # when both are scaled (docs/how-it-works/representations.md).
     from pathlib import Path
 
     data = Path(__file__).parents[1] / "data"

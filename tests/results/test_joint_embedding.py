@@ -53,7 +53,7 @@ def test_cca_embedding_of_an_alignment_recovers_the_shared_parameter():
     cell has nearly the same curve parameter (or its mirror image: GW cannot tell them apart)."""
     xs, ts, xt, tt = spiral_and_roll(400, 500, seed=3)
     # k = 9: the automatic k = 15 short-circuits neighbouring arms of a noise-free 400-point spiral
-    # (error 0.17; docs/design-notes.md, "Random subsets of the real pairs").
+    # (error 0.17; docs/how-it-works/graphs.md, "Thin trajectories").
     result = gwalign.align(xs, xt, gwalign.GWConfig(device="cpu", k=9))
     left, right = joint_embedding(result, xs, xt)
     nearest = ((left[:, None, :] - right[None, :, :]) ** 2).sum(-1).argmin(axis=1)
