@@ -1,22 +1,43 @@
-"""gwalign: Gromov-Wasserstein alignment of single-cell data sets, streamed on CPU and GPU."""
+"""gwalign: Gromov-Wasserstein alignment of single-cell data sets, streamed on CPU and GPU.
 
-from gwalign.alignment import Alignment, GWAlignWarning
-from gwalign.device import GPUMemoryError
-from gwalign.align import align
-from gwalign.config import (ComputeConfig, DistanceConfig, GraphConfig, GWConfig, InputConfig, OutputConfig, RunConfig,
-                            SolverConfig, StartsConfig)
-from gwalign.engine.plan import FactoredPlan
-from gwalign.geometry.knn import KNNGraph, knn_graph
-from gwalign.metrics import (foscttm, label_separability, label_transfer_accuracy, label_transfer_by_direction,
-                             shared_label_masks)
-from gwalign.results.one_sided import OneSidedSide, one_sided_groups
-from gwalign.results.embedding import coupled_cca, joint_embedding
+The public names below are imported on first use, so that ``import gwalign`` (and the command
+line's ``--help``) does not pay for torch until something needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Alignment", "ComputeConfig", "DistanceConfig", "FactoredPlan", "GPUMemoryError", "GWAlignWarning", "GWConfig",
-           "GraphConfig", "InputConfig", "KNNGraph", "OneSidedSide", "OutputConfig", "RunConfig", "SolverConfig",
-           "StartsConfig",
-           "align", "coupled_cca", "foscttm", "joint_embedding", "knn_graph", "label_separability",
-           "label_transfer_accuracy", "label_transfer_by_direction", "one_sided_groups", "shared_label_masks",
-           "__version__"]
+#: Public name -> the module that defines it.
+_PUBLIC = {
+    "Alignment": "gwalign.alignment", "GWAlignWarning": "gwalign.alignment",
+    "GPUMemoryError": "gwalign.device",
+    "align": "gwalign.align_arrays",
+    "GWConfig": "gwalign.config", "RunConfig": "gwalign.config", "GraphConfig": "gwalign.config",
+    "DistanceConfig": "gwalign.config", "SolverConfig": "gwalign.config", "StartsConfig": "gwalign.config",
+    "ComputeConfig": "gwalign.config", "InputConfig": "gwalign.config", "OutputConfig": "gwalign.config",
+    "FactoredPlan": "gwalign.engine.plan",
+    "KNNGraph": "gwalign.geometry.knn", "knn_graph": "gwalign.geometry.knn",
+    "foscttm": "gwalign.metrics", "label_separability": "gwalign.metrics",
+    "label_transfer_accuracy": "gwalign.metrics", "label_transfer_by_direction": "gwalign.metrics",
+    "shared_label_masks": "gwalign.metrics",
+    "OneSidedSide": "gwalign.results.one_sided", "one_sided_groups": "gwalign.results.one_sided",
+    "coupled_cca": "gwalign.results.embedding", "joint_embedding": "gwalign.results.embedding",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gwalign' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

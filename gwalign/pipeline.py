@@ -12,11 +12,12 @@ import numpy as np
 
 from gwalign import __version__
 from gwalign.alignment import GWAlignWarning
-from gwalign.align import align
+from gwalign.align_arrays import align
 from gwalign.device import resolve_device
 from gwalign.config import RunConfig
-from gwalign.io.h5ad import InputError, file_checksum, names_checksum, read_h5ad
-from gwalign.io.outputs import check_output_dir, staged_outputs, write_json
+from gwalign.io.content import same_rows
+from gwalign.io.h5ad import InputError, distinct_inputs, file_checksum, names_checksum, read_h5ad
+from gwalign.io.outputs import check_output_dir, name_limit, staged_outputs, write_json
 from gwalign.results.one_sided import one_sided_groups, suggestion
 from gwalign.preprocess.representation import Representation, representation
 from gwalign.preprocess.row_scaling import scale_rows, size_factor
@@ -43,11 +44,23 @@ class RunOutputs:
     report: dict[str, Any]
 
 
-def output_names(source: Path, target: Path) -> tuple[str, str]:
-    """``A.gwalign.h5ad`` and ``B.gwalign.h5ad`` (distinct even when the stems are equal)."""
+def output_names(source: Path, target: Path, out_dir: Optional[Path] = None) -> tuple[str, str]:
+    """``A.gwalign.h5ad`` and ``B.gwalign.h5ad`` (distinct even when the stems are equal).
+
+    Raises
+    ------
+    InputError
+        When an input's name is too long to form its output's name on the output directory's
+        file system.
+    """
     a, b = f"{source.stem}.gwalign.h5ad", f"{target.stem}.gwalign.h5ad"
     if a == b:
         a, b = f"{source.stem}.source.gwalign.h5ad", f"{target.stem}.target.gwalign.h5ad"
+    limit = name_limit(Path(".") if out_dir is None else out_dir)
+    for path, name in ((source, a), (target, b)):
+        if len(name.encode()) > limit:
+            raise InputError(f"{path}: file name too long for its output name {name[:24]}... "
+                             f"({len(name.encode())} bytes, the file system allows {limit}); rename the file")
     return a, b
 
 
@@ -72,19 +85,20 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
     stage = stage or (lambda _name: None)
     paths = (Path(source_path), Path(target_path))
     out_dir = Path(out_dir)
-    names = output_names(*paths)
+    names = output_names(*paths, out_dir)
     check_output_dir(out_dir, [*names, "joint.gwalign.h5ad", "report.json", *FIGURE_FILES], overwrite)
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
     tick = time.perf_counter()
     stage("read")
-    adatas = read_pair(paths, config.outputs.transfer_labels)
+    adatas, checksums = read_pair(paths, config)
     timings["read"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     stage("preprocess")
     prepared = prepare_pair(adatas, paths, config)
+    prepared.checksums = checksums
     timings["preprocess"] = time.perf_counter() - tick
 
     stage("align")
@@ -100,59 +114,88 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
                       out_dir / "report.json", report)
 
 
-def read_pair(paths: tuple[Path, Path], label_keys: tuple[str, ...]) -> tuple[Any, Any]:
-    """Both files as AnnData, after checking that every label column to transfer has labels."""
-    source, target = read_h5ad(paths[0]), read_h5ad(paths[1])
-    for key in label_keys:
+def read_pair(paths: tuple[Path, Path], config: RunConfig) -> tuple[tuple[Any, Any], tuple[str, str]]:
+    """Both files as AnnData and their SHA-256 checksums, after checking that they are two
+    different files and that every label column to transfer has labels."""
+    inputs = config.inputs
+    source = read_h5ad(paths[0], need_features=inputs.rep_source is None)
+    target = read_h5ad(paths[1], need_features=inputs.rep_target is None)
+    checksums = distinct_inputs(*paths)
+    for key in config.outputs.transfer_labels:
         if key not in source.obs and key not in target.obs:
             raise InputError(f"{paths[0]}, {paths[1]}: label column {key!r} is in neither file's obs")
         for path, adata in zip(paths, (source, target)):
             if key in adata.obs and adata.obs[key].isna().all():
                 raise InputError(f"{path}: label column {key!r} has no labelled cells (all missing)")
-    return source, target
+    return (source, target), checksums
 
 
 @dataclass
 class PreparedPair:
-    """Both sides ready to align: the cells kept, their representations and shared features."""
+    """Both sides ready to align: every cell (``inputs``), the cells aligned (``source``,
+    ``target``, the ``kept`` rows of ``inputs``), their representations and shared features."""
 
     source: Any
     target: Any
     reps: tuple[Representation, Representation]
     joint: Optional[tuple[np.ndarray, np.ndarray]]
+    inputs: Optional[tuple[Any, Any]] = None
+    checksums: Optional[tuple[str, str]] = None
+
+    @property
+    def kept(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each file's aligned cells (boolean masks over its ``obs``)."""
+        return self.reps[0].kept, self.reps[1].kept
 
 
 def prepare_pair(adatas: tuple[Any, Any], paths: tuple[Path, Path], config: RunConfig) -> PreparedPair:
-    """Each side's representation (with its rows scaled), the cells it keeps, shared features."""
+    """Each side's representation (with its rows scaled), the cells it aligns, shared features.
+
+    Cells with all-zero counts are not aligned but stay in the outputs; a warning says how many.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GWAlignWarning)   # align() says it once when it falls back to the CPU
         try:
             device = resolve_device(config.engine.compute.device)
         except ValueError as err:
             raise InputError(str(err)) from None
-    inputs, seed = config.inputs, config.engine.compute.seed
-    reps = (representation(adatas[0], paths[0], inputs.rep_source, inputs.modality_source,
-                           inputs.n_components, inputs.n_top_genes, seed, device),
-            representation(adatas[1], paths[1], inputs.rep_target, inputs.modality_target,
-                           inputs.n_components, inputs.n_top_genes, seed, device))
-    for rep in reps:
-        _scale_representation(rep, inputs.normalise_rows)
-    source, target = adatas[0][reps[0].kept].copy(), adatas[1][reps[1].kept].copy()
+    inputs, seed, min_points = config.inputs, config.engine.compute.seed, config.engine.min_points
+    for path, adata in zip(paths, adatas):
+        if adata.n_obs < min_points:
+            raise InputError(f"{path}: {adata.n_obs} cells, fewer than k+1 = {min_points} "
+                             "(each file needs k+1 cells for its kNN graph)")
+    reps = tuple(representation(adata, path, key, modality, inputs.n_components, inputs.n_top_genes, seed,
+                                device, min_cells=min_points)
+                 for adata, path, key, modality in ((adatas[0], paths[0], inputs.rep_source, inputs.modality_source),
+                                                    (adatas[1], paths[1], inputs.rep_target, inputs.modality_target)))
+    for rep, path, adata in zip(reps, paths, adatas):
+        _scale_representation(rep, inputs.normalise_rows, path)
+        if rep.unaligned_cells:
+            warnings.warn(f"{path.name}: {len(rep.unaligned_cells)} of {adata.n_obs} cells have all-zero counts and "
+                          "were not aligned; they stay in the outputs with obs['gw_aligned'] False and empty results",
+                          GWAlignWarning, stacklevel=2)
+    source, target = (adata if rep.kept.all() else adata[rep.kept].copy() for adata, rep in zip(adatas, reps))
     joint = shared_features(source, target, paths[0], paths[1], config)
-    for path, rep in zip(paths, reps):
-        if rep.matrix.shape[0] < config.engine.min_points:
-            raise InputError(f"{path}: {rep.matrix.shape[0]} cells, fewer than k+1 = {config.engine.min_points}")
-    return PreparedPair(source, target, reps, joint)
+    return PreparedPair(source, target, reps, joint, inputs=adatas)
 
 
-def _scale_representation(rep: Representation, normalise_rows: str) -> None:
-    """Scale the representation's rows as ``normalise_rows`` says, noting why."""
+def _scale_representation(rep: Representation, normalise_rows: str, path: Path) -> None:
+    """Scale the representation's rows as ``normalise_rows`` says, noting why; never into a
+    representation whose cells are all the same."""
     if normalise_rows == "auto":
         # One test decides and says why (uncentred sides), as scale_rows would decide.
         scale, reason = size_factor(rep.matrix)
     else:
         scale, reason = normalise_rows == "l2", "rows scaled to unit L2 norm" if normalise_rows == "l2" else None
-    rep.matrix, _ = scale_rows(rep.matrix, "l2" if scale else "none")
+    if scale:
+        scaled, _ = scale_rows(rep.matrix, "l2")
+        if not same_rows(scaled):
+            rep.matrix = scaled
+        elif normalise_rows == "l2":
+            raise InputError(f"{path}: rows scaled to unit length (--normalise-rows l2) leave every cell the same "
+                             "(all rows point one way); use --normalise-rows none")
+        else:
+            reason = "rows kept: unit length would leave every cell the same (all rows point one way)"
     if reason is not None:
         rep.notes.append(reason)
 
@@ -183,9 +226,12 @@ class AnnotatedPair:
 def annotate_pair(alignment: Alignment, prepared: PreparedPair, paths: tuple[Path, Path], config: RunConfig,
                   timings: dict[str, float]) -> AnnotatedPair:
     """Joint embedding, transferred labels and the one-sided check, written into both AnnData
-    objects; the joint AnnData; the report."""
+    objects (every cell; those not aligned with empty results); the joint AnnData (the aligned
+    cells); the report."""
     tick = time.perf_counter()
     source, target, (rep_s, rep_t) = prepared.source, prepared.target, prepared.reps
+    full = prepared.inputs or (source, target)
+    kept = prepared.kept
     outputs = config.outputs
     emb_s, emb_t = joint_embedding(alignment, rep_s.matrix, rep_t.matrix, outputs.joint_embedding,
                                    outputs.cca_diffusion)
@@ -203,22 +249,26 @@ def annotate_pair(alignment: Alignment, prepared: PreparedPair, paths: tuple[Pat
         "one_sided": None if check is None else {"source": check[0].summary(), "target": check[1].summary(),
                                                  "suggestion": advice},
     })
-    for adata, emb, partner, partner_path, labels, role in ((source, emb_s, target, paths[1], to_source, "source"),
-                                                             (target, emb_t, source, paths[0], to_target, "target")):
+    for side, (emb, labels, role) in enumerate(((emb_s, to_source, "source"), (emb_t, to_target, "target"))):
+        adata, partner = full[side], full[1 - side]
         add_outputs(adata, alignment, emb, partner.obs_names, is_source=role == "source", top_k=outputs.top_k,
-                    labels=labels, info={**base, "role": role, "partner_file": partner_path.name,
+                    labels=labels, info={**base, "role": role, "partner_file": paths[1 - side].name,
                                          "partner_obs_names_sha256": names_checksum(partner.obs_names)},
-                    one_sided=None if check is None else check[0 if role == "source" else 1])
+                    one_sided=None if check is None else check[side], kept=kept[side], partner_kept=kept[1 - side])
     if advice is not None:
         warnings.warn(advice, GWAlignWarning, stacklevel=3)
     dataset_names = (paths[0].stem, paths[1].stem if paths[1].stem != paths[0].stem else f"{paths[1].stem}_target")
-    joint_ad = joint_anndata(source, target, dataset_names, label_keys)
-    report = {**base, "inputs": {role: {"path": str(path), "sha256": file_checksum(path), "cells": int(adata.n_obs)}
-                                 for role, path, adata in (("source", paths[0], source), ("target", paths[1], target))},
+    aligned = tuple(adata if mask.all() else adata[mask] for adata, mask in zip(full, kept))
+    joint_ad = joint_anndata(*aligned, dataset_names, label_keys)
+    checksums = prepared.checksums or (file_checksum(paths[0]), file_checksum(paths[1]))
+    report = {**base, "inputs": {role: {"path": str(path), "sha256": checksum, "cells": int(adata.n_obs),
+                                        "aligned_cells": int(mask.sum())}
+                                 for role, path, checksum, adata, mask in zip(("source", "target"), paths, checksums,
+                                                                                full, kept)},
               "label_transfer": {k: {"mean_confidence": float(np.mean(v[1]))}
                                  for k, v in {**{f"{k}->source": v for k, v in to_source.items()},
                                               **{f"{k}->target": v for k, v in to_target.items()}}.items()}}
-    return AnnotatedPair(source, target, joint_ad, label_keys, report)
+    return AnnotatedPair(full[0], full[1], joint_ad, label_keys, report)
 
 
 def write_outputs(out_dir: Path, names: tuple[str, str], annotated: AnnotatedPair, alignment: Alignment,
@@ -252,4 +302,4 @@ def write_outputs(out_dir: Path, names: tuple[str, str], annotated: AnnotatedPai
 
 def _rep_info(rep: Representation) -> dict[str, Any]:
     return {"modality": rep.modality, "method": rep.source, "dims": int(rep.matrix.shape[1]),
-            "dropped_cells": rep.dropped_cells, "notes": rep.notes}
+            "unaligned_cells": rep.unaligned_cells, "notes": rep.notes}

@@ -134,7 +134,7 @@ def test_cuda_out_of_memory_names_stage_and_size(pair, monkeypatch, stage, targe
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.25 GiB. GPU 0 has a total "
                                      "capacity of 79.19 GiB of which 1.02 GiB is free.")
 
-    monkeypatch.setattr(sys.modules["gwalign.align"], target, exhausted)
+    monkeypatch.setattr(sys.modules["gwalign.align_arrays"], target, exhausted)
     xs, xt = pair
     with pytest.raises(gwalign.GPUMemoryError) as info:
         gwalign.align(xs, xt, gwalign.GWConfig(device="cpu", gradient="sampled", max_iter=2))
