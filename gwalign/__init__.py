@@ -13,8 +13,7 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _PUBLIC = {
-    "Alignment": "gwalign.alignment", "GWAlignWarning": "gwalign.alignment",
-    "GPUMemoryError": "gwalign.device",
+    "Alignment": "gwalign.alignment", "GWAlignWarning": "gwalign.errors", "GPUMemoryError": "gwalign.errors",
     "align": "gwalign.align_arrays",
     "GWConfig": "gwalign.config", "RunConfig": "gwalign.config", "GraphConfig": "gwalign.config",
     "DistanceConfig": "gwalign.config", "SolverConfig": "gwalign.config", "StartsConfig": "gwalign.config",

@@ -16,9 +16,10 @@ from gwalign.engine.solve_lowrank import solve_lowrank_gw
 from gwalign.engine.schedule import ProgressCallback, SolveResult
 from gwalign.engine.sampled import solve_sampled_gw
 from gwalign.geometry.knn import knn_graph
+from gwalign.threads import limited_threads
 from gwalign.io.arrays import as_linear_cost, as_marginal, as_matrix, as_square_distances
 from gwalign.alignment import Alignment
-from gwalign.alignment import GWAlignWarning
+from gwalign.errors import GWAlignWarning
 from gwalign.geometry.build import coarse_factors
 from gwalign.geometry.build import distance_provider
 from gwalign.geometry.build import factor_distances
@@ -58,6 +59,14 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
         The streamed plan, its objective and convergence history, and the graphs it was built on.
     """
     config = config or GWConfig()
+    with limited_threads(config.compute.threads):
+        return _align(config, x_source, x_target, a, b, joint_source, joint_target, linear_cost, d_source, d_target,
+                      progress)
+
+
+def _align(config: GWConfig, x_source, x_target, a, b, joint_source, joint_target, linear_cost, d_source, d_target,
+           progress: Optional[ProgressCallback]) -> Alignment:
+    """:func:`align`'s steps, under its thread limit."""
     problem = _checked_problem(config, x_source, x_target, a, b, joint_source, joint_target, linear_cost,
                                d_source, d_target)
     n_source, n_target = problem.sizes

@@ -14,8 +14,6 @@ from gwalign.engine.schedule import SolveResult
 from gwalign.geometry.knn import KNNGraph
 
 
-class GWAlignWarning(RuntimeWarning):
-    """A result was produced, but under a condition the user should know about."""
 
 
 @dataclass

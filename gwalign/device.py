@@ -7,11 +7,12 @@ import time
 import warnings
 from contextlib import contextmanager
 import torch
-from gwalign.alignment import GWAlignWarning
+from gwalign.errors import CPUFallbackWarning
+from gwalign.errors import GPUMemoryError
 
 
-class GPUMemoryError(MemoryError):
-    """The GPU ran out of memory in a named stage of :func:`~gwalign.align` (message says what to lower)."""
+
+
 
 
 #: What lowers the memory of each stage (shown when CUDA runs out of memory there).
@@ -41,7 +42,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        warnings.warn("no CUDA device found: running on the CPU", GWAlignWarning, stacklevel=2)
+        warnings.warn("no CUDA device found: running on the CPU", CPUFallbackWarning, stacklevel=2)
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():

@@ -11,10 +11,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from gwalign import __version__
-from gwalign.alignment import GWAlignWarning
+from gwalign.errors import GWAlignWarning
 from gwalign.align_arrays import align
 from gwalign.device import resolve_device
 from gwalign.config import RunConfig
+from gwalign.threads import limited_threads
 from gwalign.io.content import same_rows
 from gwalign.io.h5ad import InputError, distinct_inputs, file_checksum, names_checksum, read_h5ad
 from gwalign.io.outputs import check_output_dir, name_limit, staged_outputs, write_json
@@ -82,7 +83,14 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
         For any problem with the files, representations, labels or output directory.
     """
     config = config or RunConfig()
-    stage = stage or (lambda _name: None)
+    with limited_threads(config.engine.compute.threads):
+        return _run_steps(Path(source_path), Path(target_path), Path(out_dir), config, overwrite,
+                          stage or (lambda _name: None), progress)
+
+
+def _run_steps(source_path: Path, target_path: Path, out_dir: Path, config: RunConfig, overwrite: bool,
+               stage: StageCallback, progress: Optional[Callable[[int, int, Optional[float]], None]]) -> RunOutputs:
+    """:func:`run_pair`'s steps, under its thread limit."""
     paths = (Path(source_path), Path(target_path))
     out_dir = Path(out_dir)
     names = output_names(*paths, out_dir)

@@ -322,7 +322,7 @@ def test_nan_in_matrix_and_in_representation(small_pair, tmp_path):
     assert result.exit_code == 2 and "Inf" in result.output
 
 
-def test_all_zero_cell_is_dropped_not_fatal(small_pair, tmp_path):
+def test_all_zero_cell_is_kept_unaligned(small_pair, tmp_path):
     rna = small_pair[0].copy()
     rna.X = rna.X.toarray()
     rna.X[4] = 0
@@ -330,9 +330,12 @@ def test_all_zero_cell_is_dropped_not_fatal(small_pair, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(path), str(small_pair[3]), "-o", str(out), *FAST, "--max-iter", "5"])
     assert result.exit_code == 0, result.output
+    assert "1 of 80 cells have all-zero counts" in " ".join(result.stderr.split())
     report = json.loads((out / "report.json").read_text())
-    assert report["representation"]["source"]["dropped_cells"] == [rna.obs_names[4]]
-    assert ad.read_h5ad(out / "zero.gwalign.h5ad").n_obs == rna.n_obs - 1
+    assert report["representation"]["source"]["unaligned_cells"] == [rna.obs_names[4]]
+    written = ad.read_h5ad(out / "zero.gwalign.h5ad")
+    assert written.n_obs == rna.n_obs and not written.obs["gw_aligned"].iloc[4]
+    assert np.isnan(written.obsm["X_gw"][4]).all() and written.obsm["gw_coupling"][4].nnz == 0
 
 
 def test_duplicate_obs_names(small_pair, tmp_path):
@@ -440,7 +443,7 @@ def test_interrupt_leaves_nothing(small_pair, tmp_path, monkeypatch):
     result = runner.invoke(app, ["run", str(small_pair[2]), str(small_pair[3]), "-o", str(out), *FAST,
                                  "--max-iter", "3"])
     assert result.exit_code == 130
-    assert list(out.iterdir()) == []
+    assert not out.exists()
 
 
 def test_failed_figure_spares_the_outputs(small_pair, tmp_path, monkeypatch):

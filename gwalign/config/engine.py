@@ -196,8 +196,12 @@ class ComputeConfig(Stage):
     precision
         GPU dot precision of the streamed kernels: ``tf32``, ``tf32x3``, ``ieee`` or ``mixed``
         (tf32 for sampled steps, tf32x3 for low-rank steps and every final polish).
+    threads
+        CPU threads of torch, BLAS, numba and the shortest-path workers; ``None``: the cores
+        this process may use.
     seed
-        Seed of every random choice; a CPU run with one seed is bit-for-bit repeatable.
+        Seed of every random choice; a CPU run with one seed and one thread count is bit-for-bit
+        repeatable.
     block_rows, block_cols
         Tile sizes of the streamed passes; ``None``: chosen from the problem size.
     block_elements
@@ -209,6 +213,7 @@ class ComputeConfig(Stage):
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     precision: Literal["mixed", "tf32", "tf32x3", "ieee"] = "mixed"
+    threads: Optional[int] = bounded(None, low=1)
     seed: int = bounded(0, low=0)
     block_rows: Optional[int] = bounded(None, low=1)
     block_cols: Optional[int] = bounded(None, low=1)

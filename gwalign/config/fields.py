@@ -66,7 +66,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise ValueError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, expected a TOML file") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a TOML file (not UTF-8 text: byte {err.object[err.start]:#04x} "
+                         f"at offset {err.start})") from None
+    except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML ({err})") from None
     if "gwalign" in data and isinstance(data["gwalign"], dict):
         data = data["gwalign"]

@@ -86,13 +86,19 @@ def make_example_pair(n_cells: int = 600, n_genes: int = 800, n_peaks: int = 200
     return rna_ad, atac_ad
 
 
-def write_example(out_dir: str | Path, seed: int = 0, n_cells: int = 600) -> tuple[Path, Path]:
+def write_example(out_dir: str | Path, seed: int = 0, n_cells: int = 600, overwrite: bool = False) -> tuple[Path, Path]:
     """Write ``rna.h5ad`` and ``atac.h5ad`` (``n_cells`` each) into ``out_dir``, each file complete or
-    absent (written under a temporary name, then renamed)."""
-    from gwalign.io.outputs import staged_outputs
+    absent (written under a temporary name, then renamed).
+
+    Raises
+    ------
+    gwalign.io.h5ad.InputError
+        When a file of that name exists and ``overwrite`` is off, or ``out_dir`` cannot be written.
+    """
+    from gwalign.io.outputs import check_output_dir, staged_outputs
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, ["rna.h5ad", "atac.h5ad"], overwrite)
     rna, atac = make_example_pair(n_cells=n_cells, seed=seed)
     with staged_outputs(out) as staging:
         rna.write_h5ad(staging / "rna.h5ad", compression="gzip")

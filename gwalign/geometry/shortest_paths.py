@@ -20,6 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
+from gwalign.threads import thread_limit
+
 
 #: Work (sources × edges) per worker of :func:`shortest_paths_many` (about 20 ms of Dijkstra on
 #: one core): smaller jobs use fewer workers, and one runs in process.
@@ -33,8 +35,8 @@ _POOL_PID = -1    # the process that forked _POOL: a forked child must not use i
 
 
 def available_workers() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Worker processes the path pool may use: the run's thread limit (:mod:`gwalign.threads`)."""
+    return thread_limit()
 
 
 def _worker_pool() -> multiprocessing.pool.Pool:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Optional
 import numpy as np
 import torch
+from gwalign.io.content import same_rows
 
 
 def as_matrix(name: str, x, *, min_rows: int = 1) -> np.ndarray:
-    """A finite 2-D float array (a copy: callers' arrays are never touched)."""
+    """A finite 2-D float array (a copy: callers' arrays are never touched); a point cloud
+    (``min_rows`` > 1) must have at least ``min_rows`` rows, not all the same."""
     if x is None:
         raise ValueError(f"{name} is missing")
     if isinstance(x, torch.Tensor):
@@ -29,6 +31,9 @@ def as_matrix(name: str, x, *, min_rows: int = 1) -> np.ndarray:
         raise ValueError(f"{name} contains {kind} values ({int(bad.sum())} entries, first in row {row})")
     if arr.shape[0] < min_rows:
         raise ValueError(f"{name} has {arr.shape[0]} points, fewer than k+1 = {min_rows}")
+    if min_rows > 1 and same_rows(arr):
+        # All distances zero: any plan is optimal, and a result would mean nothing.
+        raise ValueError(f"{name}: every point is the same ({arr.shape[0]} identical rows); there is nothing to align")
     return arr
 
 

@@ -7,6 +7,7 @@ so the CLI can print one line and exit with code 2.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 
@@ -14,8 +15,17 @@ class InputError(Exception):
     """A user-facing problem with an input or output path (one line, names the file)."""
 
 
-def read_h5ad(path: str | Path):
-    """Read an AnnData file, turning every failure into a one-line :class:`InputError`."""
+def read_h5ad(path: str | Path, need_features: bool = True):
+    """Read an AnnData file, turning every failure into a one-line :class:`InputError`.
+
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` file.
+    need_features
+        Refuse a file without features (``n_vars == 0``, such as gwalign's own joint file): right
+        when ``X`` is what will be used, wrong when an ``obsm`` representation is.
+    """
     import anndata as ad
     import h5py
 
@@ -39,8 +49,8 @@ def read_h5ad(path: str | Path):
         raise InputError(f"{path}: corrupt or truncated .h5ad ({type(err).__name__}: {err})") from None
     if adata.n_obs == 0:
         raise InputError(f"{path}: has zero cells")
-    if adata.n_vars == 0:
-        raise InputError(f"{path}: has zero features")
+    if adata.n_vars == 0 and need_features:
+        raise InputError(f"{path}: has zero features (give an obsm representation with --rep-source/--rep-target)")
     if not adata.obs_names.is_unique:
         dup = adata.obs_names[adata.obs_names.duplicated()][0]
         raise InputError(f"{path}: duplicate obs_names (e.g. {dup!r}); run adata.obs_names_make_unique()")
@@ -59,3 +69,22 @@ def file_checksum(path: str | Path) -> str:
 def names_checksum(names) -> str:
     """SHA-256 of obs_names joined by newlines (identifies the partner's cell order)."""
     return hashlib.sha256("\n".join(map(str, names)).encode()).hexdigest()
+
+
+def distinct_inputs(source: str | Path, target: str | Path) -> tuple[str, str]:
+    """The SHA-256 checksums of two existing files, after checking that they are two data sets.
+
+    Raises
+    ------
+    InputError
+        When both paths name one file, or the two files have the same bytes: a file aligned with
+        itself gives a perfect-looking result that says nothing.
+    """
+    if os.path.samefile(source, target):
+        raise InputError(f"{source}, {target}: the same file given as source and target; "
+                         "gwalign aligns two different data sets")
+    sums = file_checksum(source), file_checksum(target)
+    if sums[0] == sums[1]:
+        raise InputError(f"{source}, {target}: the two files are identical (SHA-256 {sums[0][:12]}...); "
+                         "gwalign aligns two different data sets")
+    return sums

@@ -76,7 +76,8 @@ def launch_config(width: int, precision: str = "tf32", rows: Optional[int] = Non
     Chosen by ``benchmarks/kernels.py --sweep`` on one H100 (docs/how-it-works/gpu-kernels.md,
     "Tiles"). tf32, widths up to 64: 64 × 128 tiles, 256 × 64 with 8 warps from
     :data:`LARGE_ROWS` rows; widths 65–128 (d = 80 as 64 + 16): 128 × 64 with 8 warps. tf32x3,
-    three products per tile: 64 × 128 (width 32) or 128 × 128 with 8 warps. Wider inputs: 32 × 64.
+    three products per tile: 64 × 128 (width 32) or 128 × 128 with 8 warps. ieee: 64 × 64. Wider
+    inputs: 32 × 64.
 
     With ``rows`` (rows of all problems of the launch together) and ``programs_wanted`` (the
     GPU's SM count), row tiles halve, down to 32, until the grid fills the SMs (a 4,000-row
@@ -84,6 +85,10 @@ def launch_config(width: int, precision: str = "tf32", rows: Optional[int] = Non
     """
     if width > 128:
         block_m, block_n, warps = 32, 64, 4
+    elif precision == "ieee":
+        # fp32 FMA dots stage both operand tiles in shared memory: 128 × 128 tiles need 384 KB at
+        # width 128, above the 227 KB an H100 or H200 block may use.
+        block_m, block_n, warps = 64, 64, 4
     elif precision == "tf32":
         if width <= 64:
             large = rows is not None and rows >= LARGE_ROWS

@@ -7,12 +7,15 @@ biological variation of its own modality.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
-from gwalign.preprocess.svd import truncated_svd_scores
+from gwalign.errors import GWAlignWarning
+from gwalign.io.content import check_finite, numeric_matrix, same_rows, stored_values, x_kind
 from gwalign.io.h5ad import InputError
+from gwalign.preprocess.svd import truncated_svd_scores
 
 
 #: Peak names such as chr1:100-200, chr1-100-200 or chrX_5_900.
@@ -26,7 +29,7 @@ class Representation:
     matrix: np.ndarray
     modality: str
     source: str
-    dropped_cells: list[str] = field(default_factory=list)
+    unaligned_cells: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     kept: np.ndarray | None = None
 
@@ -39,69 +42,101 @@ def detect_modality(var_names) -> str:
 
 
 def is_counts(x) -> bool:
-    values = x.data if sp.issparse(x) else np.asarray(x)
-    sample = np.asarray(values).ravel()[:200_000]
-    return bool(sample.size and (sample >= 0).all() and np.allclose(sample, np.round(sample)))
+    """True when ``x`` holds non-negative integers (:func:`gwalign.io.content.x_kind`)."""
+    return x_kind(x) == "counts"
 
 
-def _check_finite(path: Path, name: str, x) -> None:
-    values = x.data if sp.issparse(x) else np.asarray(x)
-    if not np.isfinite(values).all():
-        kind = "NaN" if np.isnan(values).any() else "Inf"
-        raise InputError(f"{path}: {name} contains {kind} values")
+#: Spread (absolute) of a computed PCA or LSI below which its cells count as identical: the scores
+#: of identical inputs are rounding noise around zero, those of real cells differ by far more.
+COMPUTED_SPREAD_FLOOR = 1e-9
 
 
 def representation(adata, path: Path, rep_key: str | None, modality: str, n_components: int,
-                   n_top_genes: int, seed: int, device=None) -> Representation:
+                   n_top_genes: int, seed: int, device=None, min_cells: int = 3) -> Representation:
     """Compute (or fetch) the representation of one file.
 
-    Cells whose counts are all zero are dropped (with a note), since they carry no signal and
-    would break normalisation. The input AnnData is never modified. The PCA / LSI products run on
-    ``device`` (a torch device; default CPU): :func:`gwalign.preprocess.svd.truncated_svd_scores`.
+    Cells whose counts are all zero have no representation: they are left out of it (``kept``
+    marks the others, ``unaligned_cells`` names them) and stay in the outputs, unaligned. The
+    input AnnData is never modified. The PCA / LSI products run on ``device`` (a torch device;
+    default CPU): :func:`gwalign.preprocess.svd.truncated_svd_scores`.
+
+    Raises
+    ------
+    InputError
+        For a matrix that cannot be aligned: NaN/Inf, text, negative integer counts, negative ATAC
+        values, every cell the same, or fewer than ``min_cells`` cells with counts.
     """
     detected = detect_modality(adata.var_names) if modality == "auto" else modality
     if rep_key is not None:
-        if rep_key not in adata.obsm:
-            keys = ", ".join(sorted(adata.obsm.keys())) or "none"
-            raise InputError(f"{path}: obsm key {rep_key!r} not found (obsm keys: {keys})")
-        x = adata.obsm[rep_key]
-        x = x.toarray() if sp.issparse(x) else np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] == 0:
-            raise InputError(f"{path}: obsm[{rep_key!r}] must be a 2-D array with at least one column")
-        _check_finite(path, f"obsm[{rep_key!r}]", x)
-        return Representation(np.array(x, dtype=np.float64), detected, f"obsm[{rep_key}]",
-                              kept=np.ones(adata.n_obs, dtype=bool))
+        return _obsm_representation(adata, path, rep_key, detected)
     x = adata.X
-    if x is None:
+    if x is None or adata.n_vars == 0:
         raise InputError(f"{path}: has no X matrix; give a representation with --rep-source/--rep-target")
-    _check_finite(path, "X", x)
+    check_finite(path, "X", x)
+    kind = _check_kind(path, x, detected)
+    if same_rows(x):
+        raise InputError(f"{path}: every cell has the same X (a constant matrix): there is nothing to align")
     totals = np.asarray(x.sum(axis=1)).ravel()
     kept = totals != 0
-    dropped = list(map(str, adata.obs_names[~kept]))
-    notes = [f"dropped {len(dropped)} cell(s) with all-zero counts"] if dropped else []
-    if kept.sum() < 3:
-        raise InputError(f"{path}: fewer than 3 cells with non-zero counts")
+    unaligned = list(map(str, adata.obs_names[~kept]))
+    notes = [f"{len(unaligned)} cell(s) with all-zero counts not aligned (kept in the outputs)"] if unaligned else []
+    if kept.sum() < min_cells:
+        raise InputError(f"{path}: {int(kept.sum())} cells with non-zero counts, fewer than k+1 = {min_cells}")
     sub = adata[kept]
     if detected == "atac":
         matrix = _lsi(sub.X, n_components, seed, device)
         source = "TF-IDF + LSI (first component dropped)"
     else:
-        matrix, more = _rna_pca(sub, n_components, n_top_genes, seed, device)
+        matrix, more = _rna_pca(sub, kind, n_components, n_top_genes, seed, device)
         notes += more
-        source = "normalise + log1p + HVG + PCA"
-    return Representation(matrix, detected, source, dropped, notes, kept)
+        source = "normalise + log1p + HVG + PCA" if kind == "counts" else "HVG + PCA (X used as is)"
+    if same_rows(matrix, floor=COMPUTED_SPREAD_FLOOR):
+        raise InputError(f"{path}: every cell with counts has the same profile after normalisation: "
+                         "there is nothing to align")
+    return Representation(matrix, detected, source, unaligned, notes, kept)
 
 
-def _rna_pca(adata, n_components: int, n_top_genes: int, seed: int, device=None) -> tuple[np.ndarray, list[str]]:
+def _obsm_representation(adata, path: Path, rep_key: str, detected: str) -> Representation:
+    if rep_key not in adata.obsm:
+        keys = ", ".join(sorted(adata.obsm.keys())) or "none"
+        raise InputError(f"{path}: obsm key {rep_key!r} not found (obsm keys: {keys})")
+    name = f"obsm[{rep_key!r}]"
+    x = numeric_matrix(path, name, adata.obsm[rep_key])
+    check_finite(path, name, x)
+    if same_rows(x):
+        raise InputError(f"{path}: every cell has the same {name}: there is nothing to align")
+    return Representation(x, detected, f"obsm[{rep_key}]", kept=np.ones(adata.n_obs, dtype=bool))
+
+
+def _check_kind(path: Path, x, modality: str) -> str:
+    """What X holds (:func:`gwalign.io.content.x_kind`), refusing what no path can use and warning
+    where X is read in a way the user may not expect."""
+    kind = x_kind(x)
+    if kind == "negative integers":
+        raise InputError(f"{path}: X holds integers with negative values (minimum {stored_values(x).min():g}): "
+                         "counts must be non-negative")
+    if kind == "scaled" and modality == "atac":
+        raise InputError(f"{path}: X has negative values (minimum {stored_values(x).min():g}): ATAC needs "
+                         "non-negative counts (or give an obsm representation with --rep-source/--rep-target)")
+    if kind == "scaled":
+        warnings.warn(f"{path.name}: X has negative values: taken as scaled data (no normalisation, "
+                      "PCA as is); give counts or log-normalised values otherwise", GWAlignWarning, stacklevel=3)
+    return kind
+
+
+def _rna_pca(adata, kind: str, n_components: int, n_top_genes: int, seed: int, device=None
+             ) -> tuple[np.ndarray, list[str]]:
     import scanpy as sc
 
     work = adata.copy()
     notes: list[str] = []
-    if is_counts(work.X):
+    if kind == "counts":
         sc.pp.normalize_total(work, target_sum=1e4)
         sc.pp.log1p(work)
-    else:
+    elif kind == "normalised":
         notes.append("X is not integer counts: assumed already log-normalised, not normalised again")
+    else:
+        notes.append("X has negative values: taken as scaled data, not normalised again")
     if work.n_vars > n_top_genes:
         sc.pp.highly_variable_genes(work, n_top_genes=n_top_genes)
         work = work[:, work.var["highly_variable"]].copy()

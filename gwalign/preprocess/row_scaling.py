@@ -41,7 +41,12 @@ def norm_variance_share(matrix: np.ndarray) -> float:
 
 def size_factor(matrix: np.ndarray) -> tuple[bool, Optional[str]]:
     """Whether the rows' norms are a size factor (``auto`` scales them, :func:`scale_rows`), and,
-    for an uncentred representation, why, in words for run reports (``None`` for a centred one)."""
+    for an uncentred representation, why, in words for run reports (``None`` for a centred one).
+
+    A single column is never a size factor: its norm is its value, and unit length would leave
+    every cell at +1 or -1."""
+    if matrix.shape[1] == 1:
+        return False, "one column: its norm is its value (not a size factor): rows kept"
     if mean_direction_cosine(matrix) <= UNCENTRED_COSINE:
         return False, None
     share = norm_variance_share(matrix)

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gwalign.config import RunConfig
+from gwalign.io.content import numeric_matrix
 from gwalign.io.h5ad import InputError
 
 
@@ -21,8 +22,9 @@ def shared_features(source, target, source_path: Path, target_path: Path, config
             if key not in adata.obsm:
                 keys = ", ".join(sorted(adata.obsm.keys())) or "none"
                 raise InputError(f"{path}: obsm key {key!r} not found (obsm keys: {keys})")
-        js = np.asarray(source.obsm[config.inputs.joint_rep_source], dtype=np.float64)
-        jt = np.asarray(target.obsm[config.inputs.joint_rep_target], dtype=np.float64)
+        js, jt = (numeric_matrix(path, f"obsm[{key!r}]", adata.obsm[key])
+                  for adata, path, key in ((source, source_path, config.inputs.joint_rep_source),
+                                           (target, target_path, config.inputs.joint_rep_target)))
         if js.shape[1] != jt.shape[1]:
             raise InputError(f"{source_path}, {target_path}: joint representations have different widths "
                              f"({js.shape[1]} and {jt.shape[1]})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 import numpy as np
-from gwalign.alignment import GWAlignWarning
+from gwalign.errors import GWAlignWarning
 
 
 #: Cells drawn in the joint UMAP. A figure cannot show more points apart, and the UMAP's cost grows
@@ -40,7 +40,8 @@ def figure_cells(n_cells: int, seed: int, max_cells: int = FIGURE_MAX_CELLS) -> 
 
 def umap_figure(joint, label_keys: list[str], path: Path, seed: int,
                 max_cells: int = FIGURE_MAX_CELLS) -> int:
-    """UMAP of ``X_gw`` coloured by data set and by each transferred label.
+    """UMAP of ``X_gw`` coloured by data set and by each transferred label (cells whose label was
+    carried to them, ``obs[<label>_origin]`` ``transferred``, ringed).
 
     Returns
     -------
@@ -64,7 +65,14 @@ def umap_figure(joint, label_keys: list[str], path: Path, seed: int,
     fig, axes = plt.subplots(1, len(colours), figsize=(4.5 * len(colours), 4), dpi=110, squeeze=False)
     shown = "" if len(cells) == joint.n_obs else f" ({len(cells):,} of {joint.n_obs:,} cells)"
     for ax, key in zip(axes[0], colours):
-        sc.pl.umap(work, color=key, ax=ax, show=False, title=key + shown)
+        origin = work.obs.get(f"{key}_origin")
+        carried = np.zeros(work.n_obs, dtype=bool) if origin is None else (origin == "transferred").to_numpy()
+        title = key + (" (ringed: transferred)" if carried.any() else "") + shown
+        sc.pl.umap(work, color=key, ax=ax, show=False, title=title)
+        if carried.any():
+            # Own and transferred labels share the column: a ring marks the cells whose label was carried.
+            xy = work.obsm["X_umap"][carried]
+            ax.scatter(xy[:, 0], xy[:, 1], s=8, facecolors="none", edgecolors="black", linewidths=0.3)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)

@@ -19,6 +19,32 @@ def best_matches(alignment: Alignment, transpose: bool = False) -> tuple[np.ndar
     return index, share
 
 
+def label_text(value: Any) -> str:
+    """One label as text; a whole-number float is written as an integer (``1.0`` -> ``"1"``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return str(value)
+
+
+def label_strings(values) -> np.ndarray:
+    """Labels as text (an object array), missing values (NaN, None) as ``None``.
+
+    An integer label column that has missing values is stored by pandas as floats (1 becomes 1.0);
+    writing whole numbers as integers makes the same label read the same on both sides.
+    """
+    series = pd.Series(np.asarray(values, dtype=object))
+    missing = series.isna().to_numpy()
+    out = np.full(len(series), None, dtype=object)
+    present = series[~missing]
+    text = {value: label_text(value) for value in pd.unique(present)}
+    out[~missing] = present.map(text).to_numpy(dtype=object)
+    return out
+
+
 def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelled: Optional[np.ndarray] = None,
              embedding_receiving: Optional[np.ndarray] = None, k: int = TRANSFER_K
              ) -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +56,8 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
         The solved alignment.
     labels
         One label per cell of the labelled side (the source when ``to_target``); missing values
-        (NaN, None) mark unlabelled cells, which are left out.
+        (NaN, None) mark unlabelled cells, which are left out. Labels are compared as text
+        (:func:`label_strings`).
     to_target
         Direction: source labels to target cells, or target labels to source cells.
     embedding_labelled, embedding_receiving
@@ -52,7 +79,7 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
     """
     if (embedding_labelled is None) != (embedding_receiving is None):
         raise ValueError("give both sides' embeddings for kNN transfer, or neither")
-    series = pd.Series(np.asarray(labels, dtype=object))
+    series = pd.Series(label_strings(labels))
     # Cells without a label (NaN/None, as in a partly annotated obs column) neither vote nor count
     # in the mass shares.
     labelled = ~series.isna().to_numpy()

@@ -1,0 +1,37 @@
+"""The ``gwalign`` command line (Typer + rich): ``run``, ``example``, ``check`` and ``evaluate``.
+
+Every error a user can act on is one line on stderr naming the file and the problem, with exit
+code 2; ``gwalign check`` exits with 1 when it lists problems.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from gwalign import __version__
+from gwalign.cli.console import out
+from gwalign.cli.file_commands import check, evaluate, example
+from gwalign.cli.run_command import run
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Align two single-cell data sets with Gromov-Wasserstein optimal transport.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"gwalign {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """gwalign: cell-to-cell couplings, joint embeddings and label transfer across modalities."""
+
+
+app.command()(run)
+app.command()(example)
+app.command()(check)
+app.command()(evaluate)
+
+__all__ = ["app"]

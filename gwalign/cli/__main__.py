@@ -1,0 +1,5 @@
+"""``python -m gwalign.cli``: the ``gwalign`` command."""
+
+from gwalign.cli import app
+
+app()

@@ -1,0 +1,74 @@
+"""How many threads gwalign's libraries may use, decided in one place.
+
+torch, the BLAS under NumPy/SciPy and numba (through scanpy's UMAP) each start their own thread
+pool, sized to every core of the machine; the shortest-path workers add processes. On a machine
+whose cores are shared with other jobs, pools that spin while they wait for each other make a run
+many times slower than on one thread. :func:`limited_threads` sizes all of them to one number
+(``threads``: by default the cores this process may use) for the duration of a run, and flushes
+denormal floats to zero, whose slow path costs several times the arithmetic on CPUs
+(docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+#: The limit of the innermost :func:`limited_threads`, read by the shortest-path pool.
+_current_limit: Optional[int] = None
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count), at most
+    ``OMP_NUM_THREADS`` when that is set (the usual way a scheduler or a user caps threads)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(cap))) if cap.strip().isdigit() and int(cap) > 0 else cores
+
+
+def thread_limit() -> int:
+    """The thread count in force: the innermost :func:`limited_threads`' limit, else every core."""
+    return _current_limit if _current_limit is not None else available_cores()
+
+
+@contextmanager
+def limited_threads(threads: Optional[int] = None) -> Iterator[int]:
+    """Run the block with torch, BLAS and numba limited to ``threads`` threads (``None``: the
+    cores this process may use) and denormal floats flushed to zero; restore both afterwards.
+
+    Yields the limit in force.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    global _current_limit
+    limit = max(1, min(int(threads), available_cores())) if threads is not None else available_cores()
+    saved = (_current_limit, torch.get_num_threads(), _numba_threads())
+    flushed = torch.set_flush_denormal(True)
+    _current_limit = limit
+    torch.set_num_threads(limit)
+    _set_numba_threads(limit)
+    try:
+        with threadpool_limits(limits=limit):
+            yield limit
+    finally:
+        _current_limit = saved[0]
+        torch.set_num_threads(saved[1])
+        _set_numba_threads(saved[2])
+        if flushed:
+            torch.set_flush_denormal(False)
+
+
+def _numba_threads() -> Optional[int]:
+    """numba's thread count, when numba is already imported (importing it costs seconds)."""
+    numba = sys.modules.get("numba")
+    return None if numba is None else numba.get_num_threads()
+
+
+def _set_numba_threads(count: Optional[int]) -> None:
+    numba = sys.modules.get("numba")
+    if numba is None or count is None:
+        return
+    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
