@@ -76,8 +76,9 @@ def launch_config(width: int, precision: str = "tf32", rows: Optional[int] = Non
     Chosen by ``benchmarks/kernels.py --sweep`` on one H100 (docs/how-it-works/gpu-kernels.md,
     "Tiles"). tf32, widths up to 64: 64 × 128 tiles, 256 × 64 with 8 warps from
     :data:`LARGE_ROWS` rows; widths 65–128 (d = 80 as 64 + 16): 128 × 64 with 8 warps. tf32x3,
-    three products per tile: 64 × 128 (width 32) or 128 × 128 with 8 warps. ieee: 64 × 64. Wider
-    inputs: 32 × 64.
+    three products per tile: 64 × 128 (width 32), 128 × 128 with 8 warps (width 64), 64 × 64
+    (widths 65–128; 128 × 128 needs 256–384 KB of shared memory there, above the 227 KB of an
+    H100 or H200 block). ieee: as tf32x3 up to width 32, 128 × 128 above. Wider inputs: 32 × 64.
 
     With ``rows`` (rows of all problems of the launch together) and ``programs_wanted`` (the
     GPU's SM count), row tiles halve, down to 32, until the grid fills the SMs (a 4,000-row
@@ -85,10 +86,6 @@ def launch_config(width: int, precision: str = "tf32", rows: Optional[int] = Non
     """
     if width > 128:
         block_m, block_n, warps = 32, 64, 4
-    elif precision == "ieee":
-        # fp32 FMA dots stage both operand tiles in shared memory: 128 × 128 tiles need 384 KB at
-        # width 128, above the 227 KB an H100 or H200 block may use.
-        block_m, block_n, warps = 64, 64, 4
     elif precision == "tf32":
         if width <= 64:
             large = rows is not None and rows >= LARGE_ROWS
@@ -97,8 +94,12 @@ def launch_config(width: int, precision: str = "tf32", rows: Optional[int] = Non
             block_m, block_n, warps = 128, 64, 8
     elif width <= 32:
         block_m, block_n, warps = 64, 128, 4
-    else:
+    elif width <= 64 or precision == "ieee":
         block_m, block_n, warps = 128, 128, 8
+    else:
+        # tf32x3's three products per tile stage more operands: 128 × 128 tiles at width 128 need 384 KB of
+        # shared memory, above the 227 KB an H100 or H200 block may use.
+        block_m, block_n, warps = 64, 64, 4
     if rows is not None:
         while block_m > 32 and -(-rows // block_m) < programs_wanted:
             block_m //= 2
