@@ -1,7 +1,8 @@
 """gwalign: Gromov-Wasserstein alignment of single-cell data sets, streamed on CPU and GPU.
 
 The public names below are imported on first use, so that ``import gwalign`` (and the command
-line's ``--help``) does not pay for torch until something needs it.
+line's ``--help``) does not pay for torch until something needs it. So are the scanpy-style
+submodules: ``gwalign.tl`` (tools on AnnData objects) and ``gwalign.pl`` (plots).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _PUBLIC = {
     "Alignment": "gwalign.alignment", "GWAlignWarning": "gwalign.errors", "GPUMemoryError": "gwalign.errors",
-    "align": "gwalign.align_arrays",
+    "align": "gwalign.align_arrays", "InputError": "gwalign.io.h5ad",
     "GWConfig": "gwalign.config", "RunConfig": "gwalign.config", "GraphConfig": "gwalign.config",
     "DistanceConfig": "gwalign.config", "SolverConfig": "gwalign.config", "StartsConfig": "gwalign.config",
     "ComputeConfig": "gwalign.config", "InputConfig": "gwalign.config", "OutputConfig": "gwalign.config",
@@ -27,7 +28,10 @@ _PUBLIC = {
     "coupled_cca": "gwalign.results.embedding", "joint_embedding": "gwalign.results.embedding",
 }
 
-__all__ = sorted(_PUBLIC) + ["__version__"]
+#: Submodules loaded on first use, as scanpy's ``sc.tl`` and ``sc.pl``.
+_SUBMODULES = ("pl", "tl")
+
+__all__ = sorted(_PUBLIC) + list(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -35,6 +39,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_PUBLIC[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"gwalign.{name}")
     raise AttributeError(f"module 'gwalign' has no attribute {name!r}")
 
 

@@ -1,4 +1,8 @@
-"""``gwalign run`` as a library call: two .h5ad files in, AnnData outputs and a report out."""
+"""``gwalign run`` as a library call: two .h5ad files in, AnnData outputs and a report out.
+
+Between reading and writing, ``gwalign run`` and :func:`gwalign.tl.align` take one path,
+:func:`align_adatas`: check, prepare, align and annotate two AnnData objects.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -17,7 +21,7 @@ from gwalign.device import resolve_device
 from gwalign.config import RunConfig
 from gwalign.threads import limited_threads
 from gwalign.io.content import same_rows
-from gwalign.io.h5ad import InputError, distinct_inputs, file_checksum, names_checksum, read_h5ad
+from gwalign.io.h5ad import InputError, check_anndata, distinct_inputs, names_checksum, read_h5ad
 from gwalign.io.outputs import check_output_dir, name_limit, staged_outputs, write_json
 from gwalign.results.one_sided import one_sided_groups, suggestion
 from gwalign.preprocess.representation import Representation, representation
@@ -32,6 +36,26 @@ from gwalign.preprocess.shared_features import shared_features
 from gwalign.results.figures import write_figures
 
 StageCallback = Callable[[str], None]
+ProgressCallback = Callable[[int, int, Optional[float]], None]
+
+
+class InMemory:
+    """An AnnData object given in memory, named where a file's path would stand: ``str()``,
+    ``name`` and ``stem`` are all its name (``adata_a``), in messages, in
+    ``uns["gwalign"]["partner_file"]`` and in the joint AnnData."""
+
+    def __init__(self, name: str) -> None:
+        self.name = self.stem = str(name)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"InMemory({self.name!r})"
+
+
+#: What names a data set: its file's path (``gwalign run``) or :class:`InMemory` (:func:`gwalign.tl.align`).
+Where = Union[Path, InMemory]
 
 
 @dataclass
@@ -70,12 +94,11 @@ FIGURE_FILES = ("convergence.png", "joint_umap.png")
 
 def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Path,
              config: Optional[RunConfig] = None, *, overwrite: bool = False,
-             stage: Optional[StageCallback] = None,
-             progress: Optional[Callable[[int, int, Optional[float]], None]] = None) -> RunOutputs:
+             stage: Optional[StageCallback] = None, progress: Optional[ProgressCallback] = None) -> RunOutputs:
     """Align two .h5ad files and write the contract's outputs into ``out_dir`` atomically.
 
-    The steps: read both files, prepare a representation of each, align them, annotate both
-    AnnData objects with the results, write every output in one staged move.
+    The steps: read both files, then :func:`align_adatas` (prepare a representation of each, align
+    them, annotate both AnnData objects with the results), then write every output in one staged move.
 
     Raises
     ------
@@ -89,7 +112,7 @@ def run_pair(source_path: str | Path, target_path: str | Path, out_dir: str | Pa
 
 
 def _run_steps(source_path: Path, target_path: Path, out_dir: Path, config: RunConfig, overwrite: bool,
-               stage: StageCallback, progress: Optional[Callable[[int, int, Optional[float]], None]]) -> RunOutputs:
+               stage: StageCallback, progress: Optional[ProgressCallback]) -> RunOutputs:
     """:func:`run_pair`'s steps, under its thread limit."""
     paths = (Path(source_path), Path(target_path))
     out_dir = Path(out_dir)
@@ -103,39 +126,94 @@ def _run_steps(source_path: Path, target_path: Path, out_dir: Path, config: RunC
     adatas, checksums = read_pair(paths, config)
     timings["read"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
-    stage("preprocess")
-    prepared = prepare_pair(adatas, paths, config)
-    prepared.checksums = checksums
-    timings["preprocess"] = time.perf_counter() - tick
-
-    stage("align")
-    alignment = align_pair(prepared, paths, config, progress)
-    timings.update(alignment.timings)
-
-    tick = time.perf_counter()
-    stage("write")
-    annotated = annotate_pair(alignment, prepared, paths, config, timings)
-    timings["write_outputs"] = time.perf_counter() - tick - timings["write_embedding"] - timings["write_labels"]
-    report = write_outputs(out_dir, names, annotated, alignment, config, timings, tick, started)
+    alignment, annotated, write_started = align_adatas(adatas, paths, config, timings, stage, progress)
+    annotated.report["inputs"] = {role: {"path": str(path), "sha256": checksum, **cells}
+                                  for (role, cells), path, checksum in zip(annotated.report["inputs"].items(),
+                                                                           paths, checksums)}
+    report = write_outputs(out_dir, names, annotated, alignment, config, timings, write_started, started)
     return RunOutputs(out_dir / names[0], out_dir / names[1], out_dir / "joint.gwalign.h5ad",
                       out_dir / "report.json", report)
 
 
 def read_pair(paths: tuple[Path, Path], config: RunConfig) -> tuple[tuple[Any, Any], tuple[str, str]]:
     """Both files as AnnData and their SHA-256 checksums, after checking that they are two
-    different files and that every label column to transfer has labels."""
+    different files."""
     inputs = config.inputs
     source = read_h5ad(paths[0], need_features=inputs.rep_source is None)
     target = read_h5ad(paths[1], need_features=inputs.rep_target is None)
-    checksums = distinct_inputs(*paths)
+    return (source, target), distinct_inputs(*paths)
+
+
+def align_adatas(adatas: tuple[Any, Any], wheres: tuple[Where, Where], config: RunConfig,
+                 timings: Optional[dict[str, float]] = None, stage: Optional[StageCallback] = None,
+                 progress: Optional[ProgressCallback] = None) -> tuple[Alignment, "AnnotatedPair", float]:
+    """Check, prepare, align and annotate two AnnData objects: what ``gwalign run`` does between
+    reading and writing, and all that :func:`gwalign.tl.align` does.
+
+    Parameters
+    ----------
+    adatas
+        The source and the target. Both receive the output keys (every cell; those not aligned
+        with empty results and ``obs["gw_aligned"]`` False); nothing else in them changes.
+    wheres
+        How messages and outputs name them (:data:`Where`).
+    config
+        The run's configuration.
+    timings
+        Filled with seconds per stage (``preprocess``, the engine's, ``write_embedding``,
+        ``write_labels``, ``write_outputs``).
+    stage, progress
+        Called with each stage's name, and after each GW iteration.
+
+    Returns
+    -------
+    tuple
+        The :class:`~gwalign.Alignment`, the :class:`AnnotatedPair` and the ``time.perf_counter()``
+        at which annotation started (the ``write`` stage of ``gwalign run``).
+
+    Raises
+    ------
+    InputError
+        For any problem with the data sets, representations or labels; the message names them.
+    """
+    timings = {} if timings is None else timings
+    stage = stage or (lambda _name: None)
+    check_pair(adatas, wheres, config)
+    tick = time.perf_counter()
+    stage("preprocess")
+    prepared = prepare_pair(adatas, wheres, config)
+    timings["preprocess"] = time.perf_counter() - tick
+
+    stage("align")
+    alignment = align_pair(prepared, wheres, config, progress)
+    timings.update(alignment.timings)
+
+    tick = time.perf_counter()
+    stage("write")
+    annotated = annotate_pair(alignment, prepared, wheres, config, timings)
+    timings["write_outputs"] = time.perf_counter() - tick - timings["write_embedding"] - timings["write_labels"]
+    return alignment, annotated, tick
+
+
+def check_pair(adatas: tuple[Any, Any], wheres: tuple[Where, Where], config: RunConfig) -> None:
+    """Refuse a pair that cannot be aligned before any work: each side has cells, features where
+    ``X`` is used and unique ``obs_names``; the two are different objects; every label column to
+    transfer is on a side and has labels there."""
+    inputs = config.inputs
+    memory = isinstance(wheres[0], InMemory)
+    for adata, where, rep in zip(adatas, wheres, (inputs.rep_source, inputs.rep_target)):
+        check_anndata(adata, where, need_features=rep is None,
+                      rep_hint="rep_a/rep_b" if memory else "--rep-source/--rep-target")
+    if adatas[0] is adatas[1]:
+        raise InputError(f"{wheres[0]}, {wheres[1]}: the same AnnData object given twice; "
+                         "gwalign aligns two different data sets")
     for key in config.outputs.transfer_labels:
-        if key not in source.obs and key not in target.obs:
-            raise InputError(f"{paths[0]}, {paths[1]}: label column {key!r} is in neither file's obs")
-        for path, adata in zip(paths, (source, target)):
+        if key not in adatas[0].obs and key not in adatas[1].obs:
+            raise InputError(f"{wheres[0]}, {wheres[1]}: label column {key!r} is in neither "
+                             f"{'object' if memory else 'file'}'s obs")
+        for where, adata in zip(wheres, adatas):
             if key in adata.obs and adata.obs[key].isna().all():
-                raise InputError(f"{path}: label column {key!r} has no labelled cells (all missing)")
-    return (source, target), checksums
+                raise InputError(f"{where}: label column {key!r} has no labelled cells (all missing)")
 
 
 @dataclass
@@ -148,7 +226,6 @@ class PreparedPair:
     reps: tuple[Representation, Representation]
     joint: Optional[tuple[np.ndarray, np.ndarray]]
     inputs: Optional[tuple[Any, Any]] = None
-    checksums: Optional[tuple[str, str]] = None
 
     @property
     def kept(self) -> tuple[np.ndarray, np.ndarray]:
@@ -156,10 +233,11 @@ class PreparedPair:
         return self.reps[0].kept, self.reps[1].kept
 
 
-def prepare_pair(adatas: tuple[Any, Any], paths: tuple[Path, Path], config: RunConfig) -> PreparedPair:
+def prepare_pair(adatas: tuple[Any, Any], paths: tuple[Where, Where], config: RunConfig) -> PreparedPair:
     """Each side's representation (with its rows scaled), the cells it aligns, shared features.
 
     Cells with all-zero counts are not aligned but stay in the outputs; a warning says how many.
+    ``paths`` name the two data sets in messages (:data:`Where`). ``adatas`` are not modified.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GWAlignWarning)   # align() says it once when it falls back to the CPU
@@ -187,7 +265,7 @@ def prepare_pair(adatas: tuple[Any, Any], paths: tuple[Path, Path], config: RunC
     return PreparedPair(source, target, reps, joint, inputs=adatas)
 
 
-def _scale_representation(rep: Representation, normalise_rows: str, path: Path) -> None:
+def _scale_representation(rep: Representation, normalise_rows: str, path: Where) -> None:
     """Scale the representation's rows as ``normalise_rows`` says, noting why; never into a
     representation whose cells are all the same."""
     if normalise_rows == "auto":
@@ -208,8 +286,8 @@ def _scale_representation(rep: Representation, normalise_rows: str, path: Path) 
         rep.notes.append(reason)
 
 
-def align_pair(prepared: PreparedPair, paths: tuple[Path, Path], config: RunConfig,
-               progress: Optional[Callable[[int, int, Optional[float]], None]]) -> Alignment:
+def align_pair(prepared: PreparedPair, paths: tuple[Where, Where], config: RunConfig,
+               progress: Optional[ProgressCallback]) -> Alignment:
     """Run :func:`gwalign.align` on the prepared representations."""
     joint = prepared.joint
     try:
@@ -231,11 +309,11 @@ class AnnotatedPair:
     report: dict[str, Any]
 
 
-def annotate_pair(alignment: Alignment, prepared: PreparedPair, paths: tuple[Path, Path], config: RunConfig,
+def annotate_pair(alignment: Alignment, prepared: PreparedPair, paths: tuple[Where, Where], config: RunConfig,
                   timings: dict[str, float]) -> AnnotatedPair:
     """Joint embedding, transferred labels and the one-sided check, written into both AnnData
     objects (every cell; those not aligned with empty results); the joint AnnData (the aligned
-    cells); the report."""
+    cells); the report (its ``inputs`` give each side's cells and aligned cells)."""
     tick = time.perf_counter()
     source, target, (rep_s, rep_t) = prepared.source, prepared.target, prepared.reps
     full = prepared.inputs or (source, target)
@@ -249,7 +327,8 @@ def annotate_pair(alignment: Alignment, prepared: PreparedPair, paths: tuple[Pat
                                            (emb_s, emb_t) if outputs.transfer == "knn" else None, outputs.transfer_k)
     timings["write_labels"] = time.perf_counter() - tick - timings["write_embedding"]
     check = one_sided_groups(alignment)
-    advice = None if check is None else suggestion(check, paths[0].name, paths[1].name)
+    advice = None if check is None else suggestion(check, paths[0].name, paths[1].name,
+                                                   python=isinstance(paths[0], InMemory))
     base = summary(alignment, {
         "version": __version__,
         "parameters": config.to_dict(),
@@ -268,11 +347,8 @@ def annotate_pair(alignment: Alignment, prepared: PreparedPair, paths: tuple[Pat
     dataset_names = (paths[0].stem, paths[1].stem if paths[1].stem != paths[0].stem else f"{paths[1].stem}_target")
     aligned = tuple(adata if mask.all() else adata[mask] for adata, mask in zip(full, kept))
     joint_ad = joint_anndata(*aligned, dataset_names, label_keys)
-    checksums = prepared.checksums or (file_checksum(paths[0]), file_checksum(paths[1]))
-    report = {**base, "inputs": {role: {"path": str(path), "sha256": checksum, "cells": int(adata.n_obs),
-                                        "aligned_cells": int(mask.sum())}
-                                 for role, path, checksum, adata, mask in zip(("source", "target"), paths, checksums,
-                                                                                full, kept)},
+    report = {**base, "inputs": {role: {"cells": int(adata.n_obs), "aligned_cells": int(mask.sum())}
+                                 for role, adata, mask in zip(("source", "target"), full, kept)},
               "label_transfer": {k: {"mean_confidence": float(np.mean(v[1]))}
                                  for k, v in {**{f"{k}->source": v for k, v in to_source.items()},
                                               **{f"{k}->target": v for k, v in to_target.items()}}.items()}}

@@ -12,7 +12,8 @@ from pathlib import Path
 
 
 class InputError(Exception):
-    """A user-facing problem with an input or output path (one line, names the file)."""
+    """A user-facing problem with an input or output path, or with an AnnData object given to
+    :func:`gwalign.tl.align` (one line, names the file or the object)."""
 
 
 def read_h5ad(path: str | Path, need_features: bool = True):
@@ -47,14 +48,33 @@ def read_h5ad(path: str | Path, need_features: bool = True):
         adata = ad.read_h5ad(path)
     except Exception as err:  # anndata raises many types for damaged files
         raise InputError(f"{path}: corrupt or truncated .h5ad ({type(err).__name__}: {err})") from None
+    check_anndata(adata, path, need_features)
+    return adata
+
+
+def check_anndata(adata, where, need_features: bool = True,
+                  rep_hint: str = "--rep-source/--rep-target") -> None:
+    """Refuse an AnnData object that cannot be aligned: no cells, no features (when ``X`` will be
+    used), duplicate ``obs_names``.
+
+    Parameters
+    ----------
+    adata
+        The AnnData object, read from a file or passed in memory.
+    where
+        What the messages name: the file's path, or the object's name in memory (``adata_a``).
+    need_features
+        As in :func:`read_h5ad`.
+    rep_hint
+        How the user gives an ``obsm`` representation, in the message about missing features.
+    """
     if adata.n_obs == 0:
-        raise InputError(f"{path}: has zero cells")
+        raise InputError(f"{where}: has zero cells")
     if adata.n_vars == 0 and need_features:
-        raise InputError(f"{path}: has zero features (give an obsm representation with --rep-source/--rep-target)")
+        raise InputError(f"{where}: has zero features (give an obsm representation with {rep_hint})")
     if not adata.obs_names.is_unique:
         dup = adata.obs_names[adata.obs_names.duplicated()][0]
-        raise InputError(f"{path}: duplicate obs_names (e.g. {dup!r}); run adata.obs_names_make_unique()")
-    return adata
+        raise InputError(f"{where}: duplicate obs_names (e.g. {dup!r}); run adata.obs_names_make_unique()")
 
 
 def file_checksum(path: str | Path) -> str:

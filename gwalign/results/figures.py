@@ -1,4 +1,6 @@
-"""PNG figures of a run: GW objective per iteration, joint UMAP."""
+"""Figures of a run: GW objective per iteration, joint UMAP. The ``draw_*`` functions draw on
+given axes (:mod:`gwalign.pl` shows them in a notebook); the ``*_figure`` functions write the PNG
+files of ``gwalign run``."""
 
 from __future__ import annotations
 
@@ -14,18 +16,23 @@ from gwalign.errors import GWAlignWarning
 FIGURE_MAX_CELLS = 20_000
 
 
+def draw_convergence(history, ax) -> None:
+    """Draw the unbiased GW objective estimate after each outer iteration on ``ax``."""
+    ax.plot(range(1, len(history) + 1), history, marker="o", markersize=3)
+    ax.set_xlabel("GW iteration")
+    ax.set_ylabel("GW objective (estimate)")
+    ax.set_title("Convergence")
+
+
 def convergence_figure(history: list[float], path: Path) -> None:
-    """The unbiased GW objective estimate after each outer iteration."""
+    """Write :func:`draw_convergence` as a PNG file."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
-    ax.plot(range(1, len(history) + 1), history, marker="o", markersize=3)
-    ax.set_xlabel("GW iteration")
-    ax.set_ylabel("GW objective (estimate)")
-    ax.set_title("Convergence")
+    draw_convergence(history, ax)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -38,10 +45,41 @@ def figure_cells(n_cells: int, seed: int, max_cells: int = FIGURE_MAX_CELLS) -> 
     return np.sort(np.random.default_rng(seed).choice(n_cells, size=max_cells, replace=False))
 
 
+def joint_umap(joint, seed: int, max_cells: int = FIGURE_MAX_CELLS):
+    """A copy of the joint AnnData (at most ``max_cells`` cells, :func:`figure_cells`) with a UMAP
+    of ``X_gw`` in ``obsm["X_umap"]``."""
+    import scanpy as sc
+
+    work = joint[figure_cells(joint.n_obs, seed, max_cells)].copy()
+    # Exact neighbours (scikit-learn): at these sizes they cost seconds, give the same graph on every
+    # install, and avoid pynndescent, whose sparse output some scanpy releases cannot read (scanpy
+    # 1.11.5 with pynndescent 0.7.0 and scipy 1.17 fail at 12,000 cells, after minutes of work).
+    sc.pp.neighbors(work, use_rep="X_gw", transformer="sklearn", random_state=seed)
+    sc.tl.umap(work, random_state=seed)
+    return work
+
+
+def draw_joint(work, colours: list[str], axes, basis: str = "umap", note: str = "", **kwargs) -> None:
+    """Draw ``obsm["X_<basis>"]`` of ``work`` once per colour (an ``obs`` column) on ``axes``; cells
+    whose label was carried to them (``obs[<label>_origin]`` ``transferred``) are ringed, and
+    ``note`` ends each title. ``kwargs`` go to :func:`scanpy.pl.embedding`."""
+    import scanpy as sc
+
+    for ax, key in zip(axes, colours):
+        origin = work.obs.get(f"{key}_origin")
+        carried = np.zeros(work.n_obs, dtype=bool) if origin is None else (origin == "transferred").to_numpy()
+        title = key + (" (ringed: transferred)" if carried.any() else "") + note
+        sc.pl.embedding(work, basis=basis, color=key, ax=ax, show=False, **{"title": title, **kwargs})
+        if carried.any():
+            # Own and transferred labels share the column: a ring marks the cells whose label was carried.
+            xy = np.asarray(work.obsm[f"X_{basis}"])[carried]
+            ax.scatter(xy[:, 0], xy[:, 1], s=8, facecolors="none", edgecolors="black", linewidths=0.3)
+
+
 def umap_figure(joint, label_keys: list[str], path: Path, seed: int,
                 max_cells: int = FIGURE_MAX_CELLS) -> int:
-    """UMAP of ``X_gw`` coloured by data set and by each transferred label (cells whose label was
-    carried to them, ``obs[<label>_origin]`` ``transferred``, ringed).
+    """UMAP of ``X_gw`` coloured by data set and by each transferred label (:func:`draw_joint`),
+    written as a PNG file.
 
     Returns
     -------
@@ -52,31 +90,16 @@ def umap_figure(joint, label_keys: list[str], path: Path, seed: int,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import scanpy as sc
 
-    cells = figure_cells(joint.n_obs, seed, max_cells)
-    work = joint[cells].copy()
-    # Exact neighbours (scikit-learn): at these sizes they cost seconds, give the same graph on every
-    # install, and avoid pynndescent, whose sparse output some scanpy releases cannot read (scanpy
-    # 1.11.5 with pynndescent 0.7.0 and scipy 1.17 fail at 12,000 cells, after minutes of work).
-    sc.pp.neighbors(work, use_rep="X_gw", transformer="sklearn", random_state=seed)
-    sc.tl.umap(work, random_state=seed)
+    work = joint_umap(joint, seed, max_cells)
     colours = ["gw_dataset", *label_keys]
     fig, axes = plt.subplots(1, len(colours), figsize=(4.5 * len(colours), 4), dpi=110, squeeze=False)
-    shown = "" if len(cells) == joint.n_obs else f" ({len(cells):,} of {joint.n_obs:,} cells)"
-    for ax, key in zip(axes[0], colours):
-        origin = work.obs.get(f"{key}_origin")
-        carried = np.zeros(work.n_obs, dtype=bool) if origin is None else (origin == "transferred").to_numpy()
-        title = key + (" (ringed: transferred)" if carried.any() else "") + shown
-        sc.pl.umap(work, color=key, ax=ax, show=False, title=title)
-        if carried.any():
-            # Own and transferred labels share the column: a ring marks the cells whose label was carried.
-            xy = work.obsm["X_umap"][carried]
-            ax.scatter(xy[:, 0], xy[:, 1], s=8, facecolors="none", edgecolors="black", linewidths=0.3)
+    draw_joint(work, colours, axes[0], note="" if work.n_obs == joint.n_obs
+               else f" ({work.n_obs:,} of {joint.n_obs:,} cells)")
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
-    return len(cells)
+    return work.n_obs
 
 
 def write_figures(history: list[float], joint_ad, label_keys: list[str], folder: Path, seed: int

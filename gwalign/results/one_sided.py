@@ -89,10 +89,12 @@ def one_sided_groups(alignment: Alignment) -> Optional[tuple[OneSidedSide, OneSi
     return sides[0], sides[1]
 
 
-def suggestion(check: tuple[OneSidedSide, OneSidedSide], source_name: str, target_name: str) -> Optional[str]:
+def suggestion(check: tuple[OneSidedSide, OneSidedSide], source_name: str, target_name: str,
+               python: bool = False) -> Optional[str]:
     """One line for the user when a side holds a flagged group, else ``None`` (``--semi-relaxed``
     frees only the target's marginal, so flagged source cells are best served by swapping the
-    inputs)."""
+    inputs). ``python``: the advice names :func:`gwalign.tl.align`'s arguments instead of the
+    command line's."""
     parts = []
     for side, name in zip(check, (source_name, target_name)):
         if side.n_flagged:
@@ -103,7 +105,11 @@ def suggestion(check: tuple[OneSidedSide, OneSidedSide], source_name: str, targe
     if not parts:
         return None
     source_flagged = check[0].n_flagged > 0
-    advice = (f"run `gwalign run {target_name} {source_name} --semi-relaxed` (semi-relaxed frees the target's "
-              "marginal)" if source_flagged and not check[1].n_flagged else "try `--semi-relaxed`")
+    if python:
+        advice = (f"call `gwalign.tl.align` with {target_name} first and `semi_relaxed=True` (semi-relaxed frees "
+                  "the target's marginal)" if source_flagged and not check[1].n_flagged else "try `semi_relaxed=True`")
+    else:
+        advice = (f"run `gwalign run {target_name} {source_name} --semi-relaxed` (semi-relaxed frees the target's "
+                  "marginal)" if source_flagged and not check[1].n_flagged else "try `--semi-relaxed`")
     return ("; ".join(parts) + ": they may have no counterpart (obs['gw_one_sided'] marks them); to let them go "
             f"unmatched, {advice}")
