@@ -34,16 +34,11 @@ _POOL: Optional[multiprocessing.pool.Pool] = None
 _POOL_PID = -1    # the process that forked _POOL: a forked child must not use its parent's pool
 
 
-def available_workers() -> int:
-    """Worker processes the path pool may use: the run's thread limit (:mod:`gwalign.threads`)."""
-    return thread_limit()
-
-
 def _worker_pool() -> multiprocessing.pool.Pool:
     """The process-wide pool (one worker per available core), forked on first use."""
     global _POOL, _POOL_PID
     if _POOL is None or _POOL_PID != os.getpid():
-        _POOL = multiprocessing.get_context("fork").Pool(available_workers())
+        _POOL = multiprocessing.get_context("fork").Pool(thread_limit())
         _POOL_PID = os.getpid()
         atexit.register(_close_pool, _POOL, _POOL_PID)
     return _POOL
@@ -96,8 +91,8 @@ def shortest_paths_many(jobs: list[tuple[sp.csr_matrix, np.ndarray]],
     jobs = [(sp.csr_matrix(graph), np.asarray(sources, dtype=np.int64)) for graph, sources in jobs]
     n_sources = sum(len(sources) for _, sources in jobs)
     work = sum(len(sources) * graph.nnz for graph, sources in jobs)
-    cap = available_workers() if workers is None else workers
-    workers = max(1, min(cap, available_workers(), n_sources, -(-work // max(PARALLEL_MIN_WORK, 1))))
+    cap = thread_limit() if workers is None else workers
+    workers = max(1, min(cap, thread_limit(), n_sources, -(-work // max(PARALLEL_MIN_WORK, 1))))
     # Daemonic processes (e.g. workers of the caller's own multiprocessing pool) may not fork.
     if workers == 1 or "fork" not in multiprocessing.get_all_start_methods() or \
             multiprocessing.current_process().daemon:
