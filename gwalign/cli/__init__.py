@@ -1,4 +1,4 @@
-"""The ``gwalign`` command line (Typer + rich): ``run``, ``example``, ``check`` and ``evaluate``.
+"""The ``gwalign`` command line (Typer + rich): ``run``, ``batch``, ``example``, ``check`` and ``evaluate``.
 
 Every error a user can act on is one line on stderr naming the file and the problem, with exit
 code 2; ``gwalign check`` exits with 1 when it lists problems.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from gwalign import __version__
+from gwalign.cli.batch_command import batch_app
 from gwalign.cli.console import out
 from gwalign.cli.file_commands import check, evaluate, example
 from gwalign.cli.run_command import run
@@ -33,5 +34,6 @@ app.command()(run)
 app.command()(example)
 app.command()(check)
 app.command()(evaluate)
+app.add_typer(batch_app, name="batch")
 
 __all__ = ["app"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 import warnings
 from pathlib import Path
 from typing import Any, List, Optional
@@ -15,33 +14,13 @@ from rich.table import Table
 
 from gwalign.cli.console import default_help, err, fail, print_warnings, said
 from gwalign.config import AUTO_ONE_SIDED_MAX_POINTS, RunConfig, load_toml
+from gwalign.config.fields import parse_settings
 from gwalign.errors import GPUMemoryError
 from gwalign.io.h5ad import InputError
 from gwalign.io.outputs import Terminated, to_jsonable
 
 #: Exit codes of a run stopped by Ctrl-C (SIGINT) and by SIGTERM: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
-
-
-def parse_settings(settings: list[str]) -> dict[str, Any]:
-    """``NAME=VALUE`` pairs of ``--set``; a value is read as in TOML (``32``, ``true``, ``0.5``,
-    ``"text"``), and as plain text where it is not valid TOML (``--set landmark_choice=uniform``).
-
-    Raises
-    ------
-    ValueError
-        For an item without ``=``.
-    """
-    values: dict[str, Any] = {}
-    for item in settings:
-        name, sep, text = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"--set {item!r}: expected NAME=VALUE (e.g. --set rank=32)")
-        try:
-            values[name.strip()] = tomllib.loads(f"value = {text.strip()}")["value"]
-        except tomllib.TOMLDecodeError:
-            values[name.strip()] = text.strip()
-    return values
 
 
 def run(

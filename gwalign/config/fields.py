@@ -58,6 +58,32 @@ def split_flat(values: dict[str, Any], stages: dict[str, type], source: str,
     return grouped
 
 
+def parse_value(text: str) -> Any:
+    """A setting's value written as text, read as in TOML (``32``, ``true``, ``0.5``, ``"text"``),
+    and as plain text where it is not valid TOML (``uniform``)."""
+    try:
+        return tomllib.loads(f"value = {text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def parse_settings(settings: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs (``--set``), each value read by :func:`parse_value`.
+
+    Raises
+    ------
+    ValueError
+        For an item without ``=``.
+    """
+    values: dict[str, Any] = {}
+    for item in settings:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set {item!r}: expected NAME=VALUE (e.g. --set rank=32)")
+        values[name.strip()] = parse_value(text)
+    return values
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Key/value pairs of a TOML preset (top level, or under ``[gwalign]``)."""
     path = Path(path)
