@@ -19,7 +19,7 @@ from gwalign.errors import GWAlignWarning
 from gwalign.align_arrays import align
 from gwalign.device import resolve_device
 from gwalign.config import RunConfig
-from gwalign.threads import limited_threads
+from gwalign.threads import limited_threads, thread_limit
 from gwalign.io.content import same_rows
 from gwalign.io.h5ad import InputError, check_anndata, distinct_inputs, names_checksum, read_h5ad
 from gwalign.io.outputs import check_output_dir, name_limit, staged_outputs, write_json
@@ -375,6 +375,7 @@ def write_outputs(out_dir: Path, names: tuple[str, str], annotated: AnnotatedPai
         timings["total"] = time.perf_counter() - started
         report["timings_s"] = {k: round(v, 4) for k, v in timings.items()}
         report["peak_memory_gb"] = peak_memory(alignment.device)
+        report["threads"] = thread_limit()
         write_json(staging / "report.json", report)
     # With --overwrite, a figure of an earlier run that this run did not redraw would describe other
     # outputs than the ones beside it: it goes once this run's outputs are in place.

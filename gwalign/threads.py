@@ -4,15 +4,16 @@ torch, the BLAS under NumPy/SciPy and numba (through scanpy's UMAP) each start t
 pool, sized to every core of the machine; the shortest-path workers add processes. On a machine
 whose cores are shared with other jobs, pools that spin while they wait for each other make a run
 many times slower than on one thread. :func:`limited_threads` sizes all of them to one number
-(``threads``: by default the cores this process may use) for the duration of a run, and flushes
-denormal floats to zero, whose slow path costs several times the arithmetic on CPUs
-(docs/performance.md).
+(``threads``: by default the cores this process may use that other processes are not using now)
+for the duration of a run, and flushes denormal floats to zero, whose slow path costs several times
+the arithmetic on CPUs (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -28,6 +29,37 @@ def available_cores() -> int:
     return max(1, min(cores, int(cap))) if cap.strip().isdigit() and int(cap) > 0 else cores
 
 
+def busy_cores(samples: int = 5, interval: float = 0.005) -> int:
+    """Processes of other programs running now (the median of a few readings of the kernel's
+    count of runnable processes, less this one); 0 where the system does not say (not Linux)."""
+    counts = []
+    for _ in range(samples):
+        try:
+            with open("/proc/loadavg") as handle:
+                counts.append(int(handle.read().split()[3].split("/")[0]))
+        except (OSError, ValueError, IndexError):
+            return 0
+        time.sleep(interval)
+    return max(0, sorted(counts)[len(counts) // 2] - 1)
+
+
+def default_threads() -> int:
+    """Threads of a run when none are asked for: the cores this process may use, less those that
+    other processes are busy on, at least one.
+
+    Only where the process may run on every core of the machine: a scheduler that confines it to
+    some cores (SLURM, taskset, a cgroup cpuset) gave it those, and the busy processes counted
+    machine-wide run elsewhere. On shared cores a thread pool larger than the free cores spins
+    against the other jobs and runs many times slower than one thread (docs/performance.md).
+    """
+    cores = available_cores()
+    machine = os.cpu_count() or cores
+    confined = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < machine
+    if confined:
+        return cores
+    return max(1, min(cores, machine - busy_cores()))
+
+
 def thread_limit() -> int:
     """The thread count in force: the innermost :func:`limited_threads`' limit, else every core."""
     return _current_limit if _current_limit is not None else available_cores()
@@ -35,8 +67,8 @@ def thread_limit() -> int:
 
 @contextmanager
 def limited_threads(threads: Optional[int] = None) -> Iterator[int]:
-    """Run the block with torch, BLAS and numba limited to ``threads`` threads (``None``: the
-    cores this process may use) and denormal floats flushed to zero; restore both afterwards.
+    """Run the block with torch, BLAS and numba limited to ``threads`` threads (``None``:
+    :func:`default_threads`) and denormal floats flushed to zero; restore both afterwards.
 
     Yields the limit in force.
     """
@@ -44,7 +76,7 @@ def limited_threads(threads: Optional[int] = None) -> Iterator[int]:
     from threadpoolctl import threadpool_limits
 
     global _current_limit
-    limit = max(1, min(int(threads), available_cores())) if threads is not None else available_cores()
+    limit = max(1, min(int(threads), available_cores())) if threads is not None else default_threads()
     saved = (_current_limit, torch.get_num_threads(), _numba_threads())
     flushed = torch.set_flush_denormal(True)
     _current_limit = limit

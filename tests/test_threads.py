@@ -1,0 +1,48 @@
+"""One thread limit for every library: what the default is on free, shared and confined cores."""
+
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from gwalign import threads
+
+
+def test_the_default_leaves_cores_that_other_processes_use(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for busy, expected in ((0, 8), (3, 5), (8, 1), (20, 1)):
+        monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
+        assert threads.default_threads() == expected
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    monkeypatch.setattr(threads, "busy_cores", lambda: 3)
+    assert threads.default_threads() == 4   # OMP_NUM_THREADS caps it; 5 cores are free
+
+
+def test_cores_a_scheduler_confined_the_process_to_are_all_used(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 60)   # other jobs, on other cores
+    assert threads.default_threads() == 4
+
+
+def test_a_spinning_process_is_counted_busy():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert threads.busy_cores(samples=9) >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_limited_threads_applies_the_default_and_restores(monkeypatch):
+    monkeypatch.setattr(threads, "default_threads", lambda: 1)
+    before = torch.get_num_threads()
+    with threads.limited_threads() as limit:
+        assert limit == 1 and torch.get_num_threads() == 1 and threads.thread_limit() == 1
+    assert torch.get_num_threads() == before
