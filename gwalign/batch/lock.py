@@ -146,7 +146,7 @@ class PairLock:
     def _write_owner(self) -> None:
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "stage": self.stage,
                  "since": self.since, "slurm": slurm_ids()}
-        partial = self.path / f".{OWNER_FILE}.{os.getpid()}"
+        partial = self.path / f".{OWNER_FILE}.{uuid.uuid4().hex}"
         try:
             partial.write_text(json.dumps(owner))
             os.replace(partial, self.path / OWNER_FILE)

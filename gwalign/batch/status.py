@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,7 +35,8 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` as JSON to ``path`` through a temporary file and a rename, so a reader
     sees the old file or the new one, never a part."""
     path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Unique across the nodes of a cluster: tasks on two nodes may share a process id.
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     partial.write_text(json.dumps(payload, indent=2))
     os.replace(partial, path)
 
