@@ -89,7 +89,9 @@ def cell_text(value: Optional[Any], column: str) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        if column in ("runner_up_gap",):
+        if column == "runner_up_gap":
             return f"{100 * value:.1f}%"
+        if column == "confidence":
+            return f"{value:.3f}"
         return f"{value:.1f}" if column in ("time_s", "host_gb", "gpu_gb") else f"{value:.4g}"
     return str(value)

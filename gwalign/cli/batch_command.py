@@ -15,6 +15,10 @@ from typer.core import TyperGroup
 
 from gwalign.cli.console import err, fail, out, said
 
+#: Short headers of the status table (``--tsv`` keeps the column names).
+HEADERS = {"pair_id": "pair", "task_id": "task", "time_s": "time s", "host_gb": "host GB", "gpu_gb": "GPU GB",
+           "gw_objective": "GW obj.", "converged": "conv.", "runner_up_gap": "runner-up", "one_sided_groups": "1-sided",
+           "confidence": "conf."}
 STALE_HELP = "Seconds without a heartbeat after which another task takes a pair's lock over "
 
 
@@ -167,7 +171,11 @@ def batch_status(
         for row in rows:
             sys.stdout.write("\t".join(_tsv_cell(row[c]) for c in COLUMNS) + "\n")
     else:
-        out.print(_rich_table(rows, COLUMNS, cell_text))
+        # Errors are long: they follow the table, one line per pair, instead of squeezing it.
+        out.print(_rich_table(rows, [c for c in COLUMNS if c != "error"], cell_text))
+        for row in rows:
+            if row["error"]:
+                out.print(f"[bold]{escape(str(row['pair_id']))}[/bold]: {escape(str(row['error']))}", soft_wrap=True)
 
 
 def _tsv_cell(value: Any) -> str:
@@ -180,7 +188,7 @@ def _rich_table(rows: list[dict[str, Any]], columns, cell_text) -> Table:
         counts[str(row["status"]).split(" ")[0]] = counts.get(str(row["status"]).split(" ")[0], 0) + 1
     table = Table(title="gwalign batch: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(HEADERS.get(column, column), no_wrap=True)
     for row in rows:
         table.add_row(*(escape(cell_text(row[c], c)) for c in columns))
     return table
