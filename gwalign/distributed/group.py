@@ -13,6 +13,7 @@ over the ranks (:func:`active`); outside it, and in a single process, every pass
 from __future__ import annotations
 
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -134,13 +135,18 @@ class Group:
                 torch.cuda.synchronize(self.device)
         except Exception as error:   # gloo and NCCL raise several types; all mean the same here
             self.broken = True
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
             raise DistributedError(
                 f"rank {self.rank} of {self.world_size}: {name} failed after {time.perf_counter() - tick:.1f} s: "
                 f"another rank stopped or did not answer within the {self.timeout:g} s timeout "
-                f"(GWALIGN_DIST_TIMEOUT) [{first}]") from None
+                f"(GWALIGN_DIST_TIMEOUT): {cause(error)}") from None
         self.collective_seconds += time.perf_counter() - tick
         return result
+
+
+def cause(error: BaseException) -> str:
+    """The first line of a backend's error, without its source location (``[.../pair.cc:553]``)."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0][:160]
 
 
 #: The group a distributed alignment is running under (set by :func:`activated`).

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from gwalign.distributed.group import DEFAULT_MIN_ENTRIES, DEFAULT_TIMEOUT, Group, env_float
+from gwalign.distributed.group import DEFAULT_MIN_ENTRIES, DEFAULT_TIMEOUT, Group, cause, env_float
 from gwalign.errors import DistributedError
 
 #: Seconds the other ranks wait for rank 0 between alignments (it reads, prepares and writes alone).
@@ -90,9 +90,8 @@ def join(device_name: str) -> Optional[Group]:
                                              timeout=datetime.timedelta(seconds=timeout))
         control = torch.distributed.new_group(backend="gloo", timeout=datetime.timedelta(seconds=IDLE_TIMEOUT))
     except Exception as error:   # the store and both backends raise several types
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise DistributedError(f"rank {rank} of {world_size}: could not join the {backend} process group at "
-                               f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} [{first}]") from None
+                               f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}: {cause(error)}") from None
     _joined = Group(rank, world_size, local_rank, backend, device, timeout,
                     int(env_float("GWALIGN_DIST_MIN_ENTRIES", DEFAULT_MIN_ENTRIES)), control=control)
     return _joined
@@ -111,9 +110,18 @@ def launched(device_name: str) -> Iterator[Optional[Group]]:
         if group is not None:
             if group.rank == 0 and not group.broken:
                 group.send_object(None)
-            if not group.broken:
-                torch.distributed.destroy_process_group()
+            _leave(group)
             _joined = None
+
+
+def _leave(group: Group) -> None:
+    """Tear the process group down, after a failure too: a group left to the interpreter's exit can
+    abort the process from a backend thread instead of letting it exit with its error."""
+    try:
+        torch.distributed.destroy_process_group()
+    except Exception:   # a failed group may refuse; the process is about to report and exit anyway
+        if not group.broken:
+            raise
 
 
 def serve(group: Group, run: Callable[[dict[str, Any]], Any]) -> int:
