@@ -23,8 +23,10 @@ Distributed mode: the same engine run launched as several processes (``torchrun
 --nproc-per-node P`` or ``srun``; :mod:`gwalign.distributed`), one alignment split over all of
 them. Rank 0 prints, per size: the time, the speedup over a one-process time given with
 ``--baseline N=SECONDS`` (measured by the plain mode on the same machine), the Sinkhorn time,
-the time rank 0 spent in collectives (waits for slower ranks included) and every rank's peak
-memory (GPU allocated on CUDA, host RSS on the CPU). ``GWALIGN_DIST_MIN_ENTRIES=0`` splits sizes
+the time rank 0 spent in collectives (waits for slower ranks included), every rank's CPU seconds
+in the alignment (how the work divides, even on shared cores) and every rank's peak memory (GPU
+allocated on CUDA, host RSS on the CPU). The plain mode's HTML comment gives the one-process CPU
+seconds (``cpu``). ``GWALIGN_DIST_MIN_ENTRIES=0`` splits sizes
 below the default threshold too.
 
     torchrun --standalone --nproc-per-node 4 benchmarks/scale.py --device cuda --sizes 45000 100000 \
@@ -76,8 +78,9 @@ def run(n: int, k: int, device: str, config: gwalign.GWConfig) -> dict:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = gwalign.align(xs, xt, config)
+    result.timings["cpu"] = time.process_time() - cpu   # this process's CPU seconds in the alignment
     tick = time.perf_counter()
     projected = result.project_to_source(tt)
     if device.startswith("cuda"):
@@ -227,10 +230,10 @@ def peak_gb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def rank_stats(group, device: str, collectives: float) -> list[dict]:
-    """Every rank's peak memory and seconds in collectives, gathered on every rank."""
+def rank_stats(group, device: str, collectives: float, cpu: float) -> list[dict]:
+    """Every rank's peak memory, seconds in collectives and CPU seconds, gathered on every rank."""
     stats = [None] * group.world_size
-    torch.distributed.all_gather_object(stats, {"peak_gb": peak_gb(device), "collectives": collectives},
+    torch.distributed.all_gather_object(stats, {"peak_gb": peak_gb(device), "collectives": collectives, "cpu": cpu},
                                         group=group.control)
     return stats
 
@@ -244,25 +247,27 @@ def run_distributed_mode(args: argparse.Namespace, config: gwalign.GWConfig) -> 
     with launched(args.device) as group:
         if group.rank > 0:
             def take_part(call: dict) -> None:
-                before = group.collective_seconds
+                before, cpu = group.collective_seconds, time.process_time()
                 align_call(call, group)
-                rank_stats(group, args.device, group.collective_seconds - before)
+                rank_stats(group, args.device, group.collective_seconds - before, time.process_time() - cpu)
 
             serve(group, take_part)
             return
         print(f"# {group.world_size} processes ({group.backend}), device {args.device}, torch {torch.__version__}, "
               f"split above {group.min_entries:,} plan entries" + "".join(f", {item}" for item in args.set))
-        print("| N × K | processes | time (s) | speedup | Sinkhorn (s) | collectives, rank 0 (s) | peak memory per rank (GB) |")
-        print("|---|---|---|---|---|---|---|")
+        print("| N × K | processes | time (s) | speedup | Sinkhorn (s) | collectives, rank 0 (s) | CPU per rank (s) "
+              "| peak memory per rank (GB) |")
+        print("|---|---|---|---|---|---|---|---|")
         for n in args.sizes:
             k = PAIRS.get(n, n)
             row = run(n, k, args.device, config)
             st = row["stages"]
-            stats = rank_stats(group, args.device, st.get("collectives", 0.0)) if st.get("collectives") is not None \
-                else [{"peak_gb": peak_gb(args.device), "collectives": 0.0}]
+            stats = rank_stats(group, args.device, st["collectives"], st["cpu"]) if "collectives" in st \
+                else [{"peak_gb": peak_gb(args.device), "collectives": 0.0, "cpu": st["cpu"]}]
             speedup = f"{baseline[n] / row['time']:.2f}×" if n in baseline else "–"
             print(f"| {n:,} × {k:,} | {len(stats)} | {row['time']:.2f} | {speedup} | "
                   f"{st.get('solve_sinkhorn', 0) + st.get('solve_polish', 0):.2f} | {stats[0]['collectives']:.2f} | "
+                  + " / ".join(f"{s['cpu']:.1f}" for s in stats) + " | "
                   + " / ".join(f"{s['peak_gb']:.2f}" for s in stats) + " |", flush=True)
 
 

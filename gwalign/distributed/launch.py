@@ -79,7 +79,8 @@ def join(device_name: str) -> Optional[Group]:
     backend = _backend(device_name)
     device = torch.device("cpu")
     if backend == "nccl":
-        device = torch.device("cuda", local_rank)
+        # One GPU per rank of a node; a launcher that shows each task only its own GPU leaves one.
+        device = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
         torch.cuda.set_device(device)
         # Blocking waits make a timed-out NCCL collective raise in this thread (a clear error)
         # instead of the watchdog aborting the process.
@@ -106,12 +107,29 @@ def launched(device_name: str) -> Iterator[Optional[Group]]:
     group = join(device_name)
     try:
         yield group
-    finally:
+    except BaseException:
         if group is not None:
-            if group.rank == 0 and not group.broken:
-                group.send_object(None)
-            _leave(group)
-            _joined = None
+            _finish(group, failing=True)
+        raise
+    else:
+        if group is not None:
+            _finish(group, failing=False)
+    finally:
+        _joined = None
+
+
+def _finish(group: Group, failing: bool) -> None:
+    """Rank 0 tells the others it is done, then the group is torn down. While an error is on its
+    way out, a failure to reach the other ranks is left unsaid: the error in flight is the one to
+    report."""
+    try:
+        if group.rank == 0 and not group.broken:
+            group.send_object(None)
+    except DistributedError:
+        if not failing:
+            raise
+    finally:
+        _leave(group)
 
 
 def _leave(group: Group) -> None:
@@ -127,7 +145,8 @@ def _leave(group: Group) -> None:
 def serve(group: Group, run: Callable[[dict[str, Any]], Any]) -> int:
     """Take part in each alignment rank 0 shares, ``run(call)``, until it says it is done.
 
-    Warnings are left to rank 0, which reports the run. Returns the number of alignments served.
+    Warnings, and arguments refused with ``ValueError``, are left to rank 0, which reports the
+    run. Returns the number of alignments served.
     """
     served = 0
     while True:
@@ -136,7 +155,12 @@ def serve(group: Group, run: Callable[[dict[str, Any]], Any]) -> int:
             return served
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            run(call)
+            try:
+                run(call)
+            except ValueError:
+                # Refused arguments: every rank checks the same call and refuses it alike, and
+                # rank 0 reports it. This rank waits for the next call.
+                pass
         served += 1
 
 

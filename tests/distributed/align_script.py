@@ -1,10 +1,11 @@
 """Align a synthetic pair with ``gwalign.align`` (low-rank, then sampled GW), alone or as one rank
 of a torchrun/srun launch, and save what rank 0 gets (potentials, objective, history, top-k coupling) with ``torch.save``.
 
-    python tests/distributed/align_script.py OUT.pt [N K] [--exit-rank R --exit-after C]
+    python tests/distributed/align_script.py OUT.pt [N K] [--exit-rank R --exit-after C [--hang]]
 
 ``--exit-rank R --exit-after C``: rank R ends its process abruptly (``os._exit``) at its C-th
-collective, to check that the other ranks stop with a clear error instead of waiting forever.
+collective (with ``--hang``: stops answering), to check that the other ranks stop with a clear
+error instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import torch
 
@@ -23,8 +25,9 @@ from gwalign.distributed.launch import launched, serve
 from gwalign.errors import DistributedError
 
 
-def _stop_at(rank: int, count: int) -> None:
-    """Make ``rank`` exit abruptly when it enters its ``count``-th collective."""
+def _stop_at(rank: int, count: int, hang: bool = False) -> None:
+    """Make ``rank`` exit abruptly (or, with ``hang``, stop answering) when it enters its
+    ``count``-th collective."""
     original = Group.collective
     seen = [0]
 
@@ -32,6 +35,8 @@ def _stop_at(rank: int, count: int) -> None:
         if self.rank == rank:
             seen[0] += 1
             if seen[0] == count:
+                if hang:
+                    time.sleep(3600)
                 os._exit(3)
         return original(self, name, run)
 
@@ -60,9 +65,10 @@ def main() -> int:
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 800])
     parser.add_argument("--exit-rank", type=int)
     parser.add_argument("--exit-after", type=int, default=20)
+    parser.add_argument("--hang", action="store_true", help="the rank stops answering instead of exiting")
     args = parser.parse_args()
     if args.exit_rank is not None:
-        _stop_at(args.exit_rank, args.exit_after)
+        _stop_at(args.exit_rank, args.exit_after, args.hang)
     xs, _, xt, _ = spiral_and_roll(*args.sizes, seed=0)
     try:
         with launched("cpu") as group:

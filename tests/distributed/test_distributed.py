@@ -114,19 +114,17 @@ def test_a_dead_rank_stops_the_others_with_one_line(tmp_path):
 
 @pytest.mark.skipif(shutil.which("gwalign") is None, reason="the gwalign command is not installed")
 def test_gwalign_run_under_torchrun(tmp_path):
-    options = ["--no-figures", "--device", "cpu", "--max-iter", "6", "--set", "block_cols=256", "--quiet",
-               "--threads", "1", "--json"]
+    """The command itself, unchanged: rank 0 writes every output and the report; the alignments
+    above check the numbers."""
     data = REPO / "example_data"
-    alone = subprocess.run([shutil.which("gwalign"), "run", data / "rna.h5ad", data / "atac.h5ad", "-o", tmp_path / "one",
-                            *options], env=environment(), capture_output=True, text=True, timeout=120, check=True)
-    split = torchrun(2, shutil.which("gwalign"), "run", data / "rna.h5ad", data / "atac.h5ad", "-o", tmp_path / "two",
-                     *options)
-    report, report_alone = json.loads(split.stdout), json.loads(alone.stdout)
+    split = torchrun(2, shutil.which("gwalign"), "run", data / "rna.h5ad", data / "atac.h5ad", "-o", tmp_path,
+                     "--no-figures", "--device", "cpu", "--max-iter", "6", "--n-starts", "3", "--set", "block_cols=256",
+                     "--threads", "1", "--json")
+    report = json.loads(split.stdout)
     assert (report["world_size"], report["backend"]) == (2, "gloo")
-    assert (report_alone["world_size"], report_alone["backend"]) == (1, None)
-    assert report["history"] == report_alone["history"]
-    assert sorted(path.name for path in (tmp_path / "two").iterdir()) == \
-        sorted(path.name for path in (tmp_path / "one").iterdir())
+    assert report["timings_s"]["collectives"] > 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == \
+        ["atac.gwalign.h5ad", "joint.gwalign.h5ad", "report.json", "rna.gwalign.h5ad"]
 
 
 def test_shards_are_whole_blocks_in_rank_order():
