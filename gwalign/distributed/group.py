@@ -112,7 +112,11 @@ class Group:
     def share(self, tensors: Sequence[torch.Tensor]) -> None:
         """Overwrite ``tensors`` in place with rank 0's."""
         for tensor in tensors:
-            self.collective("broadcast", lambda: torch.distributed.broadcast(tensor, 0))
+            # Collectives take contiguous tensors only; a strided view is sent through a copy.
+            buffer = tensor if tensor.is_contiguous() else tensor.contiguous()
+            self.collective("broadcast", lambda: torch.distributed.broadcast(buffer, 0))
+            if buffer is not tensor:
+                tensor.copy_(buffer)
 
     def send_object(self, obj: Any = None) -> Any:
         """Rank 0's ``obj`` on every rank, over the control channel: it waits without the

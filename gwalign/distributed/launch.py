@@ -76,6 +76,9 @@ def join(device_name: str) -> Optional[Group]:
     if where is None:
         return None
     rank, world_size, local_rank = where
+    if device_name.startswith("cuda:"):
+        raise DistributedError(f"device={device_name!r}: launched as {world_size} processes, each rank uses GPU "
+                               "LOCAL_RANK of its node; give device 'cuda' or 'auto'")
     backend = _backend(device_name)
     device = torch.device("cpu")
     if backend == "nccl":

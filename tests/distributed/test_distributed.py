@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from gwalign.distributed.group import Group
-from gwalign.distributed.launch import launch_environment
+from gwalign.distributed.launch import join, launch_environment
 from gwalign.errors import DistributedError
 
 HERE = Path(__file__).parent
@@ -148,3 +148,12 @@ def test_launch_environment(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert launch_environment() == (1, 2, 1)
+
+
+def test_one_gpu_named_for_every_rank_is_refused(monkeypatch):
+    for name in LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(DistributedError, match="LOCAL_RANK"):
+        join("cuda:1")
