@@ -14,11 +14,10 @@ function takes its single-process path unchanged.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 import torch
-
-from dataclasses import replace
 
 from gwalign import distributed
 from gwalign.engine import stream
