@@ -19,6 +19,21 @@ fast settings: landmark distances, mixed precision, M = 80, ε = 0.005) and POT'
 exact graph geodesics (all-pairs Dijkstra on the CPU, then ``ot.gromov.entropic_gromov_wasserstein``
 on the GPU; sizes up to ``POT_MAX``), when they are installed (``pip install torchgw==0.4.2 pot``).
 
+Distributed mode: the same engine run launched as several processes (``torchrun
+--nproc-per-node P`` or ``srun``; :mod:`gwalign.distributed`), one alignment split over all of
+them. Rank 0 prints, per size: the time, the speedup over a one-process time given with
+``--baseline N=SECONDS`` (measured by the plain mode on the same machine), the Sinkhorn time,
+the time rank 0 spent in collectives (waits for slower ranks included), every rank's CPU seconds
+in the alignment (how the work divides, even on shared cores) and every rank's peak memory (GPU
+allocated on CUDA, host RSS on the CPU). The plain mode's HTML comment gives the one-process CPU
+seconds (``cpu``). ``GWALIGN_DIST_MIN_ENTRIES=0`` splits sizes
+below the default threshold too.
+
+    torchrun --standalone --nproc-per-node 4 benchmarks/scale.py --device cuda --sizes 45000 100000 \
+        --baseline 45000=20.1 100000=80.3
+    OMP_NUM_THREADS=1 GWALIGN_DIST_MIN_ENTRIES=0 torchrun --standalone --nproc-per-node 2 \
+        benchmarks/scale.py --device cpu --sizes 4000 --set threads=1
+
 CLI mode (``--cli``): what a user runs, each step as its own process: the example pair at N cells
 per side (what ``gwalign example --cells N`` writes, uncompressed), ``gwalign run`` on the two count
 files (RNA: PCA; ATAC: LSI; every default, figures included unless ``--no-figures``), then
@@ -63,8 +78,9 @@ def run(n: int, k: int, device: str, config: gwalign.GWConfig) -> dict:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = gwalign.align(xs, xt, config)
+    result.timings["cpu"] = time.process_time() - cpu   # this process's CPU seconds in the alignment
     tick = time.perf_counter()
     projected = result.project_to_source(tt)
     if device.startswith("cuda"):
@@ -205,6 +221,56 @@ def run_cli_mode(args: argparse.Namespace) -> None:
                 args.json.write_text(json.dumps(rows, indent=1))
 
 
+def peak_gb(device: str) -> float:
+    """This process's peak memory in GB: GPU memory allocated by torch on CUDA, else host RSS."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def rank_stats(group, device: str, collectives: float, cpu: float) -> list[dict]:
+    """Every rank's peak memory, seconds in collectives and CPU seconds, gathered on every rank."""
+    stats = [None] * group.world_size
+    torch.distributed.all_gather_object(stats, {"peak_gb": peak_gb(device), "collectives": collectives, "cpu": cpu},
+                                        group=group.control)
+    return stats
+
+
+def run_distributed_mode(args: argparse.Namespace, config: gwalign.GWConfig) -> None:
+    """One alignment per size over every launched process; rank 0 prints (see the module docstring)."""
+    from gwalign.align_arrays import align_call
+    from gwalign.distributed.launch import launched, serve
+
+    baseline = {int(n): float(t) for n, t in (item.split("=", 1) for item in args.baseline)}
+    with launched(args.device) as group:
+        if group.rank > 0:
+            def take_part(call: dict) -> None:
+                before, cpu = group.collective_seconds, time.process_time()
+                align_call(call, group)
+                rank_stats(group, args.device, group.collective_seconds - before, time.process_time() - cpu)
+
+            serve(group, take_part)
+            return
+        print(f"# {group.world_size} processes ({group.backend}), device {args.device}, torch {torch.__version__}, "
+              f"split above {group.min_entries:,} plan entries" + "".join(f", {item}" for item in args.set))
+        print("| N × K | processes | time (s) | speedup | Sinkhorn (s) | collectives, rank 0 (s) | CPU per rank (s) "
+              "| peak memory per rank (GB) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for n in args.sizes:
+            k = PAIRS.get(n, n)
+            row = run(n, k, args.device, config)
+            st = row["stages"]
+            stats = rank_stats(group, args.device, st["collectives"], st["cpu"]) if "collectives" in st \
+                else [{"peak_gb": peak_gb(args.device), "collectives": 0.0, "cpu": st["cpu"]}]
+            speedup = f"{baseline[n] / row['time']:.2f}×" if n in baseline else "–"
+            print(f"| {n:,} × {k:,} | {len(stats)} | {row['time']:.2f} | {speedup} | "
+                  f"{st.get('solve_sinkhorn', 0) + st.get('solve_polish', 0):.2f} | {stats[0]['collectives']:.2f} | "
+                  + " / ".join(f"{s['cpu']:.1f}" for s in stats) + " | "
+                  + " / ".join(f"{s['peak_gb']:.2f}" for s in stats) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=None,
@@ -218,6 +284,8 @@ def main() -> None:
                         help="also run these tools on the same pairs (GPU only)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="other GWConfig fields, e.g. --set sinkhorn_max_iter=10 (Python literals)")
+    parser.add_argument("--baseline", nargs="*", default=[], metavar="N=SECONDS",
+                        help="distributed mode: one-process times, for the speedup column")
     cli = parser.add_argument_group("CLI mode")
     cli.add_argument("--cli", action="store_true",
                      help="time `gwalign run` and `gwalign evaluate` on the example pair instead of the engine")
@@ -233,6 +301,11 @@ def main() -> None:
     overrides = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
     config = gwalign.GWConfig(device=args.device, distance="landmark", n_starts=args.n_starts or None,
                               n_anchors=args.n_anchors, precision=args.precision, **overrides)
+    from gwalign.distributed.launch import launch_environment
+
+    if launch_environment() is not None:
+        run_distributed_mode(args, config)
+        return
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(f"# {name}, torch {torch.__version__}, n_anchors={args.n_anchors}, n_starts={args.n_starts}, "
           f"precision={args.precision}" + "".join(f", {item}" for item in args.set))

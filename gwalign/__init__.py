@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _PUBLIC = {
     "Alignment": "gwalign.alignment", "GWAlignWarning": "gwalign.errors", "GPUMemoryError": "gwalign.errors",
-    "align": "gwalign.align_arrays", "InputError": "gwalign.io.h5ad",
+    "DistributedError": "gwalign.errors", "align": "gwalign.align_arrays", "InputError": "gwalign.io.h5ad",
     "GWConfig": "gwalign.config", "RunConfig": "gwalign.config", "GraphConfig": "gwalign.config",
     "DistanceConfig": "gwalign.config", "SolverConfig": "gwalign.config", "StartsConfig": "gwalign.config",
     "ComputeConfig": "gwalign.config", "InputConfig": "gwalign.config", "OutputConfig": "gwalign.config",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 import numpy as np
 import torch
 from gwalign.config import GWConfig
@@ -27,6 +27,8 @@ from gwalign.device import resolve_device
 from gwalign.device import timed_stage
 from gwalign.geometry.factors import CoarseFactors
 from gwalign.geometry.knn import KNNGraph
+from gwalign.distributed import Group, activated, share
+from gwalign.distributed.launch import lead
 
 
 
@@ -58,10 +60,36 @@ def align(x_source, x_target, config: Optional[GWConfig] = None, *,
     Alignment
         The streamed plan, its objective and convergence history, and the graphs it was built on.
     """
-    config = config or GWConfig()
-    with limited_threads(config.compute.threads):
-        return _align(config, x_source, x_target, a, b, joint_source, joint_target, linear_cost, d_source, d_target,
-                      progress)
+    call = dict(config=config or GWConfig(), x_source=x_source, x_target=x_target, a=a, b=b,
+                joint_source=joint_source, joint_target=joint_target, linear_cost=linear_cost,
+                d_source=d_source, d_target=d_target)
+    # Rank 0 of a torchrun/srun launch shares the call with the other ranks (large problems only).
+    group = lead(call, lambda: _cells(x_source, d_source) * _cells(x_target, d_target))
+    return align_call(call, group, progress)
+
+
+def align_call(call: dict[str, Any], group: Optional[Group] = None,
+               progress: Optional[ProgressCallback] = None) -> Alignment:
+    """:func:`align` with its arguments in ``call``, on this process or, with ``group``, on every
+    rank of a distributed alignment (each rank calls it with rank 0's ``call``; only the streamed
+    passes are split, so every rank ends with the same result)."""
+    config = call["config"]
+    arrays = [call[name] for name in ("x_source", "x_target", "a", "b", "joint_source", "joint_target",
+                                      "linear_cost", "d_source", "d_target")]
+    waited = 0.0 if group is None else group.collective_seconds
+    with limited_threads(config.compute.threads), activated(group):
+        alignment = _align(config, *arrays, progress)
+    if group is not None:
+        alignment.world_size, alignment.backend = group.world_size, group.backend
+        alignment.timings["collectives"] = group.collective_seconds - waited
+    return alignment
+
+
+def _cells(points, distances) -> int:
+    """Cells of one side, from its points or its distance matrix (0 when neither has a shape:
+    the checks of :func:`align` then refuse the call on rank 0 alone)."""
+    shape = np.shape(points if distances is None else distances)
+    return int(shape[0]) if shape else 0
 
 
 def _align(config: GWConfig, x_source, x_target, a, b, joint_source, joint_target, linear_cost, d_source, d_target,
@@ -176,6 +204,8 @@ def _solve(geometry: _Geometry, problem: _Problem, config: GWConfig, mode: str, 
     if config.resolved_gradient(mode, lin is not None) == "lowrank":
         tick = time.perf_counter()
         factors = (factor_distances(dist_s, config.distances.rank), factor_distances(dist_t, config.distances.rank))
+        # Each rank built its own factors from the same inputs: rank 0's make sure they are equal.
+        share([tensor for factor in factors for tensor in (factor.phi, factor.lam)])
         timings["factorise"] = time.perf_counter() - tick
         solve = solve_lowrank_gw(factors[0], factors[1], a, b, config, config.lowrank_starts,
                                  joint=joint_t, progress=progress, coarse=geometry.coarse)

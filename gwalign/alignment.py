@@ -33,6 +33,10 @@ class Alignment:
     #: The cells' weights ``a`` and ``b`` the plan was asked to carry (uniform unless given; set by
     #: :func:`~gwalign.align`, the only constructor).
     marginals: Optional[tuple[np.ndarray, np.ndarray]] = None
+    #: Processes that solved it (``torch.distributed``; 1: this process alone), and their backend
+    #: (``nccl``, ``gloo``; ``None`` for one process).
+    world_size: int = 1
+    backend: Optional[str] = None
     # counterpart_evidence(), computed once: in semi-relaxed runs it is a streamed pass over the
     # plan, asked for by the CCA and by every label transfer.
     _evidence: Optional[tuple[np.ndarray, np.ndarray]] = field(default=None, init=False, repr=False)

@@ -14,3 +14,8 @@ class CPUFallbackWarning(GWAlignWarning):
 
 class GPUMemoryError(MemoryError):
     """The GPU ran out of memory in a named stage of :func:`~gwalign.align` (message says what to lower)."""
+
+
+class DistributedError(RuntimeError):
+    """A collective of a distributed alignment failed: another rank stopped, or did not answer
+    within the timeout (the message says which rank saw it and how long it waited)."""

@@ -15,7 +15,7 @@ from rich.table import Table
 from gwalign.cli.console import default_help, err, fail, print_warnings, said
 from gwalign.config import AUTO_ONE_SIDED_MAX_POINTS, RunConfig, load_toml
 from gwalign.config.fields import parse_settings
-from gwalign.errors import GPUMemoryError
+from gwalign.errors import DistributedError, GPUMemoryError
 from gwalign.io.h5ad import InputError
 from gwalign.io.outputs import Terminated, to_jsonable
 
@@ -94,6 +94,8 @@ def run(
     except ValueError as error:
         fail(str(error))
     outputs = execute(source, target, out_dir, run_config, overwrite, quiet or as_json)
+    if outputs is None:   # a rank other than 0 of a distributed run: rank 0 reports
+        return
     if as_json:
         sys.stdout.write(json.dumps(to_jsonable(outputs.report)) + "\n")
     elif not quiet:
@@ -102,7 +104,25 @@ def run(
 
 def execute(source: Path, target: Path, out_dir: Path, run_config: RunConfig, overwrite: bool, quiet: bool):
     """:func:`gwalign.pipeline.run_pair` with progress (unless ``quiet``), its warnings printed,
-    and every error a user can act on turned into one line and an exit code."""
+    and every error a user can act on turned into one line and an exit code.
+
+    Launched as several processes (torchrun, srun), rank 0 does this and the other ranks take part
+    in its alignment (:mod:`gwalign.distributed`), then return ``None``."""
+    from gwalign.align_arrays import align_call
+    from gwalign.distributed.launch import launched, serve
+
+    try:
+        with launched(run_config.engine.compute.device) as group:
+            if group is not None and group.rank > 0:
+                serve(group, lambda call: align_call(call, group))
+                return None
+            return _execute(source, target, out_dir, run_config, overwrite, quiet)
+    except DistributedError as error:
+        fail(str(error), code=1)
+
+
+def _execute(source: Path, target: Path, out_dir: Path, run_config: RunConfig, overwrite: bool, quiet: bool):
+    """:func:`execute` on one process (rank 0 of several)."""
     from gwalign.pipeline import run_pair
 
     with warnings.catch_warnings(record=True) as caught:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Optional
 import torch
 from gwalign.config import GWConfig
+from gwalign import distributed
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan, choose_blocks
 from gwalign.engine.profiles import profile_gram
@@ -108,7 +109,9 @@ class LowRankGW:
         masses = torch.stack([state.col_mass for state in states])
         cross = ((self.fs.lam[:, None] * grams) * (grams * self.ft.lam)).sum(dim=(1, 2))
         squares = (masses * self.ft.squared_apply(masses)).sum(dim=1)
-        return (squares + (self.a @ self.sq_a) - 2.0 * cross).tolist()
+        # Stopping, the best iterate, the finalists and the winner follow from these values: in a
+        # distributed alignment every rank takes rank 0's, so no two ranks can decide differently.
+        return distributed.agree((squares + (self.a @ self.sq_a) - 2.0 * cross).tolist())
 
     def plan_objectives(self, plans: list[FactoredPlan]) -> list[float]:
         """GW objective of each plan under this solver's factors (one streamed pass a plan, for

@@ -3,17 +3,29 @@
 This is the one place where the engine chooses between the PyTorch reference (CPU tensors, and
 anything the kernels do not cover) and the fused Triton kernels (CUDA tensors). Callers never
 import a backend directly.
+
+It is also where a distributed alignment splits the work (:mod:`gwalign.distributed`): while a
+group is active, each rank computes whole rows of a pass (column passes are row passes of the
+transposed plan) in blocks aligned with the single-process tiles, and the shares are gathered in
+row order, so every entry is computed exactly as in one process. Without an active group every
+function takes its single-process path unchanged.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from dataclasses import replace
+from typing import Any, Callable, Optional
 
 import torch
 
+from gwalign import distributed
 from gwalign.engine import stream
 from gwalign.engine.plan import FactoredPlan
+
+#: Rows of a shard are whole multiples of this on the GPU: every kernel's row tile divides it, so
+#: a shard's tiles are the single-process tiles.
+KERNEL_ROW_UNIT = 256
 
 
 def triton_enabled(tensor: torch.Tensor) -> bool:
@@ -42,12 +54,39 @@ def lse_rows(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
     ``None``). ``precision`` (tf32, tf32x3, ieee) is the GPU kernel's dot precision; ``None`` →
     ``$GWALIGN_PRECISION`` or tf32x3. The CPU reference always computes in the tensors' dtype.
     """
+    group = distributed.active()
+    if group is None:
+        return _lse_rows_local(x, y, bias, eps, extra, block_rows, block_cols, precision)
+    n_rows = x.shape[-2]
+    n_batch = max(x.shape[0] if x.dim() == 3 else 1, y.shape[0] if y.dim() == 3 else 1,
+                  bias.shape[0] if bias.dim() == 2 else 1)
+
+    def shard(lo: int, hi: int) -> torch.Tensor:
+        part = _lse_rows_local(x[..., lo:hi, :], y, bias, eps, None if extra is None else extra[lo:hi],
+                               block_rows, block_cols, precision, total_rows=n_rows)
+        return part.movedim(-1, 0)     # rows first, for the gather
+
+    unit = _row_unit(x, block_rows)
+    # Back to the single-process layout (contiguous), so later reductions run in the same order.
+    return group.rows(n_rows, unit, n_rows * y.shape[-2] * n_batch, shard).movedim(0, -1).contiguous()
+
+
+def _row_unit(x: torch.Tensor, block_rows: int) -> int:
+    """Rows a shard is a multiple of: the CPU reference's row tile, or every kernel's."""
+    return KERNEL_ROW_UNIT if triton_enabled(x) else block_rows
+
+
+def _lse_rows_local(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
+                    extra: Optional[torch.Tensor], block_rows: int, block_cols: int,
+                    precision: Optional[str] = None, total_rows: Optional[int] = None) -> torch.Tensor:
+    """:func:`lse_rows` on this process; ``total_rows``: rows of the whole pass when these are a
+    shard of it (the kernel's tiles follow the whole pass)."""
     if extra is None and triton_enabled(x):
         from gwalign.kernels.lse import lse_rows_triton, supports
 
         if supports(x):
             chosen = precision or os.environ.get("GWALIGN_PRECISION", "tf32x3")
-            return lse_rows_triton(x, y, bias, eps, precision=chosen)
+            return lse_rows_triton(x, y, bias, eps, precision=chosen, total_rows=total_rows)
     if x.dim() == 2 and y.dim() == 2 and bias.dim() == 1:
         return stream.lse_rows_reference(x, y, bias, eps, extra, block_rows, block_cols)
     if extra is not None:
@@ -88,13 +127,36 @@ def _kernel_ready(plan: FactoredPlan, *others: Optional[torch.Tensor]) -> bool:
     return supports(plan.u, plan.v, *others)
 
 
+def rows_of(plan: FactoredPlan, lo: int, hi: int) -> FactoredPlan:
+    """Rows ``lo:hi`` of the plan (same columns, same tiles)."""
+    return replace(plan, u=plan.u[lo:hi], p=plan.p[lo:hi], extra=None if plan.extra is None else plan.extra[lo:hi])
+
+
+def _split_rows(plan: FactoredPlan, compute: Callable[[FactoredPlan, slice], Any]) -> Any:
+    """``compute(rows_of(plan, lo, hi), slice(lo, hi))`` over this rank's rows ``lo:hi``, gathered
+    in row order on every rank (active group only)."""
+    group = distributed.active()
+    n_rows, n_cols = plan.shape
+    return group.rows(n_rows, _row_unit(plan.u, plan.block_rows), n_rows * n_cols,
+                      lambda lo, hi: compute(rows_of(plan, lo, hi), slice(lo, hi)))
+
+
 def apply(plan: FactoredPlan, z: torch.Tensor, precision: str = "tf32x3") -> torch.Tensor:
     """``T @ Z`` (Z: K×m or length K); ``precision`` as in :func:`lse_rows` (GPU only)."""
     z = z.to(plan.u.dtype)
+    if distributed.active() is None:
+        return _apply_local(plan, z, precision)
+    n_rows = plan.shape[0]
+    return _split_rows(plan, lambda part, _: _apply_local(part, z, precision, total_rows=n_rows))
+
+
+def _apply_local(plan: FactoredPlan, z: torch.Tensor, precision: str, total_rows: Optional[int] = None
+                 ) -> torch.Tensor:
+    """:func:`apply` on this process (``total_rows`` as in :func:`_lse_rows_local`)."""
     if _kernel_ready(plan, z):
         from gwalign.kernels.apply import apply_triton
 
-        return apply_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, z, precision)
+        return apply_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, z, precision, total_rows=total_rows)
     return stream.apply_reference(plan, z)
 
 
@@ -108,11 +170,39 @@ def transport_cost(plan: FactoredPlan, cost_u: Optional[torch.Tensor] = None,
     """``⟨C, T⟩`` for the plan's own cost, or for ``‖cost_u_i − cost_v_j‖²``."""
     cu = plan.u if cost_u is None else cost_u
     cv = plan.v if cost_v is None else cost_v
+    if distributed.active() is not None:
+        return _split_transport_cost(plan, cost_u, cost_v)
     if _kernel_ready(plan, cu, cv):
         from gwalign.kernels.transport_cost import transport_cost_triton
 
         return transport_cost_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, cu, cv)
     return float(stream.transport_cost_reference(plan, cost_u, cost_v))
+
+
+def _split_transport_cost(plan: FactoredPlan, cost_u: Optional[torch.Tensor], cost_v: Optional[torch.Tensor]
+                          ) -> float:
+    """:func:`transport_cost` with the rows split over the ranks: the partial sums of one process
+    (per row on the GPU, per tile on the CPU) are gathered and added in its order."""
+    cu = plan.u if cost_u is None else cost_u
+    cv = plan.v if cost_v is None else cost_v
+    if _kernel_ready(plan, cu, cv):
+        from gwalign.kernels.transport_cost import centred_cost_features, transport_cost_rows_triton
+
+        c, e = centred_cost_features(cu, cv)
+        row_sums = _split_rows(plan, lambda part, rows: transport_cost_rows_triton(
+            part.u, part.v, part.p, part.q, part.eps, c[rows], e))
+        return float(row_sums.double().sum())
+    group = distributed.active()
+    n_rows, n_cols = plan.shape
+    col_tiles = -(-n_cols // plan.block_cols)
+    unit = plan.block_rows
+    if not group.splits(n_rows, unit, n_rows * n_cols):
+        return float(stream.transport_cost_reference(plan, cost_u, cost_v))
+    bounds = group.bounds(n_rows, unit)
+    lo, hi = bounds[group.rank]
+    tiles = stream.transport_cost_tiles(rows_of(plan, lo, hi), None if cost_u is None else cost_u[lo:hi], cost_v)
+    lengths = [-(-(b - a) // unit) * col_tiles for a, b in bounds]
+    return float(stream.ordered_sum(group.gather(tiles, lengths)))
 
 
 def sample_columns(plan: FactoredPlan, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -131,6 +221,13 @@ def shared_mass(first: FactoredPlan, second: FactoredPlan, rows: torch.Tensor) -
 
 def topk_rows(plan: FactoredPlan, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` plan entries of every row (values, column indices)."""
+    if distributed.active() is not None:
+        return _split_rows(plan, lambda part, _: _topk_local(part, k))
+    return _topk_local(plan, k)
+
+
+def _topk_local(plan: FactoredPlan, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`topk_rows` on this process."""
     if _kernel_ready(plan):
         from gwalign.kernels.topk import MAX_TOPK, topk_triton
 

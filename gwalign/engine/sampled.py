@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from gwalign.config import GWConfig
 from gwalign.geometry.distances import DistanceProvider
+from gwalign import distributed
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan, centre_features, choose_blocks
 from gwalign.engine.precision import round_to_tf32
@@ -121,7 +122,8 @@ def solve_sampled_gw(dist_s: DistanceProvider, dist_t: DistanceProvider, a: torc
         us, vt = _anchor_columns(plan, a, m, generator, dist_s, dist_t, timings)
         if it > 0:
             tick = time.perf_counter()
-            history.append(estimate_cost(plan, us, vt, a, ESTIMATE_ROWS, generator))
+            # The stopping rule reads the history: every rank takes rank 0's estimate.
+            history.append(distributed.agree([estimate_cost(plan, us, vt, a, ESTIMATE_ROWS, generator)])[0])
             timings["estimate"] += time.perf_counter() - tick
             n_settled = it - max(config.solver.epsilon_decay_iters, 1)
             if progress is not None:
@@ -166,7 +168,8 @@ def _polish_and_estimate(plan: FactoredPlan, f, g, a: torch.Tensor, b: torch.Ten
                      tol=config.solver.final_tol, **_sinkhorn_options(config, extra, blocks, precision))
     timings["polish"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    objective = _estimate_objective(final.plan, dist_s, dist_t, a, config.solver.n_eval_anchors, m, generator)
+    objective = distributed.agree([_estimate_objective(final.plan, dist_s, dist_t, a, config.solver.n_eval_anchors,
+                                                       m, generator)])[0]
     timings["estimate"] += time.perf_counter() - tick
     return final, objective
 

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import torch
 
+from gwalign import distributed
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan
 
@@ -158,9 +159,11 @@ class _BatchSinkhorn:
         return torch.tensor(factors, dtype=self.u.dtype).to(self.u.device, non_blocking=True)[:, None]
 
     def _l1(self, mass: torch.Tensor, reference: torch.Tensor) -> list[float]:
+        # The stopping decisions follow from these errors: in a distributed alignment every rank
+        # takes rank 0's (agree), so all ranks stop on the same iteration.
         if mass.shape[0] == 1:
-            return [float(torch.dist(mass, reference.expand_as(mass), 1))]
-        return torch.linalg.vector_norm(mass - reference, 1, dim=-1).tolist()   # one host sync
+            return distributed.agree([float(torch.dist(mass, reference.expand_as(mass), 1))])
+        return distributed.agree(torch.linalg.vector_norm(mass - reference, 1, dim=-1).tolist())   # one host sync
 
     def _row_update(self, plain: bool = False) -> None:
         r = self._lse(self.u, self.v, self.q, True)

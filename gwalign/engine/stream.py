@@ -108,17 +108,43 @@ def transport_cost_reference(plan: FactoredPlan, cost_u: Optional[torch.Tensor] 
     Giving other cost features evaluates a different squared-Euclidean cost under this plan:
     that is how the GW objective is estimated with fresh anchors.
     """
+    total = torch.zeros((), dtype=torch.float64, device=plan.u.device)
+    for part in _cost_tiles(plan, cost_u, cost_v):
+        total += part
+    return total
+
+
+def _cost_tiles(plan: FactoredPlan, cost_u: Optional[torch.Tensor], cost_v: Optional[torch.Tensor]):
+    """Yield ``Σ T_ij C_ij`` over each tile (float64), row blocks first, as
+    :func:`transport_cost_reference` adds them."""
     own = cost_u is None
     cu = plan.u if own else cost_u
     cv = plan.v if own else cost_v
     alpha = (cu * cu).sum(dim=1)
     beta = (cv * cv).sum(dim=1)
-    total = torch.zeros((), dtype=torch.float64, device=plan.u.device)
     for i0, i1, j0, j1, tile in _plan_tiles(plan):
         cost = alpha[i0:i1, None] + beta[None, j0:j1] - 2.0 * (cu[i0:i1] @ cv[j0:j1].T)
         if own and plan.extra is not None:
             cost = cost + plan.extra[i0:i1, j0:j1]
-        total += (_exp_(tile) * cost).sum(dtype=torch.float64)
+        yield (_exp_(tile) * cost).sum(dtype=torch.float64)
+
+
+def transport_cost_tiles(plan: FactoredPlan, cost_u: Optional[torch.Tensor] = None,
+                         cost_v: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The per-tile terms of :func:`transport_cost_reference` in its order (float64 vector):
+    a distributed alignment gathers them from the ranks and adds them with :func:`ordered_sum`."""
+    parts = list(_cost_tiles(plan, cost_u, cost_v))
+    if not parts:
+        return torch.zeros(0, dtype=torch.float64, device=plan.u.device)
+    return torch.stack(parts)
+
+
+def ordered_sum(terms: torch.Tensor) -> torch.Tensor:
+    """``terms`` added one by one from zero, in order: the float64 sum
+    :func:`transport_cost_reference` forms, to the last bit."""
+    total = torch.zeros((), dtype=torch.float64, device=terms.device)
+    for term in terms:
+        total += term
     return total
 
 

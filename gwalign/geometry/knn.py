@@ -14,6 +14,8 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
 
+from gwalign import distributed
+
 
 @dataclass(frozen=True)
 class KNNGraph:
@@ -121,9 +123,9 @@ def nearest_between(train: torch.Tensor, query: torch.Tensor, k: int, block_rows
 
 def _search(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact kNN of the query rows among the training rows: (distances, indices) Q×k, nearest
-    first. CPU: scikit-learn's tree search; CUDA: :func:`_blocked_topk`."""
+    first. CPU: scikit-learn's tree search; CUDA: :func:`blocked_topk`."""
     if train.is_cuda:
-        return _blocked_topk(train, query, k, block_rows)
+        return blocked_topk(train, query, k, block_rows)
     from sklearn.neighbors import NearestNeighbors
 
     data = train.detach().cpu().numpy().astype(np.float64, copy=False)
@@ -131,19 +133,30 @@ def _search(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -
     return NearestNeighbors(n_neighbors=k).fit(data).kneighbors(queries)
 
 
-def _blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Blocked exact kNN with ``cdist`` + ``topk`` (GPU path).
 
     A block holds at most ``KNN_BLOCK_ELEMENTS`` distances (1 GiB in float32; at 1M points
     2048 rows would take 8 GiB), and results stay on the device until one final copy.
     """
     rows = max(64, min(block_rows, KNN_BLOCK_ELEMENTS // max(train.shape[0], 1)))
-    dists, idxs = [], []
-    for i0 in range(0, query.shape[0], rows):
-        d, i = torch.cdist(query[i0:i0 + rows], train).topk(k, dim=1, largest=False)
-        dists.append(d)
-        idxs.append(i)
-    return torch.cat(dists).double().cpu().numpy(), torch.cat(idxs).cpu().numpy()
+
+    def search(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        dists, idxs = [], []
+        for i0 in range(lo, hi, rows):
+            d, i = torch.cdist(query[i0:min(i0 + rows, hi)], train).topk(k, dim=1, largest=False)
+            dists.append(d)
+            idxs.append(i)
+        if not dists:
+            return query.new_zeros((0, k)), torch.zeros((0, k), dtype=torch.long, device=query.device)
+        return torch.cat(dists), torch.cat(idxs)
+
+    group = distributed.active()
+    # In a distributed alignment each rank searches its share of the query blocks (the same
+    # blocks as one process) and every rank gets all of them.
+    found = search(0, query.shape[0]) if group is None else \
+        group.rows(query.shape[0], rows, query.shape[0] * train.shape[0], search)
+    return found[0].double().cpu().numpy(), found[1].cpu().numpy()
 
 
 def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,8 @@ needed. Reference: :func:`gwalign.engine.stream.apply_reference`.
 from __future__ import annotations
 
 
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
@@ -47,7 +49,7 @@ def _apply_kernel(x_ptr, y_ptr, p_ptr, q_ptr, z_ptr, out_ptr, n_rows, n_cols, n_
 
 
 def apply_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tensor, eps: float,
-                 z: torch.Tensor, precision: str = "tf32x3") -> torch.Tensor:
+                 z: torch.Tensor, precision: str = "tf32x3", total_rows: Optional[int] = None) -> torch.Tensor:
     """``T @ Z`` for ``T_ij = exp((p_i + q_j + 2⟨x_i, y_j⟩)/ε)``.
 
     Parameters
@@ -62,6 +64,8 @@ def apply_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Ten
         K×m (or length K) float32.
     precision
         Dot precision of both products (``tf32x3`` default: the result feeds GW gradients).
+    total_rows
+        Rows of the whole pass when the plan's rows are a shard of it (the tiles follow it).
 
     Returns
     -------
@@ -77,8 +81,10 @@ def apply_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Ten
     d0, d1 = feature_split(n_feat)
     block_z = max(16, min(MAX_Z_BLOCK, triton.next_power_of_2(n_z)))
     z_blocks = triton.cdiv(n_z, block_z)
-    block_m, block_n, warps = plan_launch(max(d0 + d1, block_z), triton.cdiv(n_rows, 64) * z_blocks,
+    block_m, block_n, warps = plan_launch(max(d0 + d1, block_z), triton.cdiv(total_rows or n_rows, 64) * z_blocks,
                                       multiprocessors(x.device))
+    if n_rows == 0:
+        return out.squeeze(1) if squeeze else out
     grid = (triton.cdiv(n_rows, block_m), z_blocks)
     _apply_kernel[grid](x, y, p, q, z2, out, n_rows, y.shape[0], n_feat, n_z, x.stride(0), y.stride(0),
                         z2.stride(0), out.stride(0), LOG2E / eps, BLOCK_M=block_m, BLOCK_N=block_n,

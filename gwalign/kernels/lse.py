@@ -113,7 +113,7 @@ def supports(x: torch.Tensor) -> bool:
 
 def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
                     precision: str = "tf32x3", blocks: Optional[tuple[int, int, int]] = None,
-                    tiles: Optional[tuple[int, int]] = None) -> torch.Tensor:
+                    tiles: Optional[tuple[int, int]] = None, total_rows: Optional[int] = None) -> torch.Tensor:
     """Row log-sum-exp of ``(bias_j + 2⟨x_i, y_j⟩)/ε`` with the fused kernel.
 
     Parameters
@@ -133,6 +133,9 @@ def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
         ``(BLOCK_M, BLOCK_N, num_warps)`` instead of :func:`launch_config` (benchmarks).
     tiles
         ``(main, tail)`` feature chunk widths instead of :func:`feature_split` (benchmarks).
+    total_rows
+        Rows of the whole pass when ``x`` holds a shard of it (a distributed alignment): the
+        tiles are chosen for the whole pass, so every row is reduced as in one process.
 
     Returns
     -------
@@ -150,8 +153,10 @@ def lse_rows_triton(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
     d0, d1 = tiles or feature_split(n_feat)
     if d0 + d1 < n_feat:
         raise ValueError(f"feature tiles {d0}+{d1} do not cover {n_feat} features")
-    block_m, block_n, warps = blocks or launch_config(d0 + d1, precision, n_rows * n_batch,
+    block_m, block_n, warps = blocks or launch_config(d0 + d1, precision, (total_rows or n_rows) * n_batch,
                                                       multiprocessors(x.device))
+    if n_rows == 0:
+        return out if batched else out[0]
     grid = (triton.cdiv(n_rows, block_m), n_batch)
     _lse_rows_kernel[grid](x, y, bias, out, n_rows, y.shape[-2], n_feat, x.stride(-2), y.stride(-2),
                            x.stride(0) if x.dim() == 3 else 0, y.stride(0) if y.dim() == 3 else 0,

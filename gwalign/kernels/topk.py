@@ -76,6 +76,8 @@ def topk_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tens
         raise ValueError(f"topk_triton keeps at most {MAX_TOPK} entries per row, asked {k}")
     values = torch.empty(n_rows, width, dtype=torch.float32, device=x.device)
     indices = torch.empty(n_rows, width, dtype=torch.int32, device=x.device)
+    if n_rows == 0:
+        return values[:, :k], indices[:, :k].long()
     d0, d1 = feature_split(n_feat)
     block_m = 32 if width > 16 else 64
     grid = (triton.cdiv(n_rows, block_m),)

@@ -40,23 +40,38 @@ def _cost_kernel(x_ptr, y_ptr, p_ptr, q_ptr, c_ptr, e_ptr, alpha_ptr, beta_ptr, 
     tl.store(out_ptr + rows, acc, mask=row_ok)
 
 
+def centred_cost_features(cost_x: torch.Tensor, cost_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both cost feature sets moved by one common vector, as float32: the cost is translation
+    invariant, and centring keeps ``α + β − 2⟨c, e⟩`` free of cancellation in float32."""
+    centre = 0.5 * (cost_x.mean(0) + cost_y.mean(0))
+    return (cost_x - centre).to(torch.float32).contiguous(), (cost_y - centre).to(torch.float32).contiguous()
+
+
 def transport_cost_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tensor,
                           eps: float, cost_x: torch.Tensor, cost_y: torch.Tensor,
                           precision: str = "tf32x3") -> float:
     """``Σ_ij T_ij ‖cost_x_i − cost_y_j‖²`` for the plan ``(x, y, p, q, ε)``.
 
-    The cost features are centred on one common point first (the cost is translation
-    invariant), which keeps ``α + β − 2⟨c, e⟩`` free of cancellation in float32.
+    The cost features are centred on one common point first (:func:`centred_cost_features`).
     Row sums come back from the GPU and are added in float64.
     """
+    c, e = centred_cost_features(cost_x, cost_y)
+    return float(transport_cost_rows_triton(x, y, p, q, eps, c, e, precision).double().sum())
+
+
+def transport_cost_rows_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tensor,
+                               eps: float, c: torch.Tensor, e: torch.Tensor, precision: str = "tf32x3"
+                               ) -> torch.Tensor:
+    """Per-row ``Σ_j T_ij ‖c_i − e_j‖²`` (float32) for centred float32 cost features ``c``, ``e``
+    (:func:`centred_cost_features`); a distributed alignment computes a shard of rows and gathers."""
     x, y, p, q = contiguous_plan(x, y, p, q)
-    centre = 0.5 * (cost_x.mean(0) + cost_y.mean(0))
-    c = (cost_x - centre).to(torch.float32).contiguous()
-    e = (cost_y - centre).to(torch.float32).contiguous()
+    c, e = c.contiguous(), e.contiguous()
     alpha = (c * c).sum(1)
     beta = (e * e).sum(1)
     n_rows, n_feat = x.shape
     out = torch.empty(n_rows, dtype=torch.float32, device=x.device)
+    if n_rows == 0:
+        return out
     d0, d1 = feature_split(n_feat)
     c0, c1 = feature_split(c.shape[1])
     block_m, block_n, warps = plan_launch(max(d0 + d1, c0 + c1))
@@ -65,4 +80,4 @@ def transport_cost_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: 
                        x.stride(0), y.stride(0), c.stride(0), e.stride(0), LOG2E / eps,
                        BLOCK_M=block_m, BLOCK_N=block_n, D0=d0, D1=d1, C0=c0, C1=c1,
                        PRECISION=precision, num_warps=warps)
-    return float(out.double().sum())
+    return out

@@ -48,6 +48,8 @@ def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dic
         "bridges_added": list(alignment.n_bridges),
         "timings_s": {k: round(v, 4) for k, v in alignment.timings.items()},
         "device": str(alignment.device),
+        "world_size": alignment.world_size,
+        "backend": alignment.backend,
         "finalists": alignment.solve.finalists,
         "runner_up": runner_up(alignment.solve.finalists),
     }

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from gwalign.geometry.knn import _blocked_topk, nearest_between
+from gwalign.geometry.knn import blocked_topk, nearest_between
 from gwalign.results.transfer import transfer
 
 from reference_plan import DensePlan
@@ -60,7 +60,7 @@ def test_blocked_gpu_search_finds_the_tree_search_neighbours(rng):
     train = torch.as_tensor(rng.normal(size=(300, 7)))
     query = torch.as_tensor(rng.normal(size=(130, 7)))
     expected = nearest_between(train, query, 6)
-    np.testing.assert_array_equal(_blocked_topk(train, query, 6, block_rows=64)[1], expected)
+    np.testing.assert_array_equal(blocked_topk(train, query, 6, block_rows=64)[1], expected)
 
 
 @pytest.mark.parametrize("method", ["knn", "plan"])
