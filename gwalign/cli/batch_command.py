@@ -71,7 +71,6 @@ def batch_run(
     Exit codes: 0 done or skipped, 2 bad input (permanent), 75 retryable (CUDA out of memory or a
     transient device error), 143 SIGTERM (time limit or preemption), 1 unexpected error."""
     from gwalign.batch.manifest import read_manifest, rows_of_task
-    from gwalign.batch.runner import run_pairs
     from gwalign.batch.table import write_batch_file
     from gwalign.config import load_toml
     from gwalign.config.fields import parse_settings
@@ -86,13 +85,51 @@ def batch_run(
         fail(str(error))
     if dry_run:
         raise typer.Exit(_dry_run(pairs, numbers, out_root, tasks_per_job if task else 1))
+    rank = _launch_rank()
+    if rank is not None and not task:
+        fail("launched as several processes (torchrun, srun): give the array task to run (--task-id, or "
+             "SLURM_ARRAY_TASK_ID); each pair then runs on every process")
     try:
-        write_batch_file(out_root, manifest, pairs, tasks_per_job if task else 1)
+        if not rank:   # one process, or rank 0 of several: the others only compute
+            write_batch_file(out_root, manifest, pairs, tasks_per_job if task else 1)
     except OSError as error:
         fail(f"{out_root}: cannot write the output root ({error.strerror})")
     if task:
-        raise typer.Exit(run_pairs(pairs, numbers, out_root, task, force=force, stale_after=stale_after, log=_log))
+        raise typer.Exit(_run_task(pairs, numbers, out_root, task, force, stale_after))
     raise typer.Exit(_run_all(pairs, manifest, out_root, gpus, force, config, settings or [], stale_after))
+
+
+def _launch_rank() -> Optional[int]:
+    """This process's rank when torchrun or srun started several; ``None`` for one process."""
+    from gwalign.distributed.launch import launch_environment
+    from gwalign.errors import DistributedError
+
+    try:
+        where = launch_environment()
+    except DistributedError as error:
+        fail(str(error), code=1)
+    return None if where is None else where[0]
+
+
+def _run_task(pairs, numbers: list[int], out_root: Path, task: int, force: bool, stale_after: float) -> int:
+    """The task's pairs, one after the other. Under torchrun or srun, rank 0 runs them (skipping,
+    locking, writing) and the other ranks take part in each alignment it starts."""
+    from gwalign.align_arrays import align_call
+    from gwalign.batch.runner import EXIT_ERROR, run_pairs
+    from gwalign.config import RunConfig
+    from gwalign.distributed.launch import launched, serve
+    from gwalign.errors import DistributedError
+
+    device = (pairs[numbers[0] - 1].config or RunConfig()).engine.compute.device
+    try:
+        with launched(device) as group:
+            if group is not None and group.rank > 0:
+                serve(group, lambda call: align_call(call, group))
+                return 0
+            return run_pairs(pairs, numbers, out_root, task, force=force, stale_after=stale_after, log=_log)
+    except DistributedError as error:
+        _log(f"error: {error}")
+        return EXIT_ERROR
 
 
 def _run_all(pairs, manifest: Path, out_root: Path, gpus: Optional[str], force: bool, config: Optional[Path],

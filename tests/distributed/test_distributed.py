@@ -157,3 +157,17 @@ def test_one_gpu_named_for_every_rank_is_refused(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(DistributedError, match="LOCAL_RANK"):
         join("cuda:1")
+
+
+def test_gwalign_batch_task_under_torchrun(tmp_path):
+    """An array task launched as two processes: rank 0 runs the pair and writes its status; the
+    alignment ran on both."""
+    data = REPO / "example_data"
+    manifest = tmp_path / "pairs.tsv"
+    manifest.write_text("pair_id\tsource\ttarget\tdevice\tfigures\tmax_iter\tn_starts\tthreads\n"
+                        f"p1\t{data / 'rna.h5ad'}\t{data / 'atac.h5ad'}\tcpu\tfalse\t6\t3\t1\n")
+    out = tmp_path / "OUT"
+    torchrun(2, shutil.which("gwalign"), "batch", manifest, "--out-root", out, "--task-id", "1")
+    status = json.loads((out / "p1" / "status.json").read_text())
+    report = json.loads((out / "p1" / "report.json").read_text())
+    assert status["status"] == "ok" and (report["world_size"], report["backend"]) == (2, "gloo")
