@@ -64,7 +64,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import gwalign
 from gwalign.metrics import foscttm, label_transfer_accuracy, shared_label_masks
-from gwalign.preprocess.row_scaling import scale_rows
+from gwalign.preprocess.row_scaling import scale_pair
 from gwalign.config import CCA_DIFFUSION_STEPS, TRANSFER_K
 from gwalign.results.one_sided import LOW_MASS, MIN_GROUP_SHARE, one_sided_groups
 from gwalign.results.embedding import CCA_RIDGE, coupled_cca, joint_embedding
@@ -159,8 +159,7 @@ def load_pair(name: str, root: Optional[Path] = None, normalise: str = "auto"
     """A pair's representations (rows scaled as ``gwalign run --normalise``) and labels."""
     data = DATASETS[name]
     folder = data_folder(name, root)
-    xs = scale_rows(np.load(folder / f"{data.source}.npy"), normalise)[0]
-    xt = scale_rows(np.load(folder / f"{data.target}.npy"), normalise)[0]
+    xs, xt, _ = scale_pair(np.load(folder / f"{data.source}.npy"), np.load(folder / f"{data.target}.npy"), normalise)
     return xs, xt, *load_labels(data, folder)
 
 
@@ -285,7 +284,7 @@ def main() -> None:
     parser.add_argument("--n-anchors", type=int, default=None)
     parser.add_argument("--n-starts", type=int, default=None)
     parser.add_argument("--normalise", default="auto", choices=["auto", "l2", "none"],
-                        help="row scaling of the representations (gwalign.preprocess.row_scaling.scale_rows)")
+                        help="row scaling of the representations, decided once for the pair (gwalign.preprocess.row_scaling.scale_pair)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--epsilon", type=float, default=None, help="relative ε (default: GWConfig's)")
     parser.add_argument("--k", type=int, default=None, help="kNN neighbours (default: GWConfig's)")

@@ -38,11 +38,10 @@ def snare():
     and the cell-line labels (row i of both files is the same cell)."""
     from pathlib import Path
 
-    from gwalign.preprocess.row_scaling import scale_rows
+    from gwalign.preprocess.row_scaling import scale_pair
 
     data = Path(__file__).parent / "data" / "snareseq"
-    xs = scale_rows(np.load(data / "rna.npy"), "auto")[0]
-    xt = scale_rows(np.load(data / "atac.npy"), "auto")[0]
+    xs, xt, _ = scale_pair(np.load(data / "rna.npy"), np.load(data / "atac.npy"), "auto")
     return xs, xt, np.load(data / "rna_labels.npy")
 
 
