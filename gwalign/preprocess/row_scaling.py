@@ -61,6 +61,8 @@ def size_factor(matrix: np.ndarray) -> tuple[bool, Optional[str]]:
 def scale_rows(matrix: np.ndarray, mode: str) -> tuple[np.ndarray, bool]:
     """Scale cells to unit L2 norm (``l2``), never (``none``), or when the norm is a size factor.
 
+    One side alone; a pair is scaled by :func:`scale_pair`, which decides ``auto`` once for both.
+
     ``auto`` L2-normalises an *uncentred* representation whose cells share one dominant direction
     (mean cosine to the mean row above :data:`UNCENTRED_COSINE`, e.g. LSI of ATAC without
     dropping its first, depth-driven component) *and* whose norms carry a large share of the
