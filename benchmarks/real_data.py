@@ -38,6 +38,7 @@ published figure's own scoring.
     python benchmarks/real_data.py --datasets snareseq --seeds 0 8 16 24 32
     python benchmarks/real_data.py --datasets scgem scnmt-met --no-cli
     python benchmarks/real_data.py --datasets all --write-docs
+    python benchmarks/real_data.py --datasets scgem snareseq --baseline --no-cli
 
 Every pair is also aligned once through the command line (``gwalign run`` on .h5ad files, scored
 by ``gwalign evaluate``, which scores label transfer on the labels found on both sides; ``--no-cli``
@@ -272,6 +273,16 @@ def write_docs(lines: list[str], command: str, machine: str, path: Path = DOCS) 
     path.write_text(text[:begin] + block + text[end:])
 
 
+def baseline_row(name: str, data: Dataset, xs: np.ndarray, xt: np.ndarray, ls: np.ndarray, lt: np.ndarray) -> str:
+    """The table row of ``benchmarks/baseline.py``'s recipe on this pair (its own row scaling: L2)."""
+    from baseline import baseline_scores
+
+    s = baseline_scores(xs, xt, ls, lt, data.paired)
+    fos = f"{s['foscttm']:.3f}" if "foscttm" in s else "–"
+    return (f"| {name} | {data.role} | – | baseline: L2 rows, kNN geodesics, POT entropic GW | {fos} "
+            f"| {s['label_transfer']:.3f} | – | – | – | – | – | {s['time']:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["snareseq"], choices=[*DATASETS, "all"])
@@ -306,6 +317,9 @@ def main() -> None:
     parser.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True,
                         help="also align each data set once through `gwalign run` and score it with "
                              "`gwalign evaluate`")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run the simple recipe of benchmarks/baseline.py (L2 rows, kNN geodesics, POT's "
+                             "entropic GW at one relative ε) on every pair and print its row beside gwalign's")
     parser.add_argument("--write-docs", action="store_true",
                         help="write the table into docs/accuracy.md (between its real_data.py markers)")
     args = parser.parse_args()
@@ -363,6 +377,8 @@ def main() -> None:
             emit(f"| {name} | {data.role} | CLI | `gwalign run` + `gwalign evaluate` | {fos} "
                  f"| {cli['label_transfer']:.3f} | {cli['labels_written']:.3f} | {conf} | – | – | – "
                  f"| {time.perf_counter() - start:.1f} |")
+        if args.baseline:
+            emit(baseline_row(name, data, xs, xt, ls, lt))
         rival = runner_up(result.solve.finalists)   # the last API run's, as uns["gwalign"]["runner_up"]
         summary.append(f"# {name} runner-up matching: " + ("none among the finalists" if rival is None else
                        f"GW objective +{100 * rival['objective_gap']:.1f}% (mean over the run's and the coarser graph), "
