@@ -45,6 +45,18 @@ def snare():
     return xs, xt, np.load(data / "rna_labels.npy")
 
 
+@pytest.fixture
+def few_features(rng):
+    """A CITE-seq-like pair with 25 features a side on different scales, both uncentred: counts-like
+    genes whose norms vary with a per-cell size factor, and protein levels an order of magnitude
+    larger whose norms barely vary (300 cells a side)."""
+    n = 300
+    types = rng.integers(0, 3, size=n)
+    genes = rng.gamma(2.0, 1.0, size=(3, 25))[types] * rng.lognormal(sigma=0.6, size=n)[:, None]
+    proteins = 50.0 * (1.0 + rng.gamma(2.0, 0.2, size=(3, 25))[types]) + rng.normal(size=(n, 25))
+    return genes + 0.1 * rng.random((n, 25)), proteins
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests on the real pairs (through the ``snare`` fixture) carry the ``real_data`` mark."""
     for item in items:

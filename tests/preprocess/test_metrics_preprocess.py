@@ -222,20 +222,10 @@ def test_knn_predict_is_scikit_learns_classifier(rng):
         assert np.array_equal(knn_predict(train, labels, query, k), expected)
 
 
-def few_features_pair(rng, n=300):
-    """A CITE-seq-like pair with 25 features a side on different scales, both uncentred: counts-like
-    genes whose norms vary with a per-cell size factor, and protein levels an order of magnitude
-    larger whose norms barely vary."""
-    types = rng.integers(0, 3, size=n)
-    genes = rng.gamma(2.0, 1.0, size=(3, 25))[types] * rng.lognormal(sigma=0.6, size=n)[:, None]
-    proteins = 50.0 * (1.0 + rng.gamma(2.0, 0.2, size=(3, 25))[types]) + rng.normal(size=(n, 25))
-    return genes + 0.1 * rng.random((n, 25)), proteins
-
-
-def test_row_scaling_is_decided_once_for_the_pair(rng):
+def test_row_scaling_is_decided_once_for_the_pair(rng, few_features):
     from gwalign.preprocess.row_scaling import pair_size_factor, scale_pair, size_factor
 
-    genes, proteins = few_features_pair(rng)
+    genes, proteins = few_features
     # On its own, each side would be decided differently: the test pair is the hard case.
     assert size_factor(genes)[0] and not size_factor(proteins)[0]
     for first, second in ((genes, proteins), (proteins, genes)):
