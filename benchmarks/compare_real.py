@@ -8,7 +8,7 @@ run it, on the same pairs (``tests/data``, as ``benchmarks/real_data.py`` reads 
 every output the same way. ``--scot-tuned`` adds SCOT with its own tuned recipe where it has one.
 
 - ``gwalign``: :func:`gwalign.align` with every default on the representations ``gwalign run``
-  uses (rows scaled by :func:`gwalign.preprocess.row_scaling.scale_rows`, ``auto``), scored in its joint
+  uses (rows scaled by :func:`gwalign.preprocess.row_scaling.scale_pair`, ``auto``), scored in its joint
   embedding ``X_gw`` (coupled CCA), as ``benchmarks/real_data.py`` scores it.
 - ``scot``: SCOT v1's defaults as its ``align()`` sets them (Demetci et al. 2022, J Comput Biol
   29:3; github rsinghlab/SCOT): rows L2-normalised, a kNN graph with hop weights on correlation

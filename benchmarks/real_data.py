@@ -38,6 +38,7 @@ published figure's own scoring.
     python benchmarks/real_data.py --datasets snareseq --seeds 0 8 16 24 32
     python benchmarks/real_data.py --datasets scgem scnmt-met --no-cli
     python benchmarks/real_data.py --datasets all --write-docs
+    python benchmarks/real_data.py --datasets scgem snareseq --baseline --no-cli
 
 Every pair is also aligned once through the command line (``gwalign run`` on .h5ad files, scored
 by ``gwalign evaluate``, which scores label transfer on the labels found on both sides; ``--no-cli``
@@ -64,7 +65,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import gwalign
 from gwalign.metrics import foscttm, label_transfer_accuracy, shared_label_masks
-from gwalign.preprocess.row_scaling import scale_rows
+from gwalign.preprocess.row_scaling import scale_pair
 from gwalign.config import CCA_DIFFUSION_STEPS, TRANSFER_K
 from gwalign.results.one_sided import LOW_MASS, MIN_GROUP_SHARE, one_sided_groups
 from gwalign.results.embedding import CCA_RIDGE, coupled_cca, joint_embedding
@@ -159,8 +160,7 @@ def load_pair(name: str, root: Optional[Path] = None, normalise: str = "auto"
     """A pair's representations (rows scaled as ``gwalign run --normalise``) and labels."""
     data = DATASETS[name]
     folder = data_folder(name, root)
-    xs = scale_rows(np.load(folder / f"{data.source}.npy"), normalise)[0]
-    xt = scale_rows(np.load(folder / f"{data.target}.npy"), normalise)[0]
+    xs, xt, _ = scale_pair(np.load(folder / f"{data.source}.npy"), np.load(folder / f"{data.target}.npy"), normalise)
     return xs, xt, *load_labels(data, folder)
 
 
@@ -273,6 +273,16 @@ def write_docs(lines: list[str], command: str, machine: str, path: Path = DOCS) 
     path.write_text(text[:begin] + block + text[end:])
 
 
+def baseline_row(name: str, data: Dataset, xs: np.ndarray, xt: np.ndarray, ls: np.ndarray, lt: np.ndarray) -> str:
+    """The table row of ``benchmarks/baseline.py``'s recipe on this pair (its own row scaling: L2)."""
+    from baseline import baseline_scores
+
+    s = baseline_scores(xs, xt, ls, lt, data.paired)
+    fos = f"{s['foscttm']:.3f}" if "foscttm" in s else "–"
+    return (f"| {name} | {data.role} | – | baseline: L2 rows, kNN geodesics, POT entropic GW | {fos} "
+            f"| {s['label_transfer']:.3f} | – | – | – | – | – | {s['time']:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["snareseq"], choices=[*DATASETS, "all"])
@@ -285,7 +295,7 @@ def main() -> None:
     parser.add_argument("--n-anchors", type=int, default=None)
     parser.add_argument("--n-starts", type=int, default=None)
     parser.add_argument("--normalise", default="auto", choices=["auto", "l2", "none"],
-                        help="row scaling of the representations (gwalign.preprocess.row_scaling.scale_rows)")
+                        help="row scaling of the representations, decided once for the pair (gwalign.preprocess.row_scaling.scale_pair)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--epsilon", type=float, default=None, help="relative ε (default: GWConfig's)")
     parser.add_argument("--k", type=int, default=None, help="kNN neighbours (default: GWConfig's)")
@@ -307,6 +317,9 @@ def main() -> None:
     parser.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True,
                         help="also align each data set once through `gwalign run` and score it with "
                              "`gwalign evaluate`")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run the simple recipe of benchmarks/baseline.py (L2 rows, kNN geodesics, POT's "
+                             "entropic GW at one relative ε) on every pair and print its row beside gwalign's")
     parser.add_argument("--write-docs", action="store_true",
                         help="write the table into docs/accuracy.md (between its real_data.py markers)")
     args = parser.parse_args()
@@ -364,6 +377,8 @@ def main() -> None:
             emit(f"| {name} | {data.role} | CLI | `gwalign run` + `gwalign evaluate` | {fos} "
                  f"| {cli['label_transfer']:.3f} | {cli['labels_written']:.3f} | {conf} | – | – | – "
                  f"| {time.perf_counter() - start:.1f} |")
+        if args.baseline:
+            emit(baseline_row(name, data, xs, xt, ls, lt))
         rival = runner_up(result.solve.finalists)   # the last API run's, as uns["gwalign"]["runner_up"]
         summary.append(f"# {name} runner-up matching: " + ("none among the finalists" if rival is None else
                        f"GW objective +{100 * rival['objective_gap']:.1f}% (mean over the run's and the coarser graph), "

@@ -25,7 +25,12 @@ def foscttm(x_source: np.ndarray, x_target: np.ndarray, device: Optional[str] = 
 
     Row i of ``x_source`` and row i of ``x_target`` are the same cell (in a joint embedding).
     For each cell, the fraction of the other modality's cells strictly closer (Euclidean) than
-    its true partner, over n − 1; 0 is perfect, 0.5 is random.
+    its true partner, over n − 1; 0 is perfect, 0.5 is random. This is SCOT's
+    ``calc_domainAveraged_FOSCTTM``.
+
+    Ties are not closer, in either direction: a cell at exactly its partner's distance (a
+    duplicate row on either side, or the partner itself) does not count. Distances are compared
+    as exact sums of squared differences wherever the fast form below cannot tell them apart.
 
     The n × n distances are compared in row blocks (float64, on ``device``: default CUDA when
     there is one, else the CPU's threads), so paired atlases of 10^5 cells and more are scored in
@@ -41,23 +46,46 @@ def foscttm(x_source: np.ndarray, x_target: np.ndarray, device: Optional[str] = 
     t_columns = t.T.contiguous()
     n = s.shape[0]
     sq_s, sq_t = (s * s).sum(1), (t * t).sum(1)
-    # Squared distances order cells as distances do.
-    true = (sq_s + sq_t - 2.0 * (s * t).sum(1)).clamp_min(0.0)
+    everyone = torch.arange(n, device=dev)
+    true = _pair_sq(s, t, everyone, everyone)
     block = max(1, FOSCTTM_BLOCK_ENTRIES // max(n, 1))
     closer_for_source = torch.zeros((), dtype=torch.int64, device=dev)
     closer_for_target = torch.zeros(n, dtype=torch.int64, device=dev)
     for lo in range(0, n, block):
         hi = min(n, lo + block)
-        sq = torch.addmm(sq_t[None, :], s[lo:hi], t_columns, alpha=-2.0).add_(sq_s[lo:hi, None]).clamp_min_(0.0)
-        rows = torch.arange(hi - lo, device=dev)
-        true_rows = sq[rows, lo + rows].clone()
-        closer_for_source += (sq < true_rows[:, None]).sum()
-        closer_for_target += (sq < true[None, :]).sum(0, dtype=torch.int32)
-        # A partner is never closer than itself: its entry in the block may differ from ``true`` in
-        # the last bit, so its own comparison is taken back out.
-        closer_for_target[lo:hi] -= (true_rows < true[lo:hi]).long()
+        # |s|² + |t|² − 2⟨s, t⟩ orders cells as distances do, but its rounding (relative to
+        # |s|² + |t|²) can split exact ties either way; entries within UNSURE of the partner's
+        # distance are settled by exact sums of squared differences.
+        scale = sq_s[lo:hi, None] + sq_t[None, :]
+        sq = torch.addmm(sq_t[None, :], s[lo:hi], t_columns, alpha=-2.0).add_(sq_s[lo:hi, None])
+        for against, counts in ((true[lo:hi, None], None), (true[None, :], closer_for_target)):
+            closer = sq < against - UNSURE * scale
+            rows, cols = torch.nonzero((sq - against).abs_() <= UNSURE * scale, as_tuple=True)
+            exact = _pair_sq(s, t, rows + lo, cols) < (true[rows + lo] if counts is None else true[cols])
+            if counts is None:
+                closer_for_source += closer.sum() + exact.sum()
+            else:
+                counts += closer.sum(0) + torch.bincount(cols[exact], minlength=n)
     total = closer_for_source.item() / n + closer_for_target.double().mean().item()
     return float(total / (2.0 * (n - 1)))
+
+
+#: Relative band (of |s|² + |t|²) within which :func:`foscttm` compares distances exactly; the fast
+#: form's rounding is about d · 1e-16 of that scale.
+UNSURE = 1e-9
+
+
+def _pair_sq(s, t, rows, cols):
+    """Squared distances of the pairs (s[rows], t[cols]), summed coordinate by coordinate in one
+    order for every pair (a reduction kernel's order may depend on the batch), so that equal rows
+    give bit-equal distances."""
+    import torch
+
+    diff = s[rows] - t[cols]
+    total = torch.zeros(len(rows), dtype=diff.dtype, device=diff.device)
+    for column in diff.T:
+        total += column * column
+    return total
 
 
 def transferred_labels(x_source: np.ndarray, labels_source, x_target: np.ndarray, labels_target,

@@ -25,7 +25,7 @@ from gwalign.io.h5ad import InputError, check_anndata, distinct_inputs, names_ch
 from gwalign.io.outputs import check_output_dir, name_limit, staged_outputs, write_json
 from gwalign.results.one_sided import one_sided_groups, suggestion
 from gwalign.preprocess.representation import Representation, representation
-from gwalign.preprocess.row_scaling import scale_rows, size_factor
+from gwalign.preprocess.row_scaling import pair_size_factor, scale_rows
 from gwalign.results.anndata_keys import add_outputs, joint_anndata
 from gwalign.results.embedding import joint_embedding
 from gwalign.results.transfer import label_transfers
@@ -254,8 +254,11 @@ def prepare_pair(adatas: tuple[Any, Any], paths: tuple[Where, Where], config: Ru
                                 device, min_cells=min_points)
                  for adata, path, key, modality in ((adatas[0], paths[0], inputs.rep_source, inputs.modality_source),
                                                     (adatas[1], paths[1], inputs.rep_target, inputs.modality_target)))
-    for rep, path, adata in zip(reps, paths, adatas):
-        _scale_representation(rep, inputs.normalise_rows, path)
+    # One row-scaling decision for the pair: both sides are measured alike.
+    decision = pair_size_factor(reps[0].matrix, reps[1].matrix) if inputs.normalise_rows == "auto" else None
+    for side, (rep, path, adata) in enumerate(zip(reps, paths, adatas)):
+        _scale_representation(rep, inputs.normalise_rows, path,
+                              None if decision is None else (decision[0], decision[1][side]))
         if rep.unaligned_cells:
             warnings.warn(f"{path.name}: {len(rep.unaligned_cells)} of {adata.n_obs} cells have all-zero counts and "
                           "were not aligned; they stay in the outputs with obs['gw_aligned'] False and empty results",
@@ -265,12 +268,13 @@ def prepare_pair(adatas: tuple[Any, Any], paths: tuple[Where, Where], config: Ru
     return PreparedPair(source, target, reps, joint, inputs=adatas)
 
 
-def _scale_representation(rep: Representation, normalise_rows: str, path: Where) -> None:
-    """Scale the representation's rows as ``normalise_rows`` says, noting why; never into a
-    representation whose cells are all the same."""
-    if normalise_rows == "auto":
-        # One test decides and says why (uncentred sides), as scale_rows would decide.
-        scale, reason = size_factor(rep.matrix)
+def _scale_representation(rep: Representation, normalise_rows: str, path: Where,
+                          decision: Optional[tuple[bool, Optional[str]]]) -> None:
+    """Scale the representation's rows as ``normalise_rows`` says (``auto``: as ``decision``, the
+    pair's, with this side's reason), noting why; never into a representation whose cells are all
+    the same, nor a one-column one."""
+    if decision is not None:
+        scale, reason = decision[0] and rep.matrix.shape[1] > 1, decision[1]
     else:
         scale, reason = normalise_rows == "l2", "rows scaled to unit L2 norm" if normalise_rows == "l2" else None
     if scale:

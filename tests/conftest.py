@@ -38,12 +38,23 @@ def snare():
     and the cell-line labels (row i of both files is the same cell)."""
     from pathlib import Path
 
-    from gwalign.preprocess.row_scaling import scale_rows
+    from gwalign.preprocess.row_scaling import scale_pair
 
     data = Path(__file__).parent / "data" / "snareseq"
-    xs = scale_rows(np.load(data / "rna.npy"), "auto")[0]
-    xt = scale_rows(np.load(data / "atac.npy"), "auto")[0]
+    xs, xt, _ = scale_pair(np.load(data / "rna.npy"), np.load(data / "atac.npy"), "auto")
     return xs, xt, np.load(data / "rna_labels.npy")
+
+
+@pytest.fixture
+def few_features(rng):
+    """A CITE-seq-like pair with 25 features a side on different scales, both uncentred: counts-like
+    genes whose norms vary with a per-cell size factor, and protein levels an order of magnitude
+    larger whose norms barely vary (300 cells a side)."""
+    n = 300
+    types = rng.integers(0, 3, size=n)
+    genes = rng.gamma(2.0, 1.0, size=(3, 25))[types] * rng.lognormal(sigma=0.6, size=n)[:, None]
+    proteins = 50.0 * (1.0 + rng.gamma(2.0, 0.2, size=(3, 25))[types]) + rng.normal(size=(n, 25))
+    return genes + 0.1 * rng.random((n, 25)), proteins
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -218,7 +218,7 @@ def test_one_sided_group_is_marked_and_suggested(tmp_path):
         adata = ad.AnnData(X=np.zeros((x.shape[0], 1), dtype=np.float32))
         adata.obs_names = [f"{name}_{i}" for i in range(x.shape[0])]
         adata.obs["blob"] = labels.astype(str)
-        adata.obsm["X_rep"] = x - x.mean(axis=0)   # centred, so rows are not L2-scaled (scale_rows "auto")
+        adata.obsm["X_rep"] = x - x.mean(axis=0)   # centred, so rows are not L2-scaled (row scaling "auto")
         files.append(write(adata, tmp_path / f"{name}.h5ad"))
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", *map(str, files), "-o", str(out), *FAST,

@@ -166,3 +166,15 @@ def test_plots_draw_and_save(tl_run, tmp_path, figdir):
     with pytest.raises(TypeError, match="no GW objective history"):
         gwalign.pl.convergence(result.joint, show=False)
     plt.close("all")
+
+
+def test_row_scaling_is_one_decision_for_the_pair(few_features):
+    """A 25-gene / 25-protein pair where only the genes' norms are a size factor: both sides are
+    L2-scaled, and the proteins' note says why."""
+    genes, proteins = few_features
+    a, b = (ad.AnnData(obs=pd.DataFrame(index=[f"{name}{i}" for i in range(len(x))]), obsm={"X_rep": x})
+            for name, x in (("g", genes), ("p", proteins)))
+    result = gwalign.tl.align(a, b, rep_a="X_rep", rep_b="X_rep", copy=True, device="cpu", one_sided_check=False)
+    notes = {side: " ".join(result.report["representation"][side]["notes"]) for side in ("source", "target")}
+    assert "a size factor" in notes["source"] and "unit L2 norm" in notes["source"], notes
+    assert "other side's norm is a size factor" in notes["target"] and "unit L2 norm" in notes["target"], notes

@@ -112,7 +112,8 @@ class SolverConfig(Stage):
         Sinkhorn bound and tolerance of the final polish of the returned plan.
     semi_relaxed, rho
         Semi-relaxed GW: the target marginal is penalised by ``rho`` × KL (relative to the
-        cost scale) instead of enforced.
+        cost scale) instead of enforced; the one-sided check's probe uses the same ``rho``
+        (docs/how-it-works/engine.md, "Semi-relaxed mode").
     fgw_alpha
         Weight of the shared-feature cost in fused GW (0 = pure GW, 1 = pure feature OT).
     one_sided_check
@@ -139,7 +140,7 @@ class SolverConfig(Stage):
     final_max_iter: int = bounded(2000, low=1)
     final_tol: float = bounded(1e-4, low=0.0, low_open=True)
     semi_relaxed: bool = False
-    rho: float = bounded(1.0, low=0.0, low_open=True)
+    rho: float = bounded(0.3, low=0.0, low_open=True)
     fgw_alpha: float = bounded(0.0, low=0.0, high=1.0)
     one_sided_check: Optional[bool] = None
     n_anchors: Optional[int] = bounded(None, low=1)

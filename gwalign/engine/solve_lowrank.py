@@ -70,8 +70,9 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     are ranked by :func:`gwalign.engine.finalists.rank_plans` (under this run's graph and, when
     ``coarse`` is given, a coarser one built on the same cells). Above ``screen_points`` cells on a
     side the screening runs on a uniform subsample and the finalists continue at full size
-    (:func:`_continue_finalists`). Semi-relaxed runs choose their start as balanced GW, then relax
-    from the winner's ``G``. The returned plan is polished at the final ε.
+    (:func:`_continue_finalists`). Semi-relaxed runs screen their starts as balanced GW, then race
+    the balanced finalists from their ``G`` under the semi-relaxed objective. The returned plan is
+    polished at the final ε.
 
     Parameters
     ----------
@@ -107,9 +108,10 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
             return None
         return lambda: LowRankGW(*coarse(rows_s, rows_t), a_, b_, config_)
 
-    # Semi-relaxed runs choose their start as balanced GW and relax from the winner: with a free
-    # target marginal the penalised objective favours plans that pour a source cluster onto a
-    # wrong target cluster.
+    # Semi-relaxed runs screen their starts as balanced GW (screened under the penalised objective,
+    # plans that pour a source cluster onto a wrong target cluster win), then race the balanced
+    # finalists under it: where one side holds a cell type the other lacks, the balanced winner
+    # can be the basin that places it, and relaxing it keeps that basin (docs/how-it-works/engine.md).
     select_config = config.replace(semi_relaxed=False) if config.solver.semi_relaxed else config
     if n_starts > 1 and max(a.shape[0], b.shape[0]) > config.starts.screen_points:
         chosen, screened, compared = _screen_subsample(solver, n_starts, select_config, joint, coarse_solver)
@@ -119,7 +121,7 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         chosen, screened, compared = screen_starts(balanced, n_starts, select_config, None,
                                                    coarse_solver(None, None, a, b, select_config))
         solver.timings["screen"] = sum(balanced.timings.values())
-        best = _continue_finalists(solver, chosen[:1], progress)
+        best = _continue_finalists(solver, chosen, progress)
     else:
         chosen, screened, compared = screen_starts(solver, n_starts, config, progress,
                                                    coarse_solver(None, None, a, b, config))

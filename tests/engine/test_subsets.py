@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gwalign
-from gwalign.preprocess.row_scaling import scale_rows
+from gwalign.preprocess.row_scaling import scale_pair
 
 pytestmark = pytest.mark.real_data
 
@@ -40,7 +40,7 @@ def half_draw(n: int, draw: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ("scgem", ("rna", "met"), 3, 0.23),        # full pair 0.190; draws 0-9 at most 0.212
 ])
 def test_default_run_keeps_the_right_basin_on_a_half_size_draw(folder, sides, draw, bound):
-    xs, xt = (scale_rows(np.load(DATA / folder / f"{side}.npy"), "auto")[0] for side in sides)
+    xs, xt, _ = scale_pair(*(np.load(DATA / folder / f"{side}.npy") for side in sides), "auto")
     rows_s, rows_t, partner = half_draw(len(xs), draw)
     result = gwalign.align(xs[rows_s], xt[rows_t], gwalign.GWConfig(device="cpu", seed=draw))
     emb_s, emb_t, _ = gwalign.coupled_cca(result, xs[rows_s], xt[rows_t])
@@ -57,7 +57,7 @@ def test_finalists_scored_under_a_coarser_graph_keep_pbmc_from_swapping_its_larg
     wins (0.927; docs/how-it-works/engine.md, "Finalists in distinct basins")."""
     from gwalign.metrics import label_transfer_accuracy, shared_label_masks
 
-    xs, xt = (scale_rows(np.load(DATA / "pbmc" / f"{side}.npy"), "auto")[0] for side in ("rna", "atac"))
+    xs, xt, _ = scale_pair(*(np.load(DATA / "pbmc" / f"{side}.npy") for side in ("rna", "atac")), "auto")
     ls, lt = (np.load(DATA / "pbmc" / f"{side}_labels.npy") for side in ("rna", "atac"))
     rows_s, rows_t = unpaired_half_draw(len(xs), len(xt), 7)
     result = gwalign.align(xs[rows_s], xt[rows_t], gwalign.GWConfig(device="cpu", seed=7, one_sided_check=False))

@@ -66,6 +66,36 @@ def test_foscttm_in_row_blocks_equals_the_definition(rng, monkeypatch, block_ent
     assert 0.01 < reference < 0.45   # not degenerate (fresh draws can reach 0.0495, so not 0.05)
 
 
+def scot_foscttm(xs, xt):
+    """SCOT's ``calc_domainAveraged_FOSCTTM``, brute force: for each cell and each direction, the
+    other side's cells strictly closer than its partner (distances from direct differences),
+    over n - 1, averaged."""
+    n = len(xs)
+    fractions = []
+    for a, b in ((xs, xt), (xt, xs)):
+        for i in range(n):
+            dist = np.sqrt(np.sum(np.square(a[i] - b), axis=1))
+            fractions.append(np.sum(dist < dist[i]) / (n - 1))
+    return float(np.mean(fractions))
+
+
+@pytest.mark.parametrize("block_entries", [37, 10**7])
+def test_foscttm_counts_ties_alike_in_both_directions(rng, monkeypatch, block_entries):
+    """Duplicate rows (on either side) put cells at exactly their partner's distance: such ties are
+    not closer in either direction, as in SCOT's brute-force definition."""
+    import gwalign.metrics as metrics
+
+    monkeypatch.setattr(metrics, "FOSCTTM_BLOCK_ENTRIES", block_entries)
+    # Few distinct values with large offsets: rows repeat, and |s|² + |t|² − 2⟨s, t⟩ rounds.
+    xs = rng.integers(0, 3, size=(120, 6)).astype(float) * 0.1 + 1e3
+    xt = xs + rng.integers(0, 2, size=(120, 6)) * 0.1
+    xs[60:90], xt[90:120] = xs[:30], xt[30:60]
+    n_duplicates = 120 - len(np.unique(xs, axis=0)) + 120 - len(np.unique(xt, axis=0))
+    assert n_duplicates >= 60
+    assert metrics.foscttm(xs, xt) == pytest.approx(scot_foscttm(xs, xt), abs=1e-12)
+    assert metrics.foscttm(xt, xs) == pytest.approx(scot_foscttm(xs, xt), abs=1e-12)
+
+
 def test_label_transfer_scores_only_kept_cells(rng):
     # Two well-separated classes; the target's class-1 cells carry a label the source never has.
     xs = np.concatenate([rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 20])
@@ -190,3 +220,24 @@ def test_knn_predict_is_scikit_learns_classifier(rng):
     for k in (4, 5):   # k = 4: two-two ties between labels are common
         expected = KNeighborsClassifier(n_neighbors=k).fit(train, labels).predict(query)
         assert np.array_equal(knn_predict(train, labels, query, k), expected)
+
+
+def test_row_scaling_is_decided_once_for_the_pair(rng, few_features):
+    from gwalign.preprocess.row_scaling import pair_size_factor, scale_pair, size_factor
+
+    genes, proteins = few_features
+    # On its own, each side would be decided differently: the test pair is the hard case.
+    assert size_factor(genes)[0] and not size_factor(proteins)[0]
+    for first, second in ((genes, proteins), (proteins, genes)):
+        scale, reasons = pair_size_factor(first, second)
+        assert scale and all(reason is not None for reason in reasons)
+        out_first, out_second, scaled = scale_pair(first, second, "auto")
+        assert scaled
+        for out in (out_first, out_second):
+            assert np.allclose(np.linalg.norm(out, axis=1), 1.0)
+    # Neither side a size factor: both kept, as given.
+    centred = rng.normal(size=(200, 25))
+    kept = scale_pair(proteins, centred, "auto")
+    assert not kept[2] and kept[0] is proteins and kept[1] is centred
+    assert scale_pair(proteins, centred, "none")[0] is proteins
+    assert np.allclose(np.linalg.norm(scale_pair(proteins, centred, "l2")[1], axis=1), 1.0)
