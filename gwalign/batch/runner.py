@@ -168,17 +168,15 @@ def classify(error: BaseException) -> Optional[dict[str, Any]]:
 
 def _failure_facts(stages: dict[str, float], pair: Pair) -> dict[str, Any]:
     """Stage timings so far and peak memory of a pair that did not finish."""
-    import resource
-    import sys
+    import torch
+
+    from gwalign.device import peak_memory
 
     marks = sorted(stages.items(), key=lambda item: item[1]) + [("", time.perf_counter())]
     timings = {name: round(marks[i + 1][1] - tick, 4) for i, (name, tick) in enumerate(marks[:-1])}
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak = {"host_rss": round(rss / (2**30 if sys.platform == "darwin" else 2**20), 3)}
-    if "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
-        peak["gpu_allocated"] = round(sys.modules["torch"].cuda.max_memory_allocated() / 2**30, 3)
-    return {"timings_s": timings, "peak_memory_gb": peak, "device": pair.config.engine.compute.device,
-            "outputs": [], "result": None}
+    used_gpu = torch.cuda.is_available() and torch.cuda.is_initialized()
+    return {"timings_s": timings, "peak_memory_gb": peak_memory("cuda" if used_gpu else "cpu"),
+            "device": pair.config.engine.compute.device, "outputs": [], "result": None}
 
 
 def _input_records(pair: Pair, report: Optional[dict[str, Any]], previous: dict[str, Any]) -> dict[str, Any]:

@@ -107,6 +107,7 @@ def test_sigterm_mid_run_leaves_no_ok_and_the_resubmission_completes(pair_files,
     assert process.returncode == 143, stderr
     status = _status(out, "slow")
     assert status["status"] == "terminated" and status["exit_code"] == 143
+    assert {"read", "preprocess", "align"} <= set(status["timings_s"]) and status["peak_memory_gb"]["host_rss"] > 0
     assert not list((out / "slow").glob("*.h5ad")) and not list(out.rglob(".gwalign-tmp-*"))
     assert read_owner(out / "slow") is None
 
