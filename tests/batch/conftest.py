@@ -8,7 +8,7 @@ from batch_helpers import FAST_COLUMNS, write_manifest
 from gwalign.datasets.example import write_example
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pair_files(tmp_path_factory) -> tuple[Path, Path]:
     """The example pair at 200 cells a side (RNA counts and ATAC peaks with cell_type labels)."""
     folder = tmp_path_factory.mktemp("batch_inputs")
