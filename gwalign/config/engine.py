@@ -164,6 +164,8 @@ class StartsConfig(Stage):
         Include the start that matches cells by their distance profiles.
     screen_points
         Above this many cells on a side, starts are screened on this many cells per side.
+    screen_sinkhorn_iters
+        Sinkhorn cap of each GW step while the starts are screened (``None``: the run's cap).
     continue_winner
         The run after a screening starts at the final ε from the winner's ``G``.
     finalist_k_factor
@@ -175,6 +177,7 @@ class StartsConfig(Stage):
     start_noise: float = bounded(1.0, low=0.0)
     profile_start: bool = True
     screen_points: int = bounded(4000, low=16)
+    screen_sinkhorn_iters: Optional[int] = bounded(None, low=1)
     continue_winner: bool = True
     finalist_k_factor: float = 2.0
 

@@ -136,6 +136,27 @@ class LowRankGW:
             state.iteration = self.config.solver.epsilon_decay_iters
         return state
 
+    def column_potential(self, state: SolverState, sample: "LowRankGW", screened: SolverState) -> torch.Tensor:
+        """Column potentials ``g`` (cost units) for this problem's step from ``state``, made from
+        the row potentials of ``screened``, a state of ``sample`` linearised at the same ``G``.
+
+        ``sample`` holds a subset of this problem's rows (its own marginal, summing to one). The
+        columns' balance against those rows is one c-transform, ``g_j = col_j − ε log Σ_i a'_i
+        exp((f_i − row'_i + 2⟨u_i, v_j⟩)/ε)``: the subsample's rows stand in for all of them, as
+        in the screening itself. It costs one streamed pass over (columns × sampled rows), and
+        spares the full-size Sinkhorn the iterations a cold start takes at the final ε.
+        """
+        eps = epsilon_at(self.config, state.iteration)
+        u_sample, _, row_sample, _ = sample._features([screened])
+        _, v, _, col = self._features([state])
+        # Each problem's cost is divided by its own scale (its mean under the product plan);
+        # near the OT limit potentials scale with the cost.
+        ratio = sample.scale / self.scale
+        p_sample = (screened.f - row_sample) * ratio + eps * torch.log(sample.a)
+        lse = ops.lse_rows(v[0], u_sample, p_sample, eps, None, self.blocks[1], self.blocks[0],
+                           self.config.step_precision("lowrank"))
+        return col[0] - eps * lse
+
     def _features(self, states: list[SolverState]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cost ``row_i + col_j − 2⟨u_i, v_j⟩`` of each state's linearised (fused) GW step,
         scaled: ``u`` (N×d) and ``row`` are shared, ``v`` (S×K×d) and ``col`` (S×K) per state."""
@@ -160,7 +181,7 @@ class LowRankGW:
         config = self.config
         u, v, row, col = self._features(states)
         tick = time.perf_counter()
-        warm = any(state.f is not None for state in states)
+        warm = any(state.f is not None or state.g is not None for state in states)
         f = torch.stack([state.f if state.f is not None else torch.zeros_like(row) for state in states]) \
             if warm else None
         g = torch.stack([state.g if state.g is not None else torch.zeros_like(col[0]) for state in states]) \
@@ -182,8 +203,10 @@ class LowRankGW:
         self.timings["gradient"] += time.perf_counter() - tick
         return self.objectives(states)
 
-    def run(self, states: list[SolverState], until: int, progress: Optional[ProgressCallback] = None) -> None:
-        """Outer iterations of every state until ``until`` of them or its stopping rule fires.
+    def run(self, states: list[SolverState], until: int, progress: Optional[ProgressCallback] = None,
+            sinkhorn_iters: Optional[int] = None) -> None:
+        """Outer iterations of every state until ``until`` of them or its stopping rule fires;
+        ``sinkhorn_iters`` caps each step's Sinkhorn (default: the configured cap).
 
         States at the same iteration (hence the same ε) step together, one batched Sinkhorn
         per step; each keeps its own history, best iterate and stopping decision.
@@ -194,7 +217,8 @@ class LowRankGW:
             iteration = min(state.iteration for state in active)
             batch = [state for state in active if state.iteration == iteration]
             linearised_at = [(state.gram, state.col_mass) for state in batch]
-            values = self.step(batch, epsilon_at(config, iteration), config.step_sinkhorn_max_iter("lowrank"),
+            values = self.step(batch, epsilon_at(config, iteration),
+                               sinkhorn_iters or config.step_sinkhorn_max_iter("lowrank"),
                                config.solver.sinkhorn_tol, config.step_precision("lowrank"))
             for state, value, linearisation in zip(batch, values, linearised_at):
                 state.history.append(value)

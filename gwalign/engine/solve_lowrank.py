@@ -14,7 +14,7 @@ from gwalign.engine.lowrank import SolverState
 from gwalign.geometry.factors import restrict_rows
 from gwalign.engine.starts import FINALISTS
 from gwalign.engine.finalists import compare_finalists
-from gwalign.engine.starts import distinct_lowest
+from gwalign.engine.starts import coincident, distinct_lowest
 from gwalign.engine.finalists import rank_plans
 
 
@@ -27,12 +27,16 @@ def screen_starts(solver: "LowRankGW", n_starts: int, config: GWConfig,
     the solver ``coarse()`` makes, on the same cells, when there are two finalists or more),
     every start's screened objective and the finalists' comparison (:func:`compare_finalists`;
     ``None`` with one start)."""
-    screen = min(config.solver.max_iter, config.solver.epsilon_decay_iters + 2)
     # All starts step side by side (one batched Sinkhorn per iteration), then the finalists.
     states = [solver.start(gram) for gram in solver.start_grams(n_starts)]
-    solver.run(states, screen if n_starts > 1 else config.solver.max_iter, progress if n_starts == 1 else None)
+    if n_starts > 1:
+        kept = _screen(solver, states, config)
+    else:
+        solver.run(states, config.solver.max_iter, progress)
+        kept = states
     screened = [state.history[-1] for state in states]
-    finalists = [states[i] for i in distinct_lowest(screened, FINALISTS)]
+    lowest = distinct_lowest([state.history[-1] for state in kept], FINALISTS)
+    finalists = [kept[i] for i in lowest]
     solver.run(finalists, config.solver.max_iter, progress)
     for state in finalists:
         solver.restore_best(state)
@@ -48,6 +52,27 @@ def screen_starts(solver: "LowRankGW", n_starts: int, config: GWConfig,
     if coarse_objectives is not None:
         compared["coarse_objectives"] = [coarse_objectives[i] for i in order]
     return finalists, screened, compared
+
+
+def _screen(solver: LowRankGW, states: list[SolverState], config: GWConfig) -> list[SolverState]:
+    """Step the starts side by side through the annealing plus two iterations, stopping a start
+    as soon as it has reached the same plan as a lower one (:func:`coincident`); return the
+    starts that ran to the end. A stopped start's history is continued with its twin's, so
+    every start reports a screened objective."""
+    screen = min(config.solver.max_iter, config.solver.epsilon_decay_iters + 2)
+    running = list(states)
+    twins: list[tuple[SolverState, SolverState]] = []
+    for step in range(1, screen + 1):
+        solver.run(running, step, None, config.starts.screen_sinkhorn_iters)
+        objectives = [state.history[-1] for state in running]
+        stopped = set(coincident(torch.stack([state.gram for state in running]), objectives))
+        for i in stopped:
+            twin = min((j for j in range(len(running)) if j not in stopped), key=lambda j: abs(objectives[j] - objectives[i]))
+            twins.append((running[i], running[twin]))
+        running = [state for i, state in enumerate(running) if i not in stopped]
+    for state, twin in reversed(twins):
+        state.history.extend(twin.history[len(state.history):])
+    return running
 
 
 #: Full-size steps the finalists of a subsample screening take side by side before only the
@@ -114,8 +139,9 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     # can be the basin that places it, and relaxing it keeps that basin (docs/how-it-works/engine.md).
     select_config = config.replace(semi_relaxed=False) if config.solver.semi_relaxed else config
     if n_starts > 1 and max(a.shape[0], b.shape[0]) > config.starts.screen_points:
-        chosen, screened, compared = _screen_subsample(solver, n_starts, select_config, joint, coarse_solver)
-        best = _continue_finalists(solver, chosen, progress)
+        chosen, screened, compared, sample = _screen_subsample(solver, n_starts, select_config, joint,
+                                                               coarse_solver)
+        best = _continue_finalists(solver, chosen, progress, sample)
     elif config.solver.semi_relaxed:
         balanced = LowRankGW(fs, ft, a, b, select_config, joint)
         chosen, screened, compared = screen_starts(balanced, n_starts, select_config, None,
@@ -138,11 +164,11 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
 
 def _screen_subsample(solver: LowRankGW, n_starts: int, config: GWConfig,
                       joint: Optional[tuple[torch.Tensor, torch.Tensor]], coarse_solver: Callable
-                      ) -> tuple[list[SolverState], list[float], Optional[dict]]:
+                      ) -> tuple[list[SolverState], list[float], Optional[dict], LowRankGW]:
     """Screen the starts on ``screen_points`` cells drawn uniformly per side (seeded), with the
     same factors' rows; ``G = Φ_sᵀ T Φ_t`` is a sum over cell pairs, so a uniform subsample
     estimates it for the same plan. Returns :func:`screen_starts`' finalists, objectives and
-    comparison, of the subsample."""
+    comparison, of the subsample, and the subsample's solver."""
     a, b, n_source, n_target = solver.a, solver.b, solver.a.shape[0], solver.b.shape[0]
     gen = np.random.default_rng(config.compute.seed)
     rows_s = np.sort(gen.choice(n_source, size=min(n_source, config.starts.screen_points), replace=False))
@@ -153,20 +179,26 @@ def _screen_subsample(solver: LowRankGW, n_starts: int, config: GWConfig,
                     sub_joint)
     chosen = screen_starts(sub, n_starts, config, None, coarse_solver(rows_s, rows_t, sub_a, sub_b, config))
     solver.timings["screen"] = sum(sub.timings.values())
-    return chosen
+    return (*chosen, sub)
 
 
-def _continue_finalists(solver: LowRankGW, chosen: list[SolverState], progress: Optional[ProgressCallback]
-                        ) -> SolverState:
+def _continue_finalists(solver: LowRankGW, chosen: list[SolverState], progress: Optional[ProgressCallback],
+                        sample: Optional[LowRankGW] = None) -> SolverState:
     """Continue finalists screened on another problem (a subsample, or balanced GW) on this one.
 
     They have been through the annealing already, so each starts at the final ε from the ``G``
     of its best linearisation (``continue_winner``). With several, they race side by side for
     :data:`RACE_STEPS` steps and only the lowest full-size objective goes on: a subsample can
-    rank the basins differently from the full problem.
+    rank the basins differently from the full problem. ``sample``: the subsample's solver, whose
+    row potentials give each finalist's first full-size Sinkhorn its column potentials
+    (:meth:`LowRankGW.column_potential`).
     """
     config = solver.config
     states = [solver.start(state.gram, at_final_epsilon=config.starts.continue_winner) for state in chosen]
+    if sample is not None and config.starts.continue_winner:
+        for state, screened in zip(states, chosen):
+            if screened.f is not None:
+                state.g = solver.column_potential(state, sample, screened)
     # max_iter counts the skipped annealing: a budget spent by it still gets one full-size step.
     until = max(config.solver.max_iter, states[0].iteration + 1)
     if len(states) > 1:

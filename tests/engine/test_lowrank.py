@@ -248,3 +248,62 @@ def test_randomized_factors_match_the_truncated_eigendecomposition(rng):
 
     assert error(fast) == pytest.approx(fast.relative_error, rel=1e-6)
     assert error(fast) <= error(exact) * 1.05
+
+
+def test_coincident_stops_the_higher_of_two_starts_with_the_same_plan():
+    from gwalign.engine.starts import SAME_PLAN, coincident
+
+    base = torch.eye(4, dtype=torch.float64)
+    far = base.clone()
+    far[1, 1] = -1.0
+    near = base * (1.0 + 0.1 * SAME_PLAN)
+    grams = torch.stack([base, far, near, far.clone()])
+    # The lower objective of each coinciding pair is kept, whatever its position.
+    assert coincident(grams, [0.3, 0.2, 0.1, 0.25]) == [0, 3]
+    assert coincident(grams[:2], [0.3, 0.2]) == []
+
+
+def test_screening_stops_a_repeated_start_and_reports_its_twins_objective(rng):
+    """A start that repeats another leaves the screening at once; its screened objective is its
+    twin's, and the finalists are those of the screening without it."""
+    from gwalign.engine.solve_lowrank import screen_starts
+
+    n, k = 40, 36
+    ds, dt = random_distances(rng, n), random_distances(rng, k, dim=2)
+    ds, dt = ds / ds.mean(), dt / dt.mean()
+    a = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    b = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    config = gwalign.GWConfig(dtype="float64", device="cpu", max_iter=12, min_iter=6, epsilon_decay_iters=4)
+    factors = (factor_dense(ds, 10), factor_dense(dt, 10))
+    grams = LowRankGW(*factors, a, b, config).start_grams(4)
+
+    def screened(chosen: list[torch.Tensor]):
+        solver = LowRankGW(*factors, a, b, config)
+        solver.start_grams = lambda count: [gram.clone() for gram in chosen]
+        return screen_starts(solver, len(chosen), config, None)
+
+    once, objectives_once, _ = screened(grams)
+    twice, objectives_twice, _ = screened([grams[0], grams[1], grams[1], grams[2], grams[3]])
+    assert objectives_twice[2] == objectives_twice[1]
+    assert objectives_twice[:2] + objectives_twice[3:] == pytest.approx(objectives_once, rel=1e-12)
+    assert [state.history[-1] for state in twice] == pytest.approx([state.history[-1] for state in once], rel=1e-12)
+
+
+def test_column_potential_from_every_row_is_the_converged_column_potential(rng):
+    """With the 'subsample' holding every row, the c-transform of converged row potentials is
+    the Sinkhorn solution's column potential (balanced fixed point)."""
+    n, k = 30, 27
+    ds, dt = random_distances(rng, n), random_distances(rng, k, dim=2)
+    ds, dt = ds / ds.mean(), dt / dt.mean()
+    a = torch.as_tensor(rng.dirichlet(np.ones(n) * 5))
+    b = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    config = gwalign.GWConfig(dtype="float64", device="cpu", sinkhorn_max_iter=5000, sinkhorn_tol=1e-12,
+                              epsilon_decay_iters=0)
+    solver = LowRankGW(factor_dense(ds, 10), factor_dense(dt, 10), a, b, config)
+    state = solver.start(solver.product_gram())
+    solver.run([state], until=2)
+    fresh = solver.start(state.gram)
+    converged = solver.start(state.gram)
+    solver.step([converged], solver.config.solver.epsilon, 5000, 1e-12, "ieee")
+    g = solver.column_potential(fresh, solver, converged)
+    assert torch.allclose(g, converged.g, rtol=1e-8, atol=1e-9)
