@@ -166,6 +166,8 @@ class StartsConfig(Stage):
         Above this many cells on a side, starts are screened on this many cells per side.
     screen_sinkhorn_iters
         Sinkhorn cap of each GW step while the starts are screened (``None``: the run's cap).
+        Screening ranks starts, whose potentials carry over from step to step; the finalists
+        and the polish solve to the run's own cap and tolerance.
     continue_winner
         The run after a screening starts at the final ε from the winner's ``G``.
     finalist_k_factor
@@ -177,7 +179,7 @@ class StartsConfig(Stage):
     start_noise: float = bounded(1.0, low=0.0)
     profile_start: bool = True
     screen_points: int = bounded(4000, low=16)
-    screen_sinkhorn_iters: Optional[int] = bounded(None, low=1)
+    screen_sinkhorn_iters: Optional[int] = bounded(20, low=1)
     continue_winner: bool = True
     finalist_k_factor: float = 2.0
 
