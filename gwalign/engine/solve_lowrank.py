@@ -65,10 +65,8 @@ def _screen(solver: LowRankGW, states: list[SolverState], config: GWConfig) -> l
     for step in range(1, screen + 1):
         solver.run(running, step, None, config.starts.screen_sinkhorn_iters)
         objectives = [state.history[-1] for state in running]
-        stopped = set(coincident(torch.stack([state.gram for state in running]), objectives))
-        for i in stopped:
-            twin = min((j for j in range(len(running)) if j not in stopped), key=lambda j: abs(objectives[j] - objectives[i]))
-            twins.append((running[i], running[twin]))
+        stopped = coincident(torch.stack([state.gram for state in running]), objectives)
+        twins += [(running[i], running[twin]) for i, twin in stopped.items()]
         running = [state for i, state in enumerate(running) if i not in stopped]
     for state, twin in reversed(twins):
         state.history.extend(twin.history[len(state.history):])

@@ -44,28 +44,30 @@ def distinct_lowest(objectives: list[float], count: int) -> list[int]:
 
 
 #: Two screened starts whose ``G`` differ by less than this (Frobenius norm, relative) have
-#: reached the same plan: their further steps would repeat each other, so the higher one stops (SNARE-seq: four pairs of its ten starts
-#: meet during the annealing, the first after three steps).
+#: reached the same plan: their further steps would repeat each other, so the higher one stops
+#: (SNARE-seq: four pairs of its ten starts meet during the annealing, the first after three steps).
 SAME_PLAN = 1e-2
 
 
-def coincident(grams: torch.Tensor, objectives: list[float]) -> list[int]:
-    """Positions of the starts to stop: each whose ``G`` (``grams``, S×r×r) is within
-    :data:`SAME_PLAN` of a lower start's (by ``objectives``), that start being kept."""
+def coincident(grams: torch.Tensor, objectives: list[float]) -> dict[int, int]:
+    """The starts to stop, each mapped to its twin: a start whose ``G`` (``grams``, S×r×r) lies
+    within :data:`SAME_PLAN` of a lower start's (by ``objectives``), that start being kept (the
+    closest one when several are)."""
     from gwalign import distributed
 
     flat = grams.reshape(grams.shape[0], -1).double()
     gaps = torch.cdist(flat, flat) / flat.norm(dim=1).clamp_min(1e-300)[:, None]
     # The decision must be the same on every rank of a distributed alignment.
     gaps = torch.tensor(distributed.agree(gaps.flatten().tolist()), dtype=torch.float64).reshape(gaps.shape)
-    dropped: list[int] = []
+    twins: dict[int, int] = {}
     kept: list[int] = []
     for i in sorted(range(len(objectives)), key=lambda i: objectives[i]):
-        if any(gaps[j, i] < SAME_PLAN for j in kept):
-            dropped.append(i)
+        near = [j for j in kept if gaps[j, i] < SAME_PLAN]
+        if near:
+            twins[i] = min(near, key=lambda j: float(gaps[j, i]))
         else:
             kept.append(i)
-    return sorted(dropped)
+    return twins
 
 
 def start_grams(base: torch.Tensor, n_starts: int, config: GWConfig,

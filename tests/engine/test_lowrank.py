@@ -259,8 +259,8 @@ def test_coincident_stops_the_higher_of_two_starts_with_the_same_plan():
     near = base * (1.0 + 0.1 * SAME_PLAN)
     grams = torch.stack([base, far, near, far.clone()])
     # The lower objective of each coinciding pair is kept, whatever its position.
-    assert coincident(grams, [0.3, 0.2, 0.1, 0.25]) == [0, 3]
-    assert coincident(grams[:2], [0.3, 0.2]) == []
+    assert coincident(grams, [0.3, 0.2, 0.1, 0.25]) == {0: 2, 3: 1}
+    assert coincident(grams[:2], [0.3, 0.2]) == {}
 
 
 def test_screening_stops_a_repeated_start_and_reports_its_twins_objective(rng):
