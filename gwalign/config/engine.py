@@ -123,6 +123,15 @@ class SolverConfig(Stage):
         Anchor pairs per sampled GW step; ``None``: ``clip(n / 16, 64, 128)``.
     n_eval_anchors
         Fresh anchor pairs of the sampled solver's final objective estimate.
+    coupling_rank
+        Low-rank gradient only: solve GW first over couplings of this rank (``P = Q diag(1/g)
+        Rᵀ``, mirror descent in O((N+K)·rank·m) a step) and continue from its plan at the final
+        ε instead of screening starts; ``None``: off (:mod:`gwalign.engine.lowrank_coupling`).
+    coupling_rank_iters
+        Mirror-descent steps of the low-rank coupling at most.
+    coupling_rank_step
+        Mirror-descent step size γ, relative to the cost scale (the low-rank stage's entropy
+        is the run's relative ε).
     """
 
     gradient: Literal["auto", "lowrank", "sampled"] = "auto"
@@ -145,6 +154,9 @@ class SolverConfig(Stage):
     one_sided_check: Optional[bool] = None
     n_anchors: Optional[int] = bounded(None, low=1)
     n_eval_anchors: int = bounded(256, low=1)
+    coupling_rank: Optional[int] = bounded(None, low=1)
+    coupling_rank_iters: int = bounded(200, low=1)
+    coupling_rank_step: float = bounded(16.0, low=0.0, low_open=True)
 
 
 @dataclass(frozen=True)
