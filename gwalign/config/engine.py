@@ -124,14 +124,9 @@ class SolverConfig(Stage):
     n_eval_anchors
         Fresh anchor pairs of the sampled solver's final objective estimate.
     coupling_rank
-        Low-rank gradient only: solve GW first over couplings of this rank (``P = Q diag(1/g)
-        Rᵀ``, mirror descent in O((N+K)·rank·m) a step) and continue from its plan at the final
-        ε instead of screening starts; ``None``: off (:mod:`gwalign.engine.lowrank_coupling`).
-    coupling_rank_iters
-        Mirror-descent steps of the low-rank coupling at most.
-    coupling_rank_step
-        Mirror-descent step size γ, relative to the cost scale (the low-rank stage's entropy
-        is the run's relative ε).
+        Low-rank gradient only: solve over couplings of this rank first (linear time in the
+        cells) and continue from its plan instead of screening starts; ``None``: off
+        (:mod:`gwalign.engine.lowrank_coupling`).
     """
 
     gradient: Literal["auto", "lowrank", "sampled"] = "auto"
@@ -155,8 +150,6 @@ class SolverConfig(Stage):
     n_anchors: Optional[int] = bounded(None, low=1)
     n_eval_anchors: int = bounded(256, low=1)
     coupling_rank: Optional[int] = bounded(None, low=1)
-    coupling_rank_iters: int = bounded(200, low=1)
-    coupling_rank_step: float = bounded(16.0, low=0.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -313,9 +306,7 @@ class GWConfig:
 
     def knn_k(self, n_source: int, n_target: int) -> int:
         """Neighbours of both kNN graphs: ``k``, or :data:`K_AUTO` capped one below the smaller side."""
-        if self.graph.k is not None:
-            return self.graph.k
-        return int(max(min(K_AUTO, min(n_source, n_target) - 1), 1))
+        return self.graph.k if self.graph.k is not None else int(max(min(K_AUTO, min(n_source, n_target) - 1), 1))
 
     @property
     def min_points(self) -> int:
@@ -361,9 +352,7 @@ class GWConfig:
 
     def with_epsilon(self, distance_mode: str = "precomputed") -> "GWConfig":
         """This configuration with ``epsilon`` set (:meth:`relative_epsilon`)."""
-        if self.solver.epsilon is not None:
-            return self
-        return self.replace(epsilon=self.relative_epsilon(distance_mode))
+        return self if self.solver.epsilon is not None else self.replace(epsilon=self.relative_epsilon(distance_mode))
 
     def runs_one_sided_check(self, n_source: int, n_target: int) -> bool:
         """Whether a balanced run of this size makes the one-sided check."""
