@@ -115,7 +115,7 @@ def main() -> None:
     print(f"CPU ({platform.processor() or platform.machine()}), {os.cpu_count()} cores, torch threads "
           f"{args.threads}, XLA_FLAGS={os.environ['XLA_FLAGS']!r}; load average at start "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
-    print("| N = K | solver | solve s | GW objective (factored) | low-rank stage objective | |Spearman| |")
+    print("| N = K | solver | solve s | GW objective (factored) | low-rank stage objective | \\|Spearman\\| |")
     print("|---|---|---|---|---|---|")
     shared = {}
     for n in args.sizes:
