@@ -13,6 +13,7 @@ from gwalign.geometry.distances import DistanceProvider
 from gwalign.geometry.landmarks import landmark_paths
 from gwalign.engine.one_sided_probe import relaxed_mass
 from gwalign.engine.solve_lowrank import solve_lowrank_gw
+from gwalign.engine.lowrank_coupling import solve_coupling_rank
 from gwalign.engine.schedule import ProgressCallback, SolveResult
 from gwalign.engine.sampled import solve_sampled_gw
 from gwalign.geometry.knn import knn_graph
@@ -207,8 +208,11 @@ def _solve(geometry: _Geometry, problem: _Problem, config: GWConfig, mode: str, 
         # Each rank built its own factors from the same inputs: rank 0's make sure they are equal.
         share([tensor for factor in factors for tensor in (factor.phi, factor.lam)])
         timings["factorise"] = time.perf_counter() - tick
-        solve = solve_lowrank_gw(factors[0], factors[1], a, b, config, config.lowrank_starts,
-                                 joint=joint_t, progress=progress, coarse=geometry.coarse)
+        if config.solver.coupling_rank is not None:
+            solve = solve_coupling_rank(factors[0], factors[1], a, b, config, joint=joint_t, progress=progress)
+        else:
+            solve = solve_lowrank_gw(factors[0], factors[1], a, b, config, config.lowrank_starts,
+                                     joint=joint_t, progress=progress, coarse=geometry.coarse)
         if config.runs_one_sided_check(a.shape[0], b.shape[0]):
             tick = time.perf_counter()
             ratios = relaxed_mass(factors[0], factors[1], a, b, solve.plan, config, joint_t)

@@ -46,6 +46,8 @@ def run(
     max_iter: Optional[int] = typer.Option(None, help="Maximum GW iterations " + default_help("max_iter")),
     n_starts: Optional[int] = typer.Option(None, help="GW starts (auto: 10 with the low-rank solver, 3 with the sampled one) "
                                            + default_help("n_starts")),
+    coupling_rank: Optional[int] = typer.Option(None, help="Solve over couplings of this rank first (linear time in the "
+                                                "cells), then refine, instead of screening starts " + said("off")),
     semi_relaxed: Optional[bool] = typer.Option(None, "--semi-relaxed/--balanced",
                                                 help="Relax the target marginal (cell types missing from the source) " + said("balanced")),
     rho: Optional[float] = typer.Option(None, help="Semi-relaxed KL weight, relative to the cost scale " + default_help("rho")),
@@ -81,7 +83,8 @@ def run(
     flags = dict(rep_source=rep_source, rep_target=rep_target, modality_source=modality_source,
                  modality_target=modality_target, n_components=n_components, n_top_genes=n_top_genes,
                  normalise_rows=normalise_rows, distance=distance, n_landmarks=n_landmarks, epsilon=epsilon,
-                 n_anchors=n_anchors, k=k, max_iter=max_iter, n_starts=n_starts, semi_relaxed=semi_relaxed, rho=rho,
+                 n_anchors=n_anchors, k=k, max_iter=max_iter, n_starts=n_starts, coupling_rank=coupling_rank,
+                 semi_relaxed=semi_relaxed, rho=rho,
                  one_sided_check=one_sided_check, fgw_alpha=fgw_alpha, joint_rep_source=joint_rep_source,
                  joint_rep_target=joint_rep_target, transfer_labels=transfer_labels, transfer=transfer,
                  transfer_k=transfer_k, top_k=top_k, joint_embedding=joint_embedding, cca_diffusion=cca_diffusion,

@@ -123,6 +123,10 @@ class SolverConfig(Stage):
         Anchor pairs per sampled GW step; ``None``: ``clip(n / 16, 64, 128)``.
     n_eval_anchors
         Fresh anchor pairs of the sampled solver's final objective estimate.
+    coupling_rank
+        Low-rank gradient only: solve over couplings of this rank first (linear time in the
+        cells) and continue from its plan instead of screening starts; ``None``: off
+        (:mod:`gwalign.engine.lowrank_coupling`).
     """
 
     gradient: Literal["auto", "lowrank", "sampled"] = "auto"
@@ -145,6 +149,7 @@ class SolverConfig(Stage):
     one_sided_check: Optional[bool] = None
     n_anchors: Optional[int] = bounded(None, low=1)
     n_eval_anchors: int = bounded(256, low=1)
+    coupling_rank: Optional[int] = bounded(None, low=1)
 
 
 @dataclass(frozen=True)
@@ -301,9 +306,7 @@ class GWConfig:
 
     def knn_k(self, n_source: int, n_target: int) -> int:
         """Neighbours of both kNN graphs: ``k``, or :data:`K_AUTO` capped one below the smaller side."""
-        if self.graph.k is not None:
-            return self.graph.k
-        return int(max(min(K_AUTO, min(n_source, n_target) - 1), 1))
+        return self.graph.k if self.graph.k is not None else int(max(min(K_AUTO, min(n_source, n_target) - 1), 1))
 
     @property
     def min_points(self) -> int:
@@ -349,9 +352,7 @@ class GWConfig:
 
     def with_epsilon(self, distance_mode: str = "precomputed") -> "GWConfig":
         """This configuration with ``epsilon`` set (:meth:`relative_epsilon`)."""
-        if self.solver.epsilon is not None:
-            return self
-        return self.replace(epsilon=self.relative_epsilon(distance_mode))
+        return self if self.solver.epsilon is not None else self.replace(epsilon=self.relative_epsilon(distance_mode))
 
     def runs_one_sided_check(self, n_source: int, n_target: int) -> bool:
         """Whether a balanced run of this size makes the one-sided check."""
