@@ -11,8 +11,8 @@ from gwalign.errors import GWAlignWarning
 
 
 #: Cells drawn in the joint UMAP. A figure cannot show more points apart, and the UMAP's cost grows
-#: with the cells: at this size it takes about 30 s on 2 CPU cores (neighbours and layout), at any
-#: atlas size the same. Above it a uniform random subsample (seeded) is drawn.
+#: with the cells: at this size the figure takes 11–17 s on 2 busy CPU cores (docs/performance.md),
+#: at any atlas size the same. Above it a uniform random subsample (seeded) is drawn.
 FIGURE_MAX_CELLS = 20_000
 
 #: Neighbours per cell of the UMAP's graph, the cell itself included (scanpy's default).

@@ -13,8 +13,9 @@ the start of a graph in several pieces: the first two principal components of th
 umap-learn lays the pieces out one by one.
 
 umap-learn compiles its functions with numba on first use in every process, and importing it
-compiles pynndescent's on a first run after installation: on 2 CPU cores that cost 6 s of the
-figure's 7 s in each run, and 17 s more once (docs/performance.md, "Figures and start-up").
+compiles pynndescent's on the first run after installation: on 2 CPU cores scanpy's UMAP of the
+example pair takes about 7 s in a new process, most of it compiling, and 17 s more once; this one
+takes under 2 s (docs/performance.md, "Start-up, figures and the example command").
 """
 
 from __future__ import annotations
