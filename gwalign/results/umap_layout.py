@@ -307,6 +307,11 @@ def initial_layout(graph: sp.csr_matrix, x: np.ndarray, rng: np.random.Generator
     return (10.0 * (coords - low) / np.where(high > low, high - low, 1.0)).astype(np.float32)
 
 
+#: Lanczos vectors of the spectral start's eigensolver. umap-learn takes √N; at 20,000 cells 32 were
+#: twice as fast (0.75 s against 1.7 s on one busy core) with the same result to its tolerance.
+SPECTRAL_LANCZOS_VECTORS = 32
+
+
 def _spectral(graph: sp.csr_matrix) -> np.ndarray | None:
     """Eigenvectors 2 and 3 of the normalised adjacency (``None`` if the solver does not converge)."""
     from scipy.sparse.linalg import ArpackError, eigsh
@@ -315,10 +320,13 @@ def _spectral(graph: sp.csr_matrix) -> np.ndarray | None:
     scale = sp.diags(1.0 / np.sqrt(degree))
     normalised = (scale @ graph @ scale).tocsr()
     n = graph.shape[0]
-    try:
-        values, vectors = eigsh(normalised, k=3, which="LA", ncv=max(7, int(np.sqrt(n))), tol=1e-4,
-                                v0=np.ones(n), maxiter=n * 5)
-    except ArpackError:
-        return None
+    if n <= 2 * SPECTRAL_LANCZOS_VECTORS:
+        values, vectors = np.linalg.eigh(normalised.toarray())
+    else:
+        try:
+            values, vectors = eigsh(normalised, k=3, which="LA", ncv=SPECTRAL_LANCZOS_VECTORS, tol=1e-4,
+                                    v0=np.ones(n), maxiter=n * 5)
+        except ArpackError:
+            return None
     order = np.argsort(values)[::-1]
     return vectors[:, order[1:3]]
