@@ -218,8 +218,9 @@ def umap_layout(connectivities: sp.spmatrix, x: np.ndarray, seed: int = 0, *, n_
     graph.sum_duplicates()
     if (abs(graph - graph.T) > 0).nnz:
         raise ValueError("connectivities must be symmetric (UMAP's fuzzy union of the kNN graph)")
-    # Edges too weak to be sampled once in all the epochs are dropped, as umap-learn does.
-    graph.data[graph.data < graph.data.max() / float(max(epochs, 10))] = 0.0
+    # Edges too weak to be sampled once in all the epochs are dropped, as umap-learn does (which
+    # counts the default epochs when it is given 10 or fewer).
+    graph.data[graph.data < graph.data.max() / float(epochs if epochs > 10 else default_epochs(n))] = 0.0
     graph.eliminate_zeros()
     layout = initial_layout(graph, x, rng)
     if epochs <= 0 or not graph.nnz:
