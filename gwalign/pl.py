@@ -28,11 +28,13 @@ def joint_embedding(joint, color: Optional[Union[str, Sequence[str]]] = None, *,
                     show: Optional[bool] = None, save: Save = None, **kwargs: Any):
     """The joint embedding, one panel per colour, through scanpy's plotting.
 
-    Uses ``joint.obsm["X_<basis>"]`` when it is there (every cell). Without it, and with
+    Uses ``joint.obsm["X_<basis>"]`` when it is there (every cell), such as the UMAP of
+    ``sc.pp.neighbors(joint, use_rep="X_gw")`` and ``sc.tl.umap(joint)``. Without it, and with
     ``basis="umap"``, it draws a UMAP of ``X_gw`` computed on a copy as ``gwalign run`` computes its
-    ``joint_umap.png`` (exact neighbours; at most ``max_cells`` cells, a seeded random subsample
-    above); ``joint`` itself is not modified. Cells whose label was transferred
-    (``obs["<label>_origin"]`` ``transferred``) are ringed.
+    ``joint_umap.png`` (:func:`gwalign.results.figures.joint_umap`: scanpy's parameters, exact
+    neighbours; at most ``max_cells`` cells, a seeded random subsample above); ``joint`` itself is
+    not modified. Cells whose label was transferred (``obs["<label>_origin"]`` ``transferred``)
+    are ringed.
 
     Parameters
     ----------

@@ -82,15 +82,49 @@ def limited_threads(threads: Optional[int] = None) -> Iterator[int]:
     _current_limit = limit
     torch.set_num_threads(limit)
     _set_numba_threads(limit)
+    # numba is mostly imported later, by scanpy inside the block (importing it up front would cost
+    # a fraction of a second where nothing uses it): the limit reaches it as its import ends.
+    hook = _NumbaImportHook() if saved[2] is None else None
+    if hook is not None:
+        sys.meta_path.insert(0, hook)
     try:
         with threadpool_limits(limits=limit):
             yield limit
     finally:
+        if hook is not None:
+            sys.meta_path.remove(hook)
         _current_limit = saved[0]
         torch.set_num_threads(saved[1])
-        _set_numba_threads(saved[2])
+        # numba imported inside the block gets back its own default (every core) afterwards.
+        _set_numba_threads(saved[2] if saved[2] is not None or "numba" not in sys.modules
+                           else sys.modules["numba"].config.NUMBA_NUM_THREADS)
         if flushed:
             torch.set_flush_denormal(False)
+
+
+class _NumbaImportHook:
+    """A ``sys.meta_path`` finder that sets numba's thread count to :func:`thread_limit` once numba's
+    own import has finished; it finds nothing itself (the other finders load numba as usual)."""
+
+    def find_spec(self, name: str, path=None, target=None):
+        if name != "numba":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                run = spec.loader.exec_module
+
+                def exec_module(module, run=run) -> None:
+                    run(module)
+                    _set_numba_threads(thread_limit())
+
+                spec.loader.exec_module = exec_module
+                return spec
+            if spec is not None:
+                return spec
+        return None
 
 
 def _numba_threads() -> Optional[int]:

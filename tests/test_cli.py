@@ -470,10 +470,38 @@ def test_failed_figure_spares_the_outputs(small_pair, tmp_path, monkeypatch):
     assert report["figures"]["joint_umap.png"].startswith("not written: RuntimeError")
 
 
+def test_a_run_imports_only_what_it_uses(small_pair, tmp_path):
+    """With given representations and no figures, a run imports neither scanpy nor scikit-learn,
+    numba or matplotlib (each costs a second or more of start-up); with figures, no umap-learn."""
+    import subprocess
+    import sys
+
+    rna, atac = small_pair[0].copy(), small_pair[1].copy()
+    rng = np.random.default_rng(0)
+    for adata, name in ((rna, "rna"), (atac, "atac")):
+        adata.obsm["X_rep"] = rng.normal(size=(adata.n_obs, 8)) + 3.0 * pd.factorize(adata.obs["cell_type"])[0][:, None]
+        write(adata, tmp_path / f"{name}.h5ad")
+    probe = ("import sys; from gwalign.cli import app\n"
+             "app(sys.argv[1:], standalone_mode=False)\n"
+             "print(sorted(m for m in ('scanpy', 'sklearn', 'numba', 'matplotlib', 'umap', 'pynndescent') "
+             "if m in sys.modules))")
+    base = [str(tmp_path / "rna.h5ad"), str(tmp_path / "atac.h5ad"), "--rep-source", "X_rep", "--rep-target", "X_rep",
+            "--device", "cpu", "--quiet", "--overwrite", "--transfer-labels", "cell_type", "--n-starts", "1",
+            "--max-iter", "5"]
+    imported = {}
+    for figures in ("--no-figures", "--figures"):
+        done = subprocess.run([sys.executable, "-c", probe, "run", *base, "--out-dir", str(tmp_path / figures),
+                               figures], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        imported[figures] = done.stdout.strip().splitlines()[-1]
+    assert imported["--no-figures"] == "[]"
+    assert "umap" not in imported["--figures"] and "pynndescent" not in imported["--figures"]
+    assert "matplotlib" in imported["--figures"]
+
+
 def test_umap_figure_draws_a_subsample_of_large_runs(tmp_path):
-    """Above the cap a seeded random subsample is drawn; at 12,000 cells, where scanpy's default
-    neighbour search (pynndescent) breaks the figure (scanpy 1.11.5, pynndescent 0.7.0, scipy 1.17:
-    fine at 8,000), it still draws."""
+    """Above the cap a seeded random subsample is drawn; 12,000 cells draw too (UMAP's 200-epoch
+    schedule above 10,000 cells, scikit-learn's neighbour search above 2,000)."""
     from gwalign.results.figures import figure_cells, umap_figure
 
     rng = np.random.default_rng(0)

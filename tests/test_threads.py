@@ -46,3 +46,15 @@ def test_limited_threads_applies_the_default_and_restores(monkeypatch):
     with threads.limited_threads() as limit:
         assert limit == 1 and torch.get_num_threads() == 1 and threads.thread_limit() == 1
     assert torch.get_num_threads() == before
+
+
+def test_numba_imported_inside_the_block_follows_the_limit():
+    """scanpy imports numba inside a run: its threads take the run's limit, then their default back."""
+    probe = ("import sys; from gwalign.threads import limited_threads\n"
+             "assert 'numba' not in sys.modules\n"
+             "with limited_threads(1):\n"
+             "    import numba\n"
+             "    inside = numba.get_num_threads()\n"
+             "print(inside, numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1", "True"]

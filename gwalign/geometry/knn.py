@@ -50,7 +50,7 @@ def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 
     Parameters
     ----------
     x
-        N×d representation (CPU: exact tree search; CUDA: blocked ``cdist`` + ``topk``).
+        N×d representation (exact search, :func:`exact_knn`).
     k
         Neighbours per point (excluding the point itself).
     candidate_k
@@ -112,25 +112,94 @@ KNN_BLOCK_ELEMENTS = 1 << 28
 
 def _nearest(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours (self excluded), sorted by distance: (distances, indices) N×k."""
-    return _drop_self(*_search(x, x, k + 1, block_rows), k)
+    return _drop_self(*exact_knn(x, x, k + 1, block_rows), k)
 
 
 def nearest_between(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048) -> np.ndarray:
     """Indices (Q×k) of each query row's ``k`` nearest training rows, nearest first, searched
     where the tensors live (so atlas-sized label transfer stays on the GPU)."""
-    return _search(train, query, min(k, train.shape[0]), block_rows)[1]
+    return exact_knn(train, query, min(k, train.shape[0]), block_rows)[1]
 
 
-def _search(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact kNN of the query rows among the training rows: (distances, indices) Q×k, nearest
-    first. CPU: scikit-learn's tree search; CUDA: :func:`blocked_topk`."""
+def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN of the query rows among the training rows, searched where the tensors live.
+
+    CUDA: :func:`blocked_topk`. CPU: :func:`cpu_topk` up to ``CPU_BRUTE_MAX_POINTS`` training rows,
+    scikit-learn's ``NearestNeighbors`` above. Both are exact; points at equal distance may come
+    in either order.
+
+    Parameters
+    ----------
+    train, query
+        M×d and Q×d points (``query`` may be ``train`` itself, then each point finds itself).
+    k
+        Neighbours per query row, at most M.
+    block_rows
+        Query rows per block on the GPU.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Distances (float64) and indices, each Q×k, nearest first.
+    """
     if train.is_cuda:
         return blocked_topk(train, query, k, block_rows)
+    if train.shape[0] <= CPU_BRUTE_MAX_POINTS:
+        return cpu_topk(train, query, k)
     from sklearn.neighbors import NearestNeighbors
 
     data = train.detach().cpu().numpy().astype(np.float64, copy=False)
     queries = data if query is train else query.detach().cpu().numpy().astype(np.float64, copy=False)
     return NearestNeighbors(n_neighbors=k).fit(data).kneighbors(queries)
+
+
+#: Training rows up to which the CPU search is :func:`cpu_topk`. Up to here it takes hundredths of a
+#: second, within 0.03 s of scikit-learn's, and spares a run that has not imported scikit-learn
+#: (given representations, no scanpy) that import, 1–2 s. Above it scikit-learn is faster: 1.4–1.8×
+#: at 10,000 and 50,000 points on one thread, and the blocked search's many short parallel sections
+#: slow down badly on cores that other processes share (``python benchmarks/knn.py``,
+#: docs/performance.md).
+CPU_BRUTE_MAX_POINTS = 2_000
+
+#: Largest distance block of the CPU kNN search (float64: 8 MiB): the memory the search adds stays
+#: below 100 MB up to 50,000 points, and larger blocks were no faster.
+CPU_KNN_BLOCK_ELEMENTS = 1 << 20
+
+
+def cpu_topk(train: torch.Tensor, query: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN on the CPU by blocks of squared distances and ``topk``, in float64.
+
+    Candidates are ranked by ``|t|² - 2 q·t`` of the centred points (the query's own norm does not
+    change its ranking), which is what scikit-learn's brute-force search computes too; the
+    distances returned are then recomputed as ``|q - t|`` of the chosen pairs, and each row is
+    sorted by them. Points at equal distance come in either order, as with scikit-learn; a
+    candidate whose distance to the query is within rounding (about 1e-16 of the squared norms) of
+    the k-th may be chosen in its place.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Distances (float64) and indices (int64), each Q×k, nearest first.
+    """
+    data = train.detach().cpu().to(torch.float64)
+    centre = data.mean(dim=0, keepdim=True)
+    data = data - centre
+    queries = data if query is train else query.detach().cpu().to(torch.float64) - centre
+    norms = (data * data).sum(dim=1).unsqueeze(0)
+    rows = max(1, min(queries.shape[0], CPU_KNN_BLOCK_ELEMENTS // max(data.shape[0], 1)))
+    dists = np.empty((queries.shape[0], k))
+    idxs = np.empty((queries.shape[0], k), dtype=np.int64)
+    for start in range(0, queries.shape[0], rows):
+        block = queries[start:start + rows]
+        # norms - 2 block @ data.T, in one BLAS call.
+        scores = torch.addmm(norms, block, data.T, beta=1.0, alpha=-2.0)
+        chosen = scores.topk(k, dim=1, largest=False, sorted=False).indices
+        exact = (block.unsqueeze(1) - data[chosen]).square_().sum(dim=2).sqrt_()
+        exact, order = exact.sort(dim=1, stable=True)
+        dists[start:start + rows] = exact.numpy()
+        idxs[start:start + rows] = chosen.gather(1, order).numpy()
+    return dists, idxs
 
 
 def blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,9 +11,12 @@ from gwalign.errors import GWAlignWarning
 
 
 #: Cells drawn in the joint UMAP. A figure cannot show more points apart, and the UMAP's cost grows
-#: with the cells: at this size it takes about 30 s on 2 CPU cores (neighbours and layout), at any
-#: atlas size the same. Above it a uniform random subsample (seeded) is drawn.
+#: with the cells: at this size the figure takes 11–17 s on 2 busy CPU cores (docs/performance.md),
+#: at any atlas size the same. Above it a uniform random subsample (seeded) is drawn.
 FIGURE_MAX_CELLS = 20_000
+
+#: Neighbours per cell of the UMAP's graph, the cell itself included (scanpy's default).
+UMAP_NEIGHBORS = 15
 
 
 def draw_convergence(history, ax) -> None:
@@ -47,15 +50,26 @@ def figure_cells(n_cells: int, seed: int, max_cells: int = FIGURE_MAX_CELLS) -> 
 
 def joint_umap(joint, seed: int, max_cells: int = FIGURE_MAX_CELLS):
     """A copy of the joint AnnData (at most ``max_cells`` cells, :func:`figure_cells`) with a UMAP
-    of ``X_gw`` in ``obsm["X_umap"]``."""
-    import scanpy as sc
+    of ``X_gw`` in ``obsm["X_umap"]``.
+
+    The UMAP is :mod:`gwalign.results.umap_layout`'s (scanpy's parameters, exact neighbours, no
+    numba); the copy also holds its graph under scanpy's keys (``obsp["distances"]``,
+    ``obsp["connectivities"]``, ``uns["neighbors"]``, ``uns["umap"]``), so ``scanpy.tl.umap``
+    can lay the same graph out again.
+    """
+    from gwalign.results.umap_layout import umap_graph, umap_layout
 
     work = joint[figure_cells(joint.n_obs, seed, max_cells)].copy()
-    # Exact neighbours (scikit-learn): at these sizes they cost seconds, give the same graph on every
-    # install, and avoid pynndescent, whose sparse output some scanpy releases cannot read (scanpy
-    # 1.11.5 with pynndescent 0.7.0 and scipy 1.17 fail at 12,000 cells, after minutes of work).
-    sc.pp.neighbors(work, use_rep="X_gw", transformer="sklearn", random_state=seed)
-    sc.tl.umap(work, random_state=seed)
+    points = np.asarray(work.obsm["X_gw"], dtype=np.float64)
+    graph = umap_graph(points, UMAP_NEIGHBORS)
+    layout, (a, b) = umap_layout(graph.connectivities, points, seed)
+    work.obsp["distances"] = graph.distances
+    work.obsp["connectivities"] = graph.connectivities
+    work.uns["neighbors"] = {"connectivities_key": "connectivities", "distances_key": "distances",
+                             "params": {"n_neighbors": graph.n_neighbors, "method": "umap", "metric": "euclidean",
+                                        "use_rep": "X_gw", "random_state": seed}}
+    work.uns["umap"] = {"params": {"a": a, "b": b, "random_state": seed}}
+    work.obsm["X_umap"] = layout
     return work
 
 

@@ -219,3 +219,40 @@ def test_parallel_paths_work_in_forked_and_daemonic_children(rng, monkeypatch):
     got = queue.get(timeout=120)
     child.join(timeout=60)
     assert np.array_equal(got, expected)
+
+
+def test_cpu_search_is_exact_with_its_distances_sorted(rng):
+    from gwalign.geometry.knn import cpu_topk
+
+    train = rng.normal(size=(500, 12)) + 100.0   # far from the origin: the search centres the points
+    query = np.concatenate([rng.normal(size=(40, 12)) + 100.0, train[:5]])
+    dist, idx = cpu_topk(torch.tensor(train), torch.tensor(query), 9)
+    exact = np.linalg.norm(query[:, None] - train[None], axis=2)
+    assert np.all(np.diff(dist, axis=1) >= 0)
+    assert np.allclose(dist, np.take_along_axis(exact, idx, axis=1), rtol=1e-12)
+    assert np.allclose(dist, np.sort(exact, axis=1)[:, :9], rtol=1e-12)
+    assert np.array_equal(idx[-5:, 0], np.arange(5)) and np.all(dist[-5:, 0] == 0)
+
+
+def test_cpu_search_blocks_and_scikit_learn_find_the_same_neighbours(rng, monkeypatch):
+    from gwalign.geometry import knn
+
+    x = torch.tensor(rng.normal(size=(700, 6)))
+    whole = knn.exact_knn(x, x, 8)
+    monkeypatch.setattr(knn, "CPU_KNN_BLOCK_ELEMENTS", 700 * 64)   # 64 rows a block, a short last one
+    blocks = knn.exact_knn(x, x, 8)
+    monkeypatch.setattr(knn, "CPU_BRUTE_MAX_POINTS", 100)          # scikit-learn's search
+    tree = knn.exact_knn(x, x, 8)
+    assert np.array_equal(blocks[1], whole[1]) and np.array_equal(blocks[0], whole[0])
+    # scikit-learn's distances come from |q|² + |t|² - 2 q·t: equal up to its rounding.
+    assert np.array_equal(tree[1], whole[1]) and np.allclose(tree[0], whole[0], atol=1e-6)
+
+
+def test_a_small_graph_does_not_import_scikit_learn():
+    import subprocess
+    import sys
+
+    probe = ("import sys, torch; from gwalign.geometry.knn import knn_graph; "
+             "knn_graph(torch.randn(300, 10, dtype=torch.float64), 15); print('sklearn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
