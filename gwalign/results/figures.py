@@ -11,7 +11,7 @@ from gwalign.errors import GWAlignWarning
 
 
 #: Cells drawn in the joint UMAP. A figure cannot show more points apart, and the UMAP's cost grows
-#: with the cells: at this size the figure takes 11–17 s on 2 busy CPU cores (docs/performance.md),
+#: with the cells: at this size the figure takes 6–7 s on 2 CPU cores (docs/performance.md),
 #: at any atlas size the same. Above it a uniform random subsample (seeded) is drawn.
 FIGURE_MAX_CELLS = 20_000
 
