@@ -184,7 +184,7 @@ class StartsConfig(Stage):
     start_noise: float = bounded(1.0, low=0.0)
     profile_start: bool = True
     screen_points: int = bounded(4000, low=16)
-    screen_sinkhorn_iters: Optional[int] = bounded(20, low=1)
+    screen_sinkhorn_iters: Optional[int] = bounded(30, low=1)
     continue_winner: bool = True
     finalist_k_factor: float = 2.0
 
