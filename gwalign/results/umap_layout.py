@@ -212,16 +212,7 @@ def umap_layout(connectivities: sp.spmatrix, x: np.ndarray, seed: int = 0, *, n_
     n = connectivities.shape[0]
     epochs = default_epochs(n) if n_epochs is None else int(n_epochs)
     a, b = curve_parameters(min_dist, spread)
-    # A copy of its own: scipy shares the index arrays of a matrix converted to another dtype, and
-    # dropping weak edges below edits them in place.
-    graph = sp.csr_matrix(connectivities, dtype=np.float64, copy=True)
-    graph.sum_duplicates()
-    if (abs(graph - graph.T) > 0).nnz:
-        raise ValueError("connectivities must be symmetric (UMAP's fuzzy union of the kNN graph)")
-    # Edges too weak to be sampled once in all the epochs are dropped, as umap-learn does (which
-    # counts the default epochs when it is given 10 or fewer).
-    graph.data[graph.data < graph.data.max() / float(epochs if epochs > 10 else default_epochs(n))] = 0.0
-    graph.eliminate_zeros()
+    graph = _sampled_graph(connectivities, epochs)
     layout = initial_layout(graph, x, rng)
     if epochs <= 0 or not graph.nnz:
         return layout, (a, b)
@@ -256,21 +247,46 @@ def umap_layout(connectivities: sp.spmatrix, x: np.ndarray, seed: int = 0, *, n_
         # head's own position has ex = ey = 0, so it moves nothing, as in umap-learn.
         sources = np.repeat(heads, count)
         if len(sources):
-            others = (rng.random(len(sources), dtype=np.float32) * n).astype(np.int64)
-            np.minimum(others, n - 1, out=others)
-            ex, ey = px[sources], py[sources]
-            ex -= px[others]
-            ey -= py[others]
-            e2 = ex * ex
-            e2 += ey * ey
-            denominator = np.power(e2, b32)
-            denominator *= a32
-            denominator += 1.0
-            e2 += 0.001
-            denominator *= e2
-            coeff = np.divide(2.0 * gamma * b32 * alpha, denominator, out=denominator)
-            _move(px, py, sources, ex, ey, coeff, 4.0 * alpha)
+            _repel(px, py, sources, rng, (a32, b32, np.float32(gamma)), alpha)
     return np.stack([px, py], axis=1), (a, b)
+
+
+def _sampled_graph(connectivities: sp.spmatrix, epochs: int) -> sp.csr_matrix:
+    """A float64 copy of the symmetric ``connectivities`` without the edges too weak to be sampled
+    once in all the epochs, as umap-learn drops them (counting the default epochs when given 10 or
+    fewer)."""
+    # A copy of its own: scipy shares the index arrays of a matrix converted to another dtype, and
+    # dropping weak edges edits them in place.
+    graph = sp.csr_matrix(connectivities, dtype=np.float64, copy=True)
+    graph.sum_duplicates()
+    if (abs(graph - graph.T) > 0).nnz:
+        raise ValueError("connectivities must be symmetric (UMAP's fuzzy union of the kNN graph)")
+    counted = epochs if epochs > 10 else default_epochs(graph.shape[0])
+    graph.data[graph.data < graph.data.max() / float(counted)] = 0.0
+    graph.eliminate_zeros()
+    return graph
+
+
+def _repel(px: np.ndarray, py: np.ndarray, sources: np.ndarray, rng: np.random.Generator,
+           curve: tuple[np.float32, np.float32, np.float32], alpha: np.float32) -> None:
+    """Move each of ``sources`` away from one cell drawn uniformly (UMAP's negative sample), in
+    place; ``curve`` holds ``(a, b, gamma)``."""
+    a32, b32, gamma = curve
+    n = len(px)
+    others = (rng.random(len(sources), dtype=np.float32) * n).astype(np.int64)
+    np.minimum(others, n - 1, out=others)
+    ex, ey = px[sources], py[sources]
+    ex -= px[others]
+    ey -= py[others]
+    e2 = ex * ex
+    e2 += ey * ey
+    denominator = np.power(e2, b32)
+    denominator *= a32
+    denominator += 1.0
+    e2 += 0.001
+    denominator *= e2
+    coeff = np.divide(2.0 * gamma * b32 * alpha, denominator, out=denominator)
+    _move(px, py, sources, ex, ey, coeff, 4.0 * alpha)
 
 
 def _move(px: np.ndarray, py: np.ndarray, rows: np.ndarray, dx: np.ndarray, dy: np.ndarray,
