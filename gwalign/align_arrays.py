@@ -9,7 +9,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 from gwalign.config import GWConfig
-from gwalign.geometry.distances import DistanceProvider
+from gwalign.geometry.distances import DistanceProvider, PrecomputedDistances
+from gwalign.engine.exact_finish import affordable, finish_exact
 from gwalign.geometry.landmarks import landmark_paths
 from gwalign.engine.one_sided_probe import relaxed_mass
 from gwalign.engine.solve_lowrank import solve_lowrank_gw
@@ -106,8 +107,14 @@ def _align(config: GWConfig, x_source, x_target, a, b, joint_source, joint_targe
     dtype = torch.float64 if config.compute.dtype == "float64" else torch.float32
     timings: dict[str, float] = {}
     geometry = _geometry(problem, config, mode, device, dtype, timings)
+    exact = _finish_mode(geometry, problem, config) == "exact"
     with timed_stage("solve", timings, (n_source, n_target)):
-        solve = _solve(geometry, problem, config, mode, timings, progress)
+        # An exact finish replaces the entropic plan, so that plan's polish would be wasted.
+        solve = _solve(geometry, problem, config, mode, timings, progress, polish=not exact)
+        if exact:
+            (dist_s, dist_t), to_device = geometry.distances, geometry.to_device
+            solve = finish_exact(solve, dist_s.dense(), dist_t.dense(), to_device(problem.marginals[0]),
+                                 to_device(problem.marginals[1]))
     if not solve.marginal_error <= config.solver.final_tol:
         # The plan is still usable, but its marginals are off: say so instead of returning silently.
         warnings.warn(f"final Sinkhorn stopped at marginal error {solve.marginal_error:.2g} > final_tol "
@@ -176,8 +183,9 @@ def _geometry(problem: _Problem, config: GWConfig, mode: str, device: torch.devi
 
     with timed_stage("graph", timings, (n_source, n_target)):
         points = (to_device(problem.points[0]), to_device(problem.points[1]))
-        graphs = tuple(None if x is None else knn_graph(x, config.knn_k(n_source, n_target), weights=config.graph.edge_weights)
-                       for x in points)
+        graphs = tuple(None if x is None else knn_graph(x, config.knn_k(n_source, n_target), weights=config.graph.edge_weights,
+                                                        search=config.graph.knn_search, seed=seed + side)
+                       for side, x in enumerate(points))
     with timed_stage("distances", timings, (n_source, n_target)):
         paths = [None, None]
         if mode == "landmark" and graphs[0] is not None and graphs[1] is not None:
@@ -197,8 +205,9 @@ def _geometry(problem: _Problem, config: GWConfig, mode: str, device: torch.devi
 
 
 def _solve(geometry: _Geometry, problem: _Problem, config: GWConfig, mode: str, timings: dict[str, float],
-           progress: Optional[ProgressCallback]) -> SolveResult:
-    """Run the chosen GW solver (low-rank with screened starts, or sampled with full starts)."""
+           progress: Optional[ProgressCallback], polish: bool = True) -> SolveResult:
+    """Run the chosen GW solver (low-rank with screened starts, or sampled with full starts);
+    ``polish=False``: the low-rank solver skips its final polish."""
     to_dev, (dist_s, dist_t), lin = geometry.to_device, geometry.distances, problem.linear_cost
     a, b = to_dev(problem.marginals[0]), to_dev(problem.marginals[1])
     joint_t = None if problem.joint is None else (to_dev(problem.joint[0]), to_dev(problem.joint[1]))
@@ -212,7 +221,8 @@ def _solve(geometry: _Geometry, problem: _Problem, config: GWConfig, mode: str, 
             solve = solve_coupling_rank(factors[0], factors[1], a, b, config, joint=joint_t, progress=progress)
         else:
             solve = solve_lowrank_gw(factors[0], factors[1], a, b, config, config.lowrank_starts,
-                                     joint=joint_t, progress=progress, coarse=geometry.coarse)
+                                     joint=joint_t, progress=progress, coarse=geometry.coarse,
+                                     polish=polish)
         if config.runs_one_sided_check(a.shape[0], b.shape[0]):
             tick = time.perf_counter()
             ratios = relaxed_mass(factors[0], factors[1], a, b, solve.plan, config, joint_t)
@@ -226,6 +236,15 @@ def _solve(geometry: _Geometry, problem: _Problem, config: GWConfig, mode: str, 
     solve = min(starts, key=lambda result: result.objective)
     solve.start_objectives = [result.objective for result in starts]
     return solve
+
+
+def _finish_mode(geometry: _Geometry, problem: _Problem, config: GWConfig) -> str:
+    """How the run's plan is finished (:meth:`GWConfig.resolved_finish`): ``entropic`` or ``exact``."""
+    given = problem.distances[0] is not None and problem.distances[1] is not None
+    dense = all(isinstance(provider, PrecomputedDistances) for provider in geometry.distances)
+    n_source, n_target = problem.sizes
+    weights = (torch.as_tensor(problem.marginals[0]), torch.as_tensor(problem.marginals[1]))
+    return config.resolved_finish(given, dense, n_source * n_target, affordable(*weights))
 
 
 def _joint(js, jt, n_source: int, n_target: int) -> Optional[tuple[np.ndarray, np.ndarray]]:

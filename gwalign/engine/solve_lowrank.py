@@ -83,8 +83,8 @@ RACE_STEPS = 2
 def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor,
                      config: GWConfig, n_starts: int, *,
                      joint: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-                     progress: Optional[ProgressCallback] = None,
-                     coarse: Optional[CoarseFactors] = None) -> SolveResult:
+                     progress: Optional[ProgressCallback] = None, coarse: Optional[CoarseFactors] = None,
+                     polish: bool = True) -> SolveResult:
     """Low-rank (fused, semi-relaxed) entropic GW with screened starts.
 
     The starts (:func:`gwalign.engine.starts.start_grams`: product plan, distance profiles, sign
@@ -95,7 +95,7 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     side the screening runs on a uniform subsample and the finalists continue at full size
     (:func:`_continue_finalists`). Semi-relaxed runs screen their starts as balanced GW, then race
     the balanced finalists from their ``G`` under the semi-relaxed objective. The returned plan is
-    polished at the final ε.
+    polished at the final ε unless ``polish`` is off.
 
     Parameters
     ----------
@@ -113,13 +113,14 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         Called as ``progress(iteration, max_iter, objective)``.
     coarse
         Builds a coarser graph's factors on given rows of each side, for the finalists' ranking.
+    polish
+        Polish the returned plan at the final ε (off where another step replaces it).
 
     Returns
     -------
     SolveResult
-        ``start_objectives`` holds every start's objective at the end of screening, and
-        ``finalists`` the finalists' converged objectives and shared mass, both of the subsample
-        when one was used (of the balanced selection in a semi-relaxed run).
+        ``start_objectives``: every start's objective after screening; ``finalists``: the finalists'
+        converged objectives and shared mass (of the subsample or the balanced selection if used).
     """
     solver = LowRankGW(fs, ft, a, b, config, joint)
 
@@ -150,7 +151,8 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         chosen, screened, compared = screen_starts(solver, n_starts, config, progress,
                                                    coarse_solver(None, None, a, b, config))
         best = chosen[0]
-    solver.polish(best)
+    if polish:
+        solver.polish(best)
     distortion = solver.cell_distortion(best.plan)
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
                        n_iter=len(best.history), converged=best.converged, epsilon=solver.config.solver.epsilon,

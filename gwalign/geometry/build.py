@@ -24,8 +24,9 @@ def coarse_factors(points: tuple[torch.Tensor, torch.Tensor], coarse_k: int, con
         tick = time.perf_counter()
         cells = [x if rows is None else x[torch.as_tensor(rows, device=x.device)]
                  for x, rows in ((points[0], rows_s), (points[1], rows_t))]
-        graphs = [knn_graph(x, min(coarse_k, x.shape[0] - 1), weights=config.graph.edge_weights) for x in cells]
         seeds = [config.compute.seed, config.compute.seed + 1]
+        graphs = [knn_graph(x, min(coarse_k, x.shape[0] - 1), weights=config.graph.edge_weights,
+                            search=config.graph.knn_search, seed=seed) for x, seed in zip(cells, seeds)]
         if max(x.shape[0] for x in cells) <= AUTO_PRECOMPUTED_MAX_POINTS:
             # A randomized range finder: about 10× faster than the full eigendecomposition, at the
             # same error (docs/how-it-works/distances.md, "The coarser graph of the finalists").

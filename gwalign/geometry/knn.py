@@ -15,6 +15,7 @@ import torch
 from scipy.sparse.csgraph import connected_components
 
 from gwalign import distributed
+from gwalign.geometry.approximate_knn import Search, approximate_knn, searches_approximately
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,13 @@ class KNNGraph:
 
 
 def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 2048,
-              weights: str = "distance") -> KNNGraph:
+              weights: str = "distance", search: Search = "auto", seed: int = 0) -> KNNGraph:
     """Build the symmetric kNN graph of ``x`` and stitch its components.
 
     Parameters
     ----------
     x
-        N×d representation (exact search, :func:`exact_knn`).
+        N×d representation.
     k
         Neighbours per point (excluding the point itself).
     candidate_k
@@ -63,6 +64,10 @@ def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 
         choice); a bridge between components gets its length over the mean kNN edge length.
         ``local``: ``d_ij / sqrt(σ_i σ_j)`` with σ the distance to the k-th neighbour (self-tuning
         scale, Zelnik-Manor & Perona 2004): dense and sparse regions count alike, lengths kept.
+    search, seed
+        Neighbour search: ``exact`` (:func:`exact_knn`), ``approximate``
+        (:func:`~gwalign.geometry.approximate_knn.approximate_knn`, seeded) or ``auto``
+        (approximate on the CPU above ``APPROXIMATE_MIN_POINTS`` points).
 
     Returns
     -------
@@ -70,7 +75,7 @@ def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 
     """
     n = x.shape[0]
     search_k = min(n - 1, max(k, candidate_k))
-    dist, idx = _nearest(x, search_k, block_rows)
+    dist, idx = _nearest(x, search_k, block_rows, search, seed)
     rows = np.repeat(np.arange(n), k)
     graph = sp.csr_matrix((_positive(dist[:, :k]).ravel(), (rows, idx[:, :k].ravel())), shape=(n, n))
     graph = graph.maximum(graph.T).tocsr()
@@ -110,15 +115,26 @@ def _positive(weights: np.ndarray) -> np.ndarray:
 KNN_BLOCK_ELEMENTS = 1 << 28
 
 
-def _nearest(x: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _nearest(x: torch.Tensor, k: int, block_rows: int, search: Search = "auto", seed: int = 0
+             ) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours (self excluded), sorted by distance: (distances, indices) N×k."""
-    return _drop_self(*exact_knn(x, x, k + 1, block_rows), k)
+    return _drop_self(*search_knn(x, x, k + 1, block_rows, search, seed), k)
 
 
-def nearest_between(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048) -> np.ndarray:
+def nearest_between(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048,
+                    search: Search = "auto") -> np.ndarray:
     """Indices (Q×k) of each query row's ``k`` nearest training rows, nearest first, searched
     where the tensors live (so atlas-sized label transfer stays on the GPU)."""
-    return exact_knn(train, query, min(k, train.shape[0]), block_rows)[1]
+    return search_knn(train, query, min(k, train.shape[0]), block_rows, search)[1]
+
+
+def search_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048,
+               search: Search = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact_knn`, or :func:`~gwalign.geometry.approximate_knn.approximate_knn` where the
+    policy ``search`` says so (:func:`~gwalign.geometry.approximate_knn.searches_approximately`)."""
+    if searches_approximately(train, search):
+        return approximate_knn(train, query, k, seed)
+    return exact_knn(train, query, k, block_rows)
 
 
 def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048
@@ -308,13 +324,13 @@ def _stitch(x: torch.Tensor, labels: np.ndarray, cand_dist: np.ndarray,
 
 
 def knn_vote(train: np.ndarray, codes: np.ndarray, query: np.ndarray, n_classes: int, k: int,
-             device: torch.device, dtype: Optional[torch.dtype] = None) -> np.ndarray:
+             device: torch.device, dtype: Optional[torch.dtype] = None, search: Search = "auto") -> np.ndarray:
     """Majority class code among each query row's ``k`` nearest training rows (Euclidean; ties go
     to the smallest code, as scikit-learn's ``KNeighborsClassifier``), searched on ``device``
     (default precision: float64 on the CPU, float32 on a GPU)."""
     dtype = dtype or (torch.float64 if device.type == "cpu" else torch.float32)
     idx = nearest_between(torch.as_tensor(train, dtype=dtype, device=device),
-                          torch.as_tensor(query, dtype=dtype, device=device), k)
+                          torch.as_tensor(query, dtype=dtype, device=device), k, search=search)
     votes = np.zeros((len(query), n_classes))
     np.add.at(votes, (np.repeat(np.arange(len(query)), idx.shape[1]), np.asarray(codes)[idx].ravel()), 1.0)
     return votes.argmax(axis=1)

@@ -94,7 +94,8 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
         winner = share.argmax(axis=1)
     else:
         winner = knn_vote(np.asarray(embedding_labelled)[labelled], categories.codes, embedding_receiving,
-                          len(categories.categories), k, alignment.device)
+                          len(categories.categories), k, alignment.device,
+                          search=alignment.config.graph.knn_search)
     evidence = alignment.counterpart_evidence()[1 if to_target else 0]
     return np.asarray(categories.categories)[winner], share[np.arange(len(share)), winner] * evidence
 
