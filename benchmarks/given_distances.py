@@ -11,12 +11,14 @@ as long: the two share the cores' thread pools); every run uses the machine's co
 BLAS threads at their defaults).
 
     python benchmarks/given_distances.py
-    python benchmarks/given_distances.py --pairs spiral --sizes 1000 --repeats 3
+    python benchmarks/given_distances.py --pairs spiral blobs uneven --sizes 1000 2000 --repeats 3
 
 Pairs: ``spiral`` (a noisy 2-D spiral and a 3-D Swiss roll sharing its parameter, geodesics of
 kNN graphs, k = 15), ``blobs`` (three anisotropic Gaussian blobs in 2-D and their rotated image in
-10-D with noise, Euclidean distances) and ``uneven`` (the spiral pair with 10% fewer target cells,
-where the linear problems are transport LPs rather than assignments).
+10-D with noise, Euclidean distances), ``uneven`` (the spiral pair with 10% fewer target cells,
+where the linear problems are transport LPs rather than assignments), and the geodesics (k = 15,
+as ``benchmarks/baseline.py`` builds them) of the real pairs ``snareseq``, ``scnmt-met`` and
+``scgem`` at their own sizes (``--sizes`` applies to the synthetic pairs).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from scipy.spatial.distance import cdist
 import gwalign
 from baseline import geodesics
 from gwalign.datasets.synthetic import spiral_and_roll
+from real_data import load_pair
 
 
 def spiral(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +56,16 @@ def blobs(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 #: Seconds between calls of different tools.
 PAUSE = 3.0
 
-PAIRS = {"spiral": (spiral, 1.0), "blobs": (blobs, 1.0), "uneven": (spiral, 0.9)}
+def real(name: str):
+    """Geodesics of a real pair's two sides (its own sizes)."""
+    def make(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        xs, xt, _, _ = load_pair(name)
+        return geodesics(xs), geodesics(xt)
+    return make
+
+
+PAIRS = {"spiral": (spiral, 1.0), "blobs": (blobs, 1.0), "uneven": (spiral, 0.9),
+         **{name: (real(name), None) for name in ("snareseq", "scnmt-met", "scgem")}}
 
 
 def gw_loss(ds: np.ndarray, dt: np.ndarray, plan: np.ndarray) -> float:
@@ -90,8 +102,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.pairs:
         make, share = PAIRS[name]
-        for n in args.sizes:
-            ds, dt = make(n, int(round(share * n)), seed=0)
+        for n in args.sizes if share is not None else [0]:
+            ds, dt = make(n, int(round((share or 0) * n)), seed=0)
             ds, dt = ds / ds.mean(), dt / dt.mean()
             pot = [run_pot(ds, dt) for _ in range(args.repeats)]
             time.sleep(PAUSE)

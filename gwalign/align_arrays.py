@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from gwalign.config import GWConfig
 from gwalign.geometry.distances import DistanceProvider, PrecomputedDistances
-from gwalign.engine.exact_finish import affordable, finish_exact
+from gwalign.engine.exact_finish import finish_exact
 from gwalign.geometry.landmarks import landmark_paths
 from gwalign.engine.one_sided_probe import relaxed_mass
 from gwalign.engine.solve_lowrank import solve_lowrank_gw
@@ -243,8 +243,7 @@ def _finish_mode(geometry: _Geometry, problem: _Problem, config: GWConfig) -> st
     given = problem.distances[0] is not None and problem.distances[1] is not None
     dense = all(isinstance(provider, PrecomputedDistances) for provider in geometry.distances)
     n_source, n_target = problem.sizes
-    weights = (torch.as_tensor(problem.marginals[0]), torch.as_tensor(problem.marginals[1]))
-    return config.resolved_finish(given, dense, n_source * n_target, affordable(*weights))
+    return config.resolved_finish(given, dense, n_source * n_target)
 
 
 def _joint(js, jt, n_source: int, n_target: int) -> Optional[tuple[np.ndarray, np.ndarray]]:

@@ -126,13 +126,12 @@ class GWConfig:
         """This configuration with ``epsilon`` set (:meth:`relative_epsilon`)."""
         return self if self.solver.epsilon is not None else self.replace(epsilon=self.relative_epsilon(distance_mode))
 
-    def resolved_finish(self, distances_given: bool, dense_distances: bool, n_entries: int,
-                        affordable: bool) -> str:
-        """The returned plan of a run: ``finish``, or ``exact`` when automatic for a balanced GW run
-        without shared features on two given distance matrices whose finish is ``affordable``."""
+    def resolved_finish(self, distances_given: bool, dense_distances: bool, n_entries: int) -> str:
+        """The returned plan of a run: ``finish``, or, when automatic, ``exact`` for a balanced GW
+        run without shared features on two given distance matrices whose plan fits ``dense_limit``."""
         plain = not self.solver.semi_relaxed and self.solver.fgw_alpha == 0
         if self.solver.finish == "auto":
-            automatic = distances_given and plain and affordable and n_entries <= self.compute.dense_limit
+            automatic = distances_given and plain and n_entries <= self.compute.dense_limit
             return "exact" if automatic else "entropic"
         if self.solver.finish == "exact":
             if not plain:

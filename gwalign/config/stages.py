@@ -135,8 +135,7 @@ class SolverConfig(Stage):
         The returned plan: ``entropic``; ``exact``, conditional-gradient steps from the entropic
         plan to the unregularised optimum of its basin on the dense distances
         (:mod:`gwalign.engine.exact_finish`); or ``auto``: exact when both distance matrices
-        are given, the run is balanced GW without shared features, and its linear problems are
-        assignments or small LPs.
+        are given, the run is balanced GW without shared features and the plan fits ``dense_limit``.
     """
 
     gradient: Literal["auto", "lowrank", "sampled"] = "auto"

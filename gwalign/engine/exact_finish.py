@@ -20,8 +20,7 @@ import time
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment, linprog
-from scipy.sparse import eye, kron, vstack
+from scipy.optimize import linear_sum_assignment
 
 from gwalign.engine.plan import FactoredPlan
 from gwalign.engine.schedule import SolveResult
@@ -31,10 +30,9 @@ from gwalign.engine.stream import EXP_FLOOR
 #: on the distance to the basin's optimum, over the objective) at which they stop.
 MAX_STEPS, GAP_TOL = 100, 1e-6
 
-#: Largest N·K whose linear problems are solved as general transport LPs (HiGHS) when ``finish``
-#: is automatic: 0.6 s per step at 300 × 400 on 2 cores, 7 s at 1,000 × 1,000. Equal sizes with
-#: uniform weights are assignment problems instead (0.05 s at 1,000 × 1,000) and have no such bound.
-AUTO_LP_MAX_ENTRIES = 250_000
+#: Iteration bound of the network simplex: POT's default (100,000) stops short of the optimum on
+#: 1,000 × 1,000 problems, which then leaves the steps at a worse vertex.
+SIMPLEX_MAX_ITER = 10_000_000
 
 
 def is_assignment(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -44,32 +42,26 @@ def is_assignment(a: torch.Tensor, b: torch.Tensor) -> bool:
         bool(torch.allclose(b, torch.full_like(b, 1.0 / n)))
 
 
-def affordable(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether the automatic finish runs: an assignment problem, or an LP of at most
-    :data:`AUTO_LP_MAX_ENTRIES` entries."""
-    return is_assignment(a, b) or a.shape[0] * b.shape[0] <= AUTO_LP_MAX_ENTRIES
-
-
 def linear_vertex(cost: np.ndarray, a: np.ndarray, b: np.ndarray, assignment: bool
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An optimal plan of the linear transport problem ``min ⟨cost, X⟩`` over plans with marginals
     ``a`` and ``b``, as (rows, columns, masses) of its nonzero entries.
 
     With ``assignment`` (equal sizes, uniform weights) it is a permutation, found by the
-    Jonker–Volgenant algorithm; otherwise a basic solution of the LP, found by HiGHS.
+    Jonker–Volgenant algorithm (0.05 s at 1,000 × 1,000 on 2 cores); otherwise a basic solution of
+    the LP, found by POT's network simplex (0.22 s at 1,000 × 900; HiGHS took 7 s at 1,000 × 1,000).
     """
     if assignment:
         rows, cols = linear_sum_assignment(cost)
         return rows, cols, np.full(rows.shape[0], 1.0 / rows.shape[0])
-    n, k = cost.shape
-    marginal_rows = kron(eye(n), np.ones((1, k)))
-    marginal_cols = kron(np.ones((1, n)), eye(k))
-    result = linprog(cost.ravel(), A_eq=vstack([marginal_rows, marginal_cols]).tocsr(), b_eq=np.r_[a, b],
-                     bounds=(0, None), method="highs")
-    if result.status != 0:
-        raise RuntimeError(f"the exact finish's transport LP failed: {result.message}")
-    flat = np.flatnonzero(result.x > 0)
-    return flat // k, flat % k, result.x[flat]
+    import ot
+
+    # The network simplex needs marginals of equal totals to rounding.
+    plan, log = ot.emd(a, b * (a.sum() / b.sum()), cost, numItermax=SIMPLEX_MAX_ITER, log=True)
+    if log["warning"] is not None:
+        raise RuntimeError(f"the exact finish's transport LP failed: {log['warning']}")
+    rows, cols = np.nonzero(plan)
+    return rows, cols, plan[rows, cols]
 
 
 def _sandwich(ds: torch.Tensor, dt: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
@@ -191,5 +183,5 @@ def _cell_distortion(ds: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: tor
     return ((share.sum(dim=1) / a).cpu().numpy(), (share.sum(dim=0) / b).cpu().numpy())
 
 
-__all__ = ["affordable", "conditional_gradient", "dense_as_factored", "dense_plan", "finish_exact", "is_assignment",
+__all__ = ["conditional_gradient", "dense_as_factored", "dense_plan", "finish_exact", "is_assignment",
            "linear_vertex", "round_to_marginals"]
