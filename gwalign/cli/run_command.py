@@ -19,6 +19,9 @@ from gwalign.errors import DistributedError, GPUMemoryError
 from gwalign.io.h5ad import InputError
 from gwalign.io.outputs import Terminated, to_jsonable
 
+#: Parameters of ``gwalign run`` that are not settings of the run.
+NOT_SETTINGS = frozenset({"source", "target", "out_dir", "settings", "config", "overwrite", "quiet", "as_json"})
+
 #: Exit codes of a run stopped by Ctrl-C (SIGINT) and by SIGTERM: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
@@ -57,6 +60,9 @@ def run(
     fgw_alpha: Optional[float] = typer.Option(None, help="Fused GW weight of shared features " + default_help("fgw_alpha")),
     joint_rep_source: Optional[str] = typer.Option(None, help="obsm key of shared features (source) for fused GW " + said("none")),
     joint_rep_target: Optional[str] = typer.Option(None, help="obsm key of shared features (target) for fused GW " + said("none")),
+    gene_activity: Optional[bool] = typer.Option(None, "--gene-activity/--no-gene-activity",
+                                                 help="Fused GW on RNA expression and ATAC gene activity, from the files' "
+                                                      "genomic coordinates (--fgw-alpha, else 0.5) " + said("off")),
     transfer_labels: Optional[List[str]] = typer.Option(None, "--transfer-labels", help="obs column to carry across (repeatable) " + said("none")),
     transfer: Optional[str] = typer.Option(None, "--transfer", help="Labels by knn (in X_gw) | plan (most plan mass) " + default_help("transfer")),
     transfer_k: Optional[int] = typer.Option(None, "--transfer-k", help="Neighbours of the kNN label transfer " + default_help("transfer_k")),
@@ -80,15 +86,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print only the report as JSON on stdout. " + said("off")),
 ) -> None:
     """Align SOURCE to TARGET and write AnnData outputs ready for scanpy."""
-    flags = dict(rep_source=rep_source, rep_target=rep_target, modality_source=modality_source,
-                 modality_target=modality_target, n_components=n_components, n_top_genes=n_top_genes,
-                 normalise_rows=normalise_rows, distance=distance, n_landmarks=n_landmarks, epsilon=epsilon,
-                 n_anchors=n_anchors, k=k, max_iter=max_iter, n_starts=n_starts, coupling_rank=coupling_rank,
-                 semi_relaxed=semi_relaxed, rho=rho,
-                 one_sided_check=one_sided_check, fgw_alpha=fgw_alpha, joint_rep_source=joint_rep_source,
-                 joint_rep_target=joint_rep_target, transfer_labels=transfer_labels, transfer=transfer,
-                 transfer_k=transfer_k, top_k=top_k, joint_embedding=joint_embedding, cca_diffusion=cca_diffusion,
-                 device=device, threads=threads, seed=seed, figures=figures)
+    # Every parameter but these is a setting of the run (RunConfig's flat name): first statement.
+    flags = {name: value for name, value in locals().items() if name not in NOT_SETTINGS}
     try:
         values: dict[str, Any] = load_toml(config) if config is not None else {}
         values.update(parse_settings(settings or []))

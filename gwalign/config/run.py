@@ -10,6 +10,11 @@ from gwalign.config.engine import CCA_DIFFUSION_STEPS, ENGINE_STAGES, TRANSFER_K
 from gwalign.config.fields import Stage, bounded, split_flat, stage_fields
 
 
+#: Fused GW weight of ``gene_activity`` runs that set none: the GW and the feature costs, each divided
+#: by its mean under the product plan, count equally (docs/how-it-works/limits.md).
+GENE_ACTIVITY_ALPHA = 0.5
+
+
 @dataclass(frozen=True)
 class InputConfig(Stage):
     """How ``gwalign run`` turns each file into a representation.
@@ -26,6 +31,10 @@ class InputConfig(Stage):
         Highly variable genes kept before the RNA PCA.
     joint_rep_source, joint_rep_target
         ``obsm`` keys of shared features for fused GW (equal widths).
+    gene_activity
+        Shared features from genomic coordinates: RNA expression against ATAC gene activity
+        (:mod:`gwalign.preprocess.gene_activity`); fused GW at ``fgw_alpha``, else
+        :data:`GENE_ACTIVITY_ALPHA`.
     normalise_rows
         ``l2`` (unit-length cells), ``none`` or ``auto`` (L2 only where the norm is a size factor).
     """
@@ -39,10 +48,13 @@ class InputConfig(Stage):
     joint_rep_source: Optional[str] = None
     joint_rep_target: Optional[str] = None
     normalise_rows: Literal["auto", "l2", "none"] = "auto"
+    gene_activity: bool = False
 
     def check(self) -> None:
         if (self.joint_rep_source is None) != (self.joint_rep_target is None):
             raise ValueError("joint_rep_source and joint_rep_target must be given together")
+        if self.gene_activity and self.joint_rep_source is not None:
+            raise ValueError("give either gene_activity or joint_rep_source/joint_rep_target, not both")
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,12 @@ class RunConfig:
     engine: GWConfig = field(default_factory=GWConfig)
     inputs: InputConfig = field(default_factory=InputConfig)
     outputs: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        # Gene activity is a request for fused GW: without a weight of its own it gets the
+        # documented starting weight.
+        if self.inputs.gene_activity and self.engine.solver.fgw_alpha == 0:
+            object.__setattr__(self, "engine", self.engine.replace(fgw_alpha=GENE_ACTIVITY_ALPHA))
 
     def to_dict(self) -> dict[str, Any]:
         """Every field under its flat name (as written to reports)."""

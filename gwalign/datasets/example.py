@@ -45,12 +45,13 @@ def latent_states(n_cells: int, rng: np.random.Generator) -> tuple[np.ndarray, n
 
 
 def _counts(z: np.ndarray, depth: np.ndarray, n_features: int, rng: np.random.Generator, width: float,
-            base: float, height: float, cap: Optional[int] = None) -> sp.csr_matrix:
+            base: float, height: float, cap: Optional[int] = None, anchor: Optional[np.ndarray] = None
+            ) -> sp.csr_matrix:
     """Poisson counts whose mean is ``depth * (base + height * bump)``, each feature's bump a Gaussian
-    centred on a random point of the trajectory. Drawn in row blocks, so that atlas-sized examples
-    (``gwalign example --cells``) never hold a dense cells × features matrix; the draws are the
-    same as one call over all rows."""
-    anchor = z[rng.integers(0, len(z), n_features)]
+    centred on a random point of the trajectory (or on ``anchor``'s rows). Drawn in row blocks, so
+    that atlas-sized examples (``gwalign example --cells``) never hold a dense cells × features
+    matrix; the draws are the same as one call over all rows."""
+    anchor = z[rng.integers(0, len(z), n_features)] if anchor is None else anchor
     rows = max(1, COUNT_BLOCK_ENTRIES // max(n_features, 1))
     blocks = []
     for lo in range(0, len(z), rows):
@@ -104,3 +105,39 @@ def write_example(out_dir: str | Path, seed: int = 0, n_cells: int = 600, overwr
         rna.write_h5ad(staging / "rna.h5ad", compression="gzip")
         atac.write_h5ad(staging / "atac.h5ad", compression="gzip")
     return out / "rna.h5ad", out / "atac.h5ad"
+
+
+def make_linked_pair(n_cells: int = 600, n_genes: int = 800, n_peaks: int = 2000, linked_share: float = 0.5,
+                     seed: int = 0):
+    """An example pair with genomic coordinates: genes with ``chrom``/``start``/``end``/``strand``,
+    peaks named ``chrN:start-end``, and ``linked_share`` of the peaks placed in a gene's body or
+    promoter with the gene's own bump (open where the gene is expressed); the other peaks lie at
+    random. The same trajectory, cell types and ``true_cell`` key as :func:`make_example_pair`."""
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    z, labels = latent_states(n_cells, rng)
+    depth = rng.lognormal(mean=0.0, sigma=0.3, size=(n_cells, 1))
+    gene_anchor = z[rng.integers(0, n_cells, n_genes)]
+    linked = rng.choice(n_genes, size=int(round(linked_share * n_peaks)), replace=True)
+    peak_anchor = np.vstack([gene_anchor[linked], z[rng.integers(0, n_cells, n_peaks - len(linked))]])
+    rna = _counts(z, depth, n_genes, rng, width=0.45, base=0.2, height=6.0, anchor=gene_anchor)
+    atac = _counts(z, depth, n_peaks, rng, width=0.35, base=0.02, height=0.6, cap=2, anchor=peak_anchor)
+    genes = pd.DataFrame({"chrom": [f"chr{c}" for c in rng.integers(1, 20, n_genes)],
+                          "start": rng.integers(100_000, 90_000_000, n_genes)},
+                         index=[f"Gene{g:04d}" for g in range(n_genes)])
+    genes["end"] = genes["start"] + rng.integers(5_000, 50_000, n_genes)
+    genes["strand"] = rng.choice(["+", "-"], n_genes)
+    # Linked peaks start inside their gene's body or its 2 kb promoter; the others anywhere.
+    offset = rng.integers(-2_000, 5_000, len(linked))
+    peak_chrom = np.r_[genes["chrom"].to_numpy()[linked], [f"chr{c}" for c in rng.integers(1, 20, n_peaks - len(linked))]]
+    peak_start = np.r_[genes["start"].to_numpy()[linked] + offset, rng.integers(10_000, 90_000_000, n_peaks - len(linked))]
+    names = pd.Index([f"{c}:{s}-{s + 500}" for c, s in zip(peak_chrom, peak_start)])
+    names = names.where(~names.duplicated(), [f"{c}:{s + 1}-{s + 501}" for c, s in zip(peak_chrom, peak_start)])
+    truth = np.array([f"cell{i:04d}" for i in range(n_cells)])
+    obs = pd.DataFrame({"cell_type": pd.Categorical(labels), "true_cell": truth})
+    rna_ad = ad.AnnData(X=rna, obs=obs.set_index(pd.Index([f"rna_{t}" for t in truth])), var=genes)
+    order = rng.permutation(n_cells)
+    atac_ad = ad.AnnData(X=atac[order], obs=obs.iloc[order].set_index(pd.Index([f"atac_{t}" for t in truth[order]])),
+                         var=pd.DataFrame(index=names))
+    return rna_ad, atac_ad

@@ -13,9 +13,11 @@ from gwalign.io.h5ad import InputError
 
 
 def shared_features(source, target, source_path: Path, target_path: Path, config: RunConfig):
-    """Shared features for fused GW: obsm keys, else shared var names (log-normalised)."""
+    """Shared features for fused GW: obsm keys, gene activity, else shared var names (log-normalised)."""
     if config.engine.solver.fgw_alpha == 0:
         return None
+    if config.inputs.gene_activity:
+        return _gene_activity(source, target, source_path, target_path, config)
     if config.inputs.joint_rep_source is not None:
         for adata, path, key in ((source, source_path, config.inputs.joint_rep_source),
                                  (target, target_path, config.inputs.joint_rep_target)):
@@ -40,3 +42,22 @@ def lognorm(x) -> np.ndarray:
     dense = x.toarray() if sp.issparse(x) else np.asarray(x, dtype=np.float64)
     totals = np.maximum(dense.sum(axis=1, keepdims=True), 1e-12)
     return np.log1p(dense / totals * 1e4)
+
+
+def _gene_activity(source, target, source_path: Path, target_path: Path, config: RunConfig):
+    """:func:`~gwalign.preprocess.gene_activity.activity_features` with the ATAC side found by
+    the files' modalities (given, or detected from the feature names)."""
+    from gwalign.preprocess.gene_activity import activity_features
+    from gwalign.preprocess.representation import detect_modality
+
+    given = (config.inputs.modality_source, config.inputs.modality_target)
+    modalities = [mode if mode != "auto" else detect_modality(adata.var_names)
+                  for mode, adata in zip(given, (source, target))]
+    if sorted(modalities) != ["atac", "rna"]:
+        raise InputError(f"{source_path}, {target_path}: --gene-activity needs one RNA and one ATAC file "
+                         f"(found {modalities[0]} and {modalities[1]})")
+    if modalities[0] == "atac":
+        rna_features, atac_features, _ = activity_features(target, source, target_path, source_path)
+        return atac_features, rna_features
+    rna_features, atac_features, _ = activity_features(source, target, source_path, target_path)
+    return rna_features, atac_features
