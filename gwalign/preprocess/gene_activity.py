@@ -24,6 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from gwalign.io.h5ad import InputError
+from gwalign.preprocess.representation import log_normalised
 
 #: Promoter length upstream of a gene's start, in base pairs.
 PROMOTER = 2000
@@ -107,15 +108,6 @@ def gene_activity(atac_counts, peak_by_gene: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(counts @ peak_by_gene)
 
 
-def log_normalised(x) -> sp.csr_matrix:
-    """log1p of counts per 10,000 of each cell's total, sparse (float32)."""
-    counts = sp.csr_matrix(x, dtype=np.float32)
-    totals = np.maximum(np.asarray(counts.sum(axis=1)).ravel(), 1e-12)
-    scaled = sp.diags((1e4 / totals).astype(np.float32)) @ counts
-    scaled.data = np.log1p(scaled.data)
-    return sp.csr_matrix(scaled)
-
-
 def most_variable(x: sp.csr_matrix, n: int) -> np.ndarray:
     """Columns of the ``n`` largest variances, in column order."""
     mean = np.asarray(x.mean(axis=0)).ravel()
@@ -153,8 +145,8 @@ def activity_features(rna, atac, rna_path: Path, atac_path: Path) -> tuple[np.nd
     if len(reached) < 2:
         raise InputError(f"{rna_path}, {atac_path}: fewer than 2 genes overlap a peak "
                          f"({len(reached)}); do the two files use the same genome and chromosome names?")
-    expression = log_normalised(rna.X[:, reached])
-    activity = log_normalised(gene_activity(atac.X, peak_by_gene[:, reached]))
+    expression = sp.csr_matrix(log_normalised(sp.csr_matrix(rna.X[:, reached])))
+    activity = sp.csr_matrix(log_normalised(gene_activity(atac.X, peak_by_gene[:, reached])))
     # The genes that vary most in RNA carry the cell types; dense from here on, so keep it bounded.
     keep = most_variable(expression, MAX_GENES)
     features = shared_projection(expression[:, keep].toarray(), activity[:, keep].toarray())
