@@ -93,9 +93,12 @@ def transfer(alignment: Alignment, labels, to_target: bool, *, embedding_labelle
     if embedding_labelled is None:
         winner = share.argmax(axis=1)
     else:
+        # Any object with the plan methods can be transferred across; a run's own search policy
+        # applies when it has one.
+        config = getattr(alignment, "config", None)
         winner = knn_vote(np.asarray(embedding_labelled)[labelled], categories.codes, embedding_receiving,
                           len(categories.categories), k, alignment.device,
-                          search=alignment.config.graph.knn_search)
+                          search="auto" if config is None else config.graph.knn_search)
     evidence = alignment.counterpart_evidence()[1 if to_target else 0]
     return np.asarray(categories.categories)[winner], share[np.arange(len(share)), winner] * evidence
 

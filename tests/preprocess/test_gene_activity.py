@@ -81,3 +81,13 @@ def test_alignment_with_gene_activity_uses_fused_gw(tmp_path):
                                       "--gene-activity", "--no-figures"])
     assert failed.exit_code != 0
     assert "rna.h5ad: --gene-activity needs gene coordinates" in failed.output
+
+
+def test_gene_activity_takes_its_own_weight_unless_given_one():
+    from gwalign.config import RunConfig
+
+    assert RunConfig.from_flat({"gene_activity": True}).engine.solver.fgw_alpha == 0.5
+    assert RunConfig.from_flat({"gene_activity": True, "fgw_alpha": 0.2}).engine.solver.fgw_alpha == 0.2
+    assert RunConfig().engine.solver.fgw_alpha == 0.0
+    with pytest.raises(ValueError, match="either gene_activity or joint_rep"):
+        RunConfig.from_flat({"gene_activity": True, "joint_rep_source": "a", "joint_rep_target": "b"})
