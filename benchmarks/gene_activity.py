@@ -10,6 +10,7 @@ transfer of the written labels on the types both sides hold (both directions ave
 FOSCTTM in ``X_gw`` for the whole pair.
 
     python benchmarks/gene_activity.py
+    python benchmarks/gene_activity.py --alpha 0.1 0.3 0.6 0.9 1.0 --types progenitor branch_B --sides rna
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 import gwalign
+from gwalign.config.run import GENE_ACTIVITY_ALPHA
 from gwalign.datasets.example import SEGMENTS, make_linked_pair
 from missing_type import LABEL, shared_transfer
 
@@ -33,37 +35,43 @@ def foscttm_of(result) -> float:
     return gwalign.foscttm(rna.obsm["X_gw"], atac.obsm["X_gw"][partner])
 
 
-def row(rna, atac, removed: str, side: str, threads: int) -> str:
-    """One table row: the pair with ``removed`` taken from ``side`` (``-``: whole)."""
+def row(rna, atac, removed: str, side: str, threads: int, alphas: list[float]) -> str:
+    """One table row: the pair with ``removed`` taken from ``side`` (``-``: whole), every default,
+    then gene activity at each fused weight of ``alphas``."""
     keep = {"rna": rna, "atac": atac}
     if removed != "-":
         keep[side] = keep[side][(keep[side].obs[LABEL] != removed).to_numpy()].copy()
     cells = []
-    for activity in (False, True):
+    for alpha in [None, *alphas]:
         tick = time.perf_counter()
+        weight = {} if alpha is None else {"gene_activity": True, "fgw_alpha": alpha}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = gwalign.tl.align(keep["rna"], keep["atac"], copy=True, transfer_labels=LABEL, device="cpu",
-                                      threads=threads, gene_activity=activity)
+                                      threads=threads, **weight)
         score = f"{shared_transfer(result):.3f}"
         if removed == "-":
             score += f" / {foscttm_of(result):.3f}"
         cells.append(f"{score} ({time.perf_counter() - tick:.1f} s)")
-    return f"| {removed} | {side} | {cells[0]} | {cells[1]} |"
+    return f"| {removed} | {side} | {' | '.join(cells)} |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--types", nargs="+", default=list(SEGMENTS), choices=list(SEGMENTS))
+    parser.add_argument("--sides", nargs="+", default=["rna", "atac"], choices=["rna", "atac"])
+    parser.add_argument("--alpha", type=float, nargs="+", default=[GENE_ACTIVITY_ALPHA],
+                        help="fused weights of the gene-activity runs (one column each)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     rna, atac = make_linked_pair()
-    print("| removed | from | every default: transfer (/ FOSCTTM) | --gene-activity: transfer (/ FOSCTTM) |")
-    print("|---|---|---|---|")
-    print(row(rna, atac, "-", "-", args.threads), flush=True)
+    columns = " | ".join(f"--gene-activity, α = {alpha:g}: transfer (/ FOSCTTM)" for alpha in args.alpha)
+    print(f"| removed | from | every default: transfer (/ FOSCTTM) | {columns} |")
+    print("|---|---|" + "---|" * (1 + len(args.alpha)))
+    print(row(rna, atac, "-", "-", args.threads, args.alpha), flush=True)
     for cell_type in args.types:
-        for side in ("rna", "atac"):
-            print(row(rna, atac, cell_type, side, args.threads), flush=True)
+        for side in args.sides:
+            print(row(rna, atac, cell_type, side, args.threads, args.alpha), flush=True)
 
 
 if __name__ == "__main__":
