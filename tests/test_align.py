@@ -206,6 +206,18 @@ def test_lowrank_starts_screened_on_a_subsample_reach_the_full_screening_result(
     assert abs(spearmanr(ts, sub.project_to_source(tt))[0]) >= 0.99
 
 
+def test_finalists_raced_on_a_second_subsample_reach_the_full_size_race_result():
+    """Above race_points the finalists race on a larger subsample and only the winner runs at
+    full size: the same objective and match as racing them at full size."""
+    xs, ts, xt, tt = spiral_and_roll(500, 600, seed=4)
+    config = gwalign.GWConfig(gradient="lowrank", distance="precomputed", screen_points=100, **CPU)
+    full_race = gwalign.align(xs, xt, config.replace(race_points=600))
+    sub_race = gwalign.align(xs, xt, config.replace(race_points=300))
+    assert "race" in sub_race.solve.timings and "race" not in full_race.solve.timings
+    assert sub_race.gw_objective <= full_race.gw_objective * 1.02
+    assert abs(spearmanr(ts, sub_race.project_to_source(tt))[0]) >= 0.99
+
+
 def test_screened_winner_continued_at_final_epsilon_ends_where_reannealing_ends():
     """The run after a subsample screening starts at the final ε (continue_winner): the same
     objective and match as annealing again from the winner's G, in fewer GW iterations, and

@@ -179,6 +179,10 @@ class StartsConfig(Stage):
         Include the start that matches cells by their distance profiles.
     screen_points
         Above this many cells on a side, starts are screened on this many cells per side.
+    race_points
+        Above this many cells on a side, the finalists of a subsample screening race on this
+        many cells per side, and only the winner runs at full size; at most this many, they
+        race at full size.
     screen_sinkhorn_iters
         Sinkhorn cap of each GW step while the starts are screened (``None``: the run's cap).
         Screening ranks starts, whose potentials carry over from step to step; the finalists
@@ -193,7 +197,8 @@ class StartsConfig(Stage):
     start_signs: int = bounded(3, low=0)
     start_noise: float = bounded(1.0, low=0.0)
     profile_start: bool = True
-    screen_points: int = bounded(4000, low=16)
+    screen_points: int = bounded(1000, low=16)
+    race_points: int = bounded(4000, low=16)
     screen_sinkhorn_iters: Optional[int] = bounded(30, low=1)
     continue_winner: bool = True
     finalist_k_factor: float = 2.0

@@ -91,11 +91,11 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     patterns of the leading components, then noise) step side by side through the ε annealing;
     the :data:`~gwalign.engine.starts.FINALISTS` lowest in distinct basins run to convergence and
     are ranked by :func:`gwalign.engine.finalists.rank_plans` (under this run's graph and, when
-    ``coarse`` is given, a coarser one built on the same cells). Above ``screen_points`` cells on a
-    side the screening runs on a uniform subsample and the finalists continue at full size
-    (:func:`_continue_finalists`). Semi-relaxed runs screen their starts as balanced GW, then race
-    the balanced finalists from their ``G`` under the semi-relaxed objective. The returned plan is
-    polished at the final ε unless ``polish`` is off.
+    ``coarse`` is given, a coarser one). Above ``screen_points`` cells a side the screening runs on
+    a uniform subsample and the finalists continue at full size (:func:`_continue_finalists`);
+    above ``race_points`` they race on a second, larger subsample and only the winner goes on.
+    Semi-relaxed runs screen their starts as balanced GW, then race the balanced finalists from
+    their ``G`` under the semi-relaxed objective. The plan is polished unless ``polish`` is off.
 
     Parameters
     ----------
@@ -140,13 +140,13 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     if n_starts > 1 and max(a.shape[0], b.shape[0]) > config.starts.screen_points:
         chosen, screened, compared, sample = _screen_subsample(solver, n_starts, select_config, joint,
                                                                coarse_solver)
-        best = _continue_finalists(solver, chosen, progress, sample)
+        best = _continue_finalists(solver, *_race_on_subsample(solver, chosen, sample, joint), progress)
     elif config.solver.semi_relaxed:
         balanced = LowRankGW(fs, ft, a, b, select_config, joint)
         chosen, screened, compared = screen_starts(balanced, n_starts, select_config, None,
                                                    coarse_solver(None, None, a, b, select_config))
         solver.timings["screen"] = sum(balanced.timings.values())
-        best = _continue_finalists(solver, chosen, progress)
+        best = _continue_finalists(solver, chosen, None, progress)
     else:
         chosen, screened, compared = screen_starts(solver, n_starts, config, progress,
                                                    coarse_solver(None, None, a, b, config))
@@ -169,42 +169,80 @@ def _screen_subsample(solver: LowRankGW, n_starts: int, config: GWConfig,
     same factors' rows; ``G = Φ_sᵀ T Φ_t`` is a sum over cell pairs, so a uniform subsample
     estimates it for the same plan. Returns :func:`screen_starts`' finalists, objectives and
     comparison, of the subsample, and the subsample's solver."""
-    a, b, n_source, n_target = solver.a, solver.b, solver.a.shape[0], solver.b.shape[0]
     gen = np.random.default_rng(config.compute.seed)
-    rows_s = np.sort(gen.choice(n_source, size=min(n_source, config.starts.screen_points), replace=False))
-    rows_t = np.sort(gen.choice(n_target, size=min(n_target, config.starts.screen_points), replace=False))
-    sub_joint = None if joint is None else (joint[0][rows_s], joint[1][rows_t])
-    sub_a, sub_b = a[rows_s] / a[rows_s].sum(), b[rows_t] / b[rows_t].sum()
-    sub = LowRankGW(restrict_rows(solver.fs, rows_s), restrict_rows(solver.ft, rows_t), sub_a, sub_b, config,
-                    sub_joint)
-    chosen = screen_starts(sub, n_starts, config, None, coarse_solver(rows_s, rows_t, sub_a, sub_b, config))
+    sub, rows = _subsample(solver, config.starts.screen_points, gen, config, joint)
+    coarse = coarse_solver(rows[0], rows[1], sub.a, sub.b, config)
+    chosen = screen_starts(sub, n_starts, config, None, coarse)
     solver.timings["screen"] = sum(sub.timings.values())
     return (*chosen, sub)
 
 
-def _continue_finalists(solver: LowRankGW, chosen: list[SolverState], progress: Optional[ProgressCallback],
-                        sample: Optional[LowRankGW] = None) -> SolverState:
-    """Continue finalists screened on another problem (a subsample, or balanced GW) on this one.
+def _subsample(solver: LowRankGW, points: int, gen: np.random.Generator, config: GWConfig,
+               joint: Optional[tuple[torch.Tensor, torch.Tensor]]
+               ) -> tuple[LowRankGW, tuple[np.ndarray, np.ndarray]]:
+    """A solver of ``config`` on at most ``points`` cells a side drawn uniformly without
+    replacement (the same factors' rows, the marginals renormalised), and the rows drawn."""
+    a, b = solver.a, solver.b
+    rows_s = np.sort(gen.choice(a.shape[0], size=min(a.shape[0], points), replace=False))
+    rows_t = np.sort(gen.choice(b.shape[0], size=min(b.shape[0], points), replace=False))
+    sub_joint = None if joint is None else (joint[0][rows_s], joint[1][rows_t])
+    sub_a, sub_b = a[rows_s] / a[rows_s].sum(), b[rows_t] / b[rows_t].sum()
+    sub = LowRankGW(restrict_rows(solver.fs, rows_s), restrict_rows(solver.ft, rows_t), sub_a, sub_b, config,
+                    sub_joint)
+    return sub, (rows_s, rows_t)
 
-    They have been through the annealing already, so each starts at the final ε from the ``G``
-    of its best linearisation (``continue_winner``). With several, they race side by side for
-    :data:`RACE_STEPS` steps and only the lowest full-size objective goes on: a subsample can
-    rank the basins differently from the full problem. ``sample``: the subsample's solver, whose
-    row potentials give each finalist's first full-size Sinkhorn its column potentials
-    (:meth:`LowRankGW.column_potential`).
-    """
+
+def _race_on_subsample(solver: LowRankGW, chosen: list[SolverState], sample: LowRankGW,
+                       joint: Optional[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[SolverState], LowRankGW]:
+    """Race the finalists of a screening on ``race_points`` cells a side instead of every cell,
+    when the run is larger than that; returns the winner (as a state of the race's solver) and
+    that solver. Smaller runs, or a single finalist, are returned unchanged."""
+    config = solver.config
+    points = config.starts.race_points
+    if len(chosen) < 2 or max(solver.a.shape[0], solver.b.shape[0]) <= points or points <= config.starts.screen_points:
+        return chosen, sample
+    # Another seeded draw than the screening's: the race checks the subsample's ranking on new cells.
+    race, _ = _subsample(solver, points, np.random.default_rng(config.compute.seed + 1), config, joint)
+    winner = _race(race, chosen, sample, config.solver.epsilon_decay_iters + RACE_STEPS)
+    race.restore_best(winner)      # at the linearisation of its best plan, as screened finalists are
+    solver.timings["race"] = sum(race.timings.values())
+    return [winner], race
+
+
+def _race(solver: LowRankGW, chosen: list[SolverState], sample: Optional[LowRankGW], until: int) -> SolverState:
+    """Start every state of ``chosen`` (screened on another problem) on this one at the final ε
+    (``continue_winner``) from its ``G``; with several, run them side by side for
+    :data:`RACE_STEPS` steps (no further than iteration ``until``) and return the lowest.
+    ``sample``: the solver ``chosen`` ran on, whose row potentials give each first step its
+    column potentials (:meth:`LowRankGW.column_potential`)."""
     config = solver.config
     states = [solver.start(state.gram, at_final_epsilon=config.starts.continue_winner) for state in chosen]
     if sample is not None and config.starts.continue_winner:
         for state, screened in zip(states, chosen):
             if screened.f is not None:
                 state.g = solver.column_potential(state, sample, screened)
+    if len(states) == 1:
+        return states[0]
+    solver.run(states, min(until, states[0].iteration + RACE_STEPS), None)
+    return min(states, key=lambda state: min(state.best_objective, state.history[-1]))
+
+
+def _continue_finalists(solver: LowRankGW, chosen: list[SolverState], sample: Optional[LowRankGW],
+                        progress: Optional[ProgressCallback]) -> SolverState:
+    """Continue finalists screened on another problem (a subsample, or balanced GW) on this one.
+
+    They have been through the annealing already, so each starts at the final ε from the ``G``
+    of its best linearisation (``continue_winner``). With several, they race side by side for
+    :data:`RACE_STEPS` steps (:func:`_race`) and only the lowest full-size objective goes on: a
+    subsample can rank the basins differently from the full problem. ``sample``: the subsample's
+    solver, whose row potentials give each finalist's first full-size Sinkhorn its column
+    potentials (:meth:`LowRankGW.column_potential`).
+    """
+    config = solver.config
     # max_iter counts the skipped annealing: a budget spent by it still gets one full-size step.
-    until = max(config.solver.max_iter, states[0].iteration + 1)
-    if len(states) > 1:
-        solver.run(states, min(until, states[0].iteration + RACE_STEPS), None)
-        states = [min(states, key=lambda state: min(state.best_objective, state.history[-1]))]
-    best = states[0]
+    start = config.solver.epsilon_decay_iters if config.starts.continue_winner else 0
+    until = max(config.solver.max_iter, start + 1)
+    best = _race(solver, chosen, sample, until)
     solver.run([best], until, progress)
     solver.restore_best(best)
     return best
