@@ -197,7 +197,7 @@ class StartsConfig(Stage):
     start_signs: int = bounded(3, low=0)
     start_noise: float = bounded(1.0, low=0.0)
     profile_start: bool = True
-    screen_points: int = bounded(1000, low=16)
+    screen_points: int = bounded(2000, low=16)
     race_points: int = bounded(4000, low=16)
     screen_sinkhorn_iters: Optional[int] = bounded(30, low=1)
     continue_winner: bool = True
