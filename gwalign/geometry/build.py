@@ -17,9 +17,13 @@ def coarse_factors(points: tuple[torch.Tensor, torch.Tensor], coarse_k: int, con
                     device: torch.device, dtype: torch.dtype, timings: dict[str, float]):
     """The factory the low-rank solver calls, once it has two finalists, for the coarser graph's
     distances on the cells it compared them on: every cell, or the screening subsample
-    (GWConfig.finalist_k_factor). Distances as the run's own for that many cells: exact geodesics
-    up to AUTO_PRECOMPUTED_MAX_POINTS per side (factorised by a randomized range finder), else
-    landmark geodesics (Nyström factors)."""
+    (GWConfig.finalist_k_factor). Distances as the run's own: exact geodesics (factorised by a
+    randomized range finder) where the run's are exact, landmark geodesics (Nyström factors)
+    where the run's are landmark, also on a subsample small enough for exact ones."""
+    # All-pairs paths on a 2,000-cell screening subsample took 2.5-3.0 s of a 45,000-cell GPU run
+    # (landmarks: 0.2 s): the run's own mode says what its size can afford.
+    exact = config.resolved_distance(points[0].shape[0], points[1].shape[0]) != "landmark"
+
     def build(rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray]):
         tick = time.perf_counter()
         cells = [x if rows is None else x[torch.as_tensor(rows, device=x.device)]
@@ -27,7 +31,7 @@ def coarse_factors(points: tuple[torch.Tensor, torch.Tensor], coarse_k: int, con
         seeds = [config.compute.seed, config.compute.seed + 1]
         graphs = [knn_graph(x, min(coarse_k, x.shape[0] - 1), weights=config.graph.edge_weights,
                             search=config.graph.knn_search, seed=seed) for x, seed in zip(cells, seeds)]
-        if max(x.shape[0] for x in cells) <= AUTO_PRECOMPUTED_MAX_POINTS:
+        if exact and max(x.shape[0] for x in cells) <= AUTO_PRECOMPUTED_MAX_POINTS:
             # A randomized range finder: about 10× faster than the full eigendecomposition, at the
             # same error (docs/how-it-works/distances.md, "The coarser graph of the finalists").
             factors = [factor_randomized(PrecomputedDistances.from_graph(graph, device, dtype, seed).dense(),
