@@ -14,7 +14,7 @@ draw noise.
 
 Fractions above 1 make that many times the rows, for real geometry at sizes where the defaults
 switch to landmark distances (above 2,500 cells a side) and screen their starts on a subsample
-(above 4,000), which no real pair here reaches as drawn: ``--upsample interpolate`` (default) keeps
+(above 2,000), which no real pair here reaches as drawn: ``--upsample interpolate`` (default) keeps
 every cell and adds rows between neighbouring cells (:func:`interpolated`); ``jitter`` draws cells
 with replacement and jitters every row (:data:`JITTER`), which makes clumps of near-copies that a
 kNN graph of fixed k spends its edges on.

@@ -223,7 +223,7 @@ def test_screened_winner_continued_at_final_epsilon_ends_where_reannealing_ends(
     objective and match as annealing again from the winner's G, in fewer GW iterations, and
     still with two stopping-rule windows at the final ε."""
     xs, ts, xt, tt = spiral_and_roll(500, 600, seed=5)
-    # ε = 0.03, as where subsample screening runs by default (landmark distances, above 4,000 cells);
+    # ε = 0.03, as where subsample screening runs by default on large inputs (landmark distances);
     # k = 9, as the spiral tests of the joint embedding (k = 15 short-circuits a few hundred spiral points).
     config = gwalign.GWConfig(gradient="lowrank", distance="precomputed", screen_points=150, epsilon=0.03, k=9,
                               **CPU)
