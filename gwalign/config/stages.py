@@ -123,6 +123,10 @@ class SolverConfig(Stage):
     one_sided_check
         Probe each side for cells without counterpart after a balanced run; ``None``: on up
         to 50,000 cells a side.
+    probe_points
+        Above this many cells on the larger side, the one-sided check probes a seeded subsample
+        of this many cells a side and carries the result to every cell
+        (docs/how-it-works/one-sided.md).
     n_anchors
         Anchor pairs per sampled GW step; ``None``: ``clip(n / 16, 64, 128)``.
     n_eval_anchors
@@ -156,6 +160,7 @@ class SolverConfig(Stage):
     rho: float = bounded(0.3, low=0.0, low_open=True)
     fgw_alpha: float = bounded(0.0, low=0.0, high=1.0)
     one_sided_check: Optional[bool] = None
+    probe_points: int = bounded(4000, low=16)
     n_anchors: Optional[int] = bounded(None, low=1)
     n_eval_anchors: int = bounded(256, low=1)
     coupling_rank: Optional[int] = bounded(None, low=1)

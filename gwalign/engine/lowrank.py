@@ -14,6 +14,7 @@ Gromov-Wasserstein distances using low rank couplings and costs", use the same f
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -76,11 +77,25 @@ class LowRankGW:
         alpha = config.solver.fgw_alpha
         self.gw_weight = (1.0 - alpha) / self.scale
         self.joint = None
+        self.joint_weight = 0.0
         if joint is not None and alpha > 0:
             x, y = joint
-            w = alpha / max(product_mean_cost(x, y, a, b), 1e-30)
-            self.joint = (x * math.sqrt(w), y * math.sqrt(w))
+            self.joint_weight = math.sqrt(alpha / max(product_mean_cost(x, y, a, b), 1e-30))
+            self.joint = (x * self.joint_weight, y * self.joint_weight)
         self.timings = {"sinkhorn": 0.0, "gradient": 0.0}
+
+    def with_columns(self, ft: LowRankDistances, b: torch.Tensor, joint_columns: Optional[torch.Tensor] = None
+                     ) -> "LowRankGW":
+        """This problem's rows against other columns of the same side (``ft``, marginal ``b``,
+        shared features ``joint_columns``), under this problem's cost scale and feature weight,
+        so that its costs and potentials are in the same units as this problem's."""
+        other = copy.copy(self)
+        other.ft, other.b = ft, b
+        other.blocks = choose_blocks(self.a.shape[0], b.shape[0], self.config.compute.block_elements,
+                                     self.config.compute.block_rows, self.config.compute.block_cols)
+        if self.joint is not None and joint_columns is not None:
+            other.joint = (self.joint[0], joint_columns * self.joint_weight)
+        return other
 
     def product_gram(self) -> torch.Tensor:
         """``G`` of the product plan ``a bᵀ``: rank one."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
+import numpy as np
 import torch
 from gwalign.config import GWConfig
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan
-from gwalign.geometry.factors import LowRankDistances
-from gwalign.engine.lowrank import LowRankGW
+from gwalign.geometry.factors import LowRankDistances, restrict_rows
+from gwalign.engine.lowrank import LowRankGW, SolverState
 
 
 #: Semi-relaxed steps of the one-sided probe (:func:`relaxed_mass`), at the final ε from the
@@ -42,6 +44,11 @@ def relaxed_mass(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b:
     blob lost 59% of its mass at ρ = 0.3); once those cells are let go, only cells without a
     counterpart of their own still lose theirs (docs/how-it-works/one-sided.md).
 
+    Above ``config.solver.probe_points`` cells on the larger side, the probes run on a seeded
+    uniform subsample of that many cells a side (``G`` is a sum over cell pairs, so the subsample
+    starts from the same plan's ``G``), and every cell's mass follows from the probe's final
+    potentials (:func:`_every_cell`).
+
     Returns
     -------
     (source, target)
@@ -53,29 +60,94 @@ def relaxed_mass(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b:
     relaxed = config.replace(semi_relaxed=True, epsilon=epsilon, epsilon_decay_iters=0, min_iter=0,
                              max_iter=PROBE_STEPS)
     gram = fs.phi.T @ ops.apply(plan, ft.phi)       # G = Φ_sᵀ T Φ_t of the balanced plan
-    swapped = None if joint is None else (joint[1], joint[0])
+    source, target = _probe_sides(fs, ft, a, b, config, joint)
 
-    def probe(held_a: torch.Tensor, held_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        source = _freed_mass(ft, fs, held_b, a, gram.T, relaxed, swapped)
-        return source, _freed_mass(fs, ft, held_a, b, gram, relaxed, joint)
+    def probe(held_a: torch.Tensor, held_b: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        return (_freed_mass(target, source, held_b, gram.T, relaxed),
+                _freed_mass(source, target, held_a, gram, relaxed))
 
-    first = probe(a, b)
+    first = probe(source.probed()[1], target.probed()[1])
     # Each side held at what its own probe left it (renormalised: a marginal sums to one).
-    held_a, held_b = a * first[0], b * first[1]
+    held_a, held_b = source.probed()[1] * first[0][0], target.probed()[1] * first[1][0]
     second = probe(held_a / held_a.sum(), held_b / held_b.sum())
-    return torch.maximum(first[0], second[0]), torch.maximum(first[1], second[1])
+    return torch.maximum(first[0][1], second[0][1]), torch.maximum(first[1][1], second[1][1])
 
 
-def _freed_mass(f_kept: LowRankDistances, f_freed: LowRankDistances, kept: torch.Tensor, freed: torch.Tensor,
-                start: torch.Tensor, relaxed: GWConfig, features: Optional[tuple[torch.Tensor, torch.Tensor]]
-                ) -> torch.Tensor:
-    """The freed side's masses over ``freed`` after a short semi-relaxed run (rows: the kept side,
-    enforced at ``kept``; columns: the freed side, penalised towards ``freed``) from ``G = start``."""
-    solver = LowRankGW(f_kept, f_freed, kept, freed, relaxed, features)
+@dataclass
+class _Side:
+    """One side of the probe: its factors, marginal and shared features over every cell, and the
+    cells the probe runs on (``rows``; ``None``: every cell)."""
+
+    factors: LowRankDistances
+    marginal: torch.Tensor
+    features: Optional[torch.Tensor]
+    rows: Optional[np.ndarray] = None
+
+    def probed(self) -> tuple[LowRankDistances, torch.Tensor, Optional[torch.Tensor]]:
+        """Factors, marginal (renormalised) and shared features of the probed cells."""
+        if self.rows is None:
+            return self.factors, self.marginal, self.features
+        index = torch.as_tensor(self.rows, device=self.marginal.device)
+        mass = self.marginal[index]
+        return (restrict_rows(self.factors, self.rows), mass / mass.sum(),
+                None if self.features is None else self.features[index])
+
+
+def _probe_sides(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor, config: GWConfig,
+                 joint: Optional[tuple[torch.Tensor, torch.Tensor]]) -> tuple[_Side, _Side]:
+    """Both sides, with at most ``probe_points`` cells of each drawn (seeded) when the larger
+    side has more."""
+    points = config.solver.probe_points
+    sides = (_Side(fs, a, None if joint is None else joint[0]), _Side(ft, b, None if joint is None else joint[1]))
+    if max(a.shape[0], b.shape[0]) <= points:
+        return sides
+    # Another seeded draw than the screening's (seed) and the race's (seed + 1).
+    gen = np.random.default_rng(config.compute.seed + 2)
+    for side in sides:
+        n = side.marginal.shape[0]
+        if n > points:
+            side.rows = np.sort(gen.choice(n, size=points, replace=False))
+    return sides
+
+
+def _freed_mass(kept: _Side, freed: _Side, held: torch.Tensor, start: torch.Tensor, relaxed: GWConfig
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The freed side's mass ratios after a short semi-relaxed run (rows: the kept side's probed
+    cells, enforced at ``held``; columns: the freed side's, penalised towards its marginal) from
+    ``G = start``: on the probed cells, and on every cell of the freed side."""
+    f_kept, _, x = kept.probed()
+    f_freed, marginal, y = freed.probed()
+    solver = LowRankGW(f_kept, f_freed, held, marginal, relaxed, None if x is None else (x, y))
     state = solver.start(start)
     solver.run([state], relaxed.solver.max_iter)
+    linearised = (state.gram, state.col_mass)     # the polish re-solves this linearisation
     solver.polish(state)
     mass = ops.col_mass(state.plan)
     # The kept side fixes the total at 1 (to the polish's tolerance); ratios of the total stay
     # exact relative masses either way.
-    return mass / mass.sum() / freed
+    probed = mass / mass.sum() / marginal
+    return probed, probed if freed.rows is None else _every_cell(solver, state, linearised, freed)
+
+
+def _every_cell(solver: LowRankGW, state: SolverState, linearised: tuple[torch.Tensor, torch.Tensor],
+                freed: _Side) -> torch.Tensor:
+    """Every freed cell's mass ratio under the probe's final row potentials.
+
+    The semi-relaxed column update is ``g = ρ/(ρ+ε) · g_bal``, with ``g_bal`` the balanced
+    c-transform of the row potentials, so a column keeps ``b_j exp(-g_bal_j / (ρ+ε))``. For a
+    cell outside the probe, ``g_bal`` is one c-transform against the probed rows, under the
+    linearisation that gave the final plan: its ``G``, and the probed columns' masses standing
+    in for the whole side's in the ``(D∘D) m`` term. One streamed pass over (cells × probed rows).
+    """
+    gram, probed_mass = linearised
+    full = solver.with_columns(freed.factors, freed.marginal, freed.features)
+    mass = torch.zeros_like(freed.marginal)
+    mass[torch.as_tensor(freed.rows, device=mass.device)] = probed_mass
+    at = SolverState(plan=state.plan, f=None, g=None, gram=gram, col_mass=mass, history=[], sinkhorn_iters=[])
+    u, v, row, col = full._features([at])
+    config = solver.config
+    eps, rho = config.solver.epsilon, config.solver.rho
+    lse = ops.lse_rows(v[0], u, state.f - row + eps * torch.log(solver.a), eps, None, full.blocks[1],
+                       full.blocks[0], config.step_precision("lowrank"))
+    log_ratio = -(col[0] - eps * lse) / (rho + eps)
+    return torch.exp(log_ratio - torch.logsumexp(log_ratio + torch.log(freed.marginal), dim=0))
