@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from gwalign.cli.console import default_help, err, fail, print_warnings, said
-from gwalign.config import AUTO_ONE_SIDED_MAX_POINTS, RunConfig, load_toml
+from gwalign.config import RunConfig, load_toml
 from gwalign.config.fields import parse_settings
 from gwalign.errors import DistributedError, GPUMemoryError
 from gwalign.io.h5ad import InputError
@@ -56,7 +56,7 @@ def run(
     rho: Optional[float] = typer.Option(None, help="Semi-relaxed KL weight, relative to the cost scale " + default_help("rho")),
     one_sided_check: Optional[bool] = typer.Option(None, "--one-sided-check/--no-one-sided-check",
                                                    help="Look for cell groups without counterpart and suggest --semi-relaxed "
-                                                        + said(f"on up to {AUTO_ONE_SIDED_MAX_POINTS:,} cells per side")),
+                                                        + said("on")),
     fgw_alpha: Optional[float] = typer.Option(None, help="Fused GW weight of shared features " + default_help("fgw_alpha")),
     joint_rep_source: Optional[str] = typer.Option(None, help="obsm key of shared features (source) for fused GW " + said("none")),
     joint_rep_target: Optional[str] = typer.Option(None, help="obsm key of shared features (target) for fused GW " + said("none")),

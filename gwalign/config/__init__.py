@@ -13,13 +13,13 @@ in the field's metadata; :func:`~gwalign.config.fields.validate_fields` checks b
 measurements behind the defaults are in docs/how-it-works/.
 """
 
-from gwalign.config.engine import (AUTO_ONE_SIDED_MAX_POINTS, AUTO_PRECOMPUTED_MAX_POINTS, CCA_DIFFUSION_STEPS,
+from gwalign.config.engine import (AUTO_PRECOMPUTED_MAX_POINTS, CCA_DIFFUSION_STEPS,
                                    EPSILON_EXACT, EPSILON_LANDMARK, K_AUTO, K_MIN, TRANSFER_K, ComputeConfig,
                                    DistanceConfig, GraphConfig, GWConfig, SolverConfig, StartsConfig)
 from gwalign.config.fields import load_toml
 from gwalign.config.run import InputConfig, OutputConfig, RunConfig
 
 __all__ = ["GWConfig", "RunConfig", "GraphConfig", "DistanceConfig", "SolverConfig", "StartsConfig",
-           "ComputeConfig", "InputConfig", "OutputConfig", "load_toml", "AUTO_ONE_SIDED_MAX_POINTS",
+           "ComputeConfig", "InputConfig", "OutputConfig", "load_toml",
            "AUTO_PRECOMPUTED_MAX_POINTS", "CCA_DIFFUSION_STEPS", "EPSILON_EXACT", "EPSILON_LANDMARK", "K_AUTO",
            "K_MIN", "TRANSFER_K"]

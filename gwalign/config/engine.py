@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from gwalign.config.fields import load_toml, split_flat
 from gwalign.config.stages import (  # noqa: F401 - re-exported: the stages belong to the engine's config
-    AUTO_ONE_SIDED_MAX_POINTS, AUTO_PRECOMPUTED_MAX_POINTS, CCA_DIFFUSION_STEPS, ENGINE_STAGES, EPSILON_EXACT, EPSILON_LANDMARK, K_AUTO, K_MIN, SAMPLED_STARTS, TRANSFER_K, ComputeConfig, DistanceConfig, GraphConfig, SolverConfig, StartsConfig)
+    AUTO_PRECOMPUTED_MAX_POINTS, CCA_DIFFUSION_STEPS, ENGINE_STAGES, EPSILON_EXACT, EPSILON_LANDMARK, K_AUTO, K_MIN, SAMPLED_STARTS, TRANSFER_K, ComputeConfig, DistanceConfig, GraphConfig, SolverConfig, StartsConfig)
 
 
 @dataclass(frozen=True, init=False)
@@ -145,12 +145,11 @@ class GWConfig:
         return self.solver.finish
 
     def runs_one_sided_check(self, n_source: int, n_target: int) -> bool:
-        """Whether a balanced run of this size makes the one-sided check."""
+        """Whether a balanced run of this size makes the one-sided check: unless switched off, at
+        every size (``probe_points`` bounds its cost)."""
         if self.solver.semi_relaxed:
             return False
-        if self.solver.one_sided_check is None:
-            return max(n_source, n_target) <= AUTO_ONE_SIDED_MAX_POINTS
-        return bool(self.solver.one_sided_check)
+        return self.solver.one_sided_check is not False
 
     @property
     def lowrank_starts(self) -> int:

@@ -12,9 +12,6 @@ from gwalign.config.fields import Stage, bounded
 #: to landmark distances (all-pairs costs N² memory; docs/how-it-works/distances.md).
 AUTO_PRECOMPUTED_MAX_POINTS = 2500
 
-#: Up to this many points on the larger side, ``one_sided_check=None`` runs the check (docs/how-it-works/one-sided.md).
-AUTO_ONE_SIDED_MAX_POINTS = 50_000
-
 #: Fewest neighbours a kNN graph is built with, so a side needs at least ``K_MIN + 1`` cells.
 K_MIN = 5
 
@@ -121,8 +118,8 @@ class SolverConfig(Stage):
     fgw_alpha
         Weight of the shared-feature cost in fused GW (0 = pure GW, 1 = pure feature OT).
     one_sided_check
-        Probe each side for cells without counterpart after a balanced run; ``None``: on up
-        to 50,000 cells a side.
+        Probe each side for cells without counterpart after a balanced run; ``None``: on
+        (above ``probe_points`` cells it probes a subsample, so its cost hardly grows with size).
     probe_points
         Above this many cells on the larger side, the one-sided check probes a seeded subsample
         of this many cells a side and carries the result to every cell

@@ -68,8 +68,7 @@ def one_sided_groups(alignment: Alignment) -> Optional[tuple[OneSidedSide, OneSi
     -------
     tuple of OneSidedSide or None
         (source, target); ``None`` when the run made no check (semi-relaxed or sampled runs,
-        ``one_sided_check=False``, or, by default, more than
-        :data:`gwalign.config.AUTO_ONE_SIDED_MAX_POINTS` cells on a side). A side without a kNN
+        ``one_sided_check=False``). A side without a kNN
         graph (a user distance matrix) is grouped by nothing: its unmatched cells form one group.
     """
     ratios = alignment.relaxed_mass()
