@@ -74,6 +74,8 @@ def test_outputs_follow_the_contract(example, default_run):
     assert joint.obsm["X_umap"].shape == (joint.n_obs, 2)
     report = json.loads((out / "report.json").read_text())
     assert report["iterations"] >= 1 and len(report["history"]) == report["iterations"]
+    # One count per GW step, then the polish's.
+    assert len(report["sinkhorn_iterations"]) == report["iterations"] + 1 and min(report["sinkhorn_iterations"]) >= 1
     assert report["figures"] == {"convergence.png": "written", "joint_umap.png": "written"}
     # The run's own process (CliRunner) holds torch and scanpy: over 100 MB, under the machine's memory.
     assert 0.1 < report["peak_memory_gb"]["host_rss"] < 64

@@ -46,6 +46,7 @@ class SolverState:
     converged: bool = False
     marginal_error: float = float("nan")
     best_objective: float = math.inf
+    best_settled: bool = False          # the best iterate's Sinkhorn met its tolerance
     best: Optional[tuple] = None
 
 
@@ -238,11 +239,15 @@ class LowRankGW:
             for state, value, linearisation in zip(batch, values, linearised_at):
                 state.history.append(value)
                 state.iteration += 1
-                if state.iteration > config.solver.epsilon_decay_iters and value < state.best_objective:
+                settled = state.marginal_error < config.solver.sinkhorn_tol
+                if state.iteration > config.solver.epsilon_decay_iters and \
+                        (not settled, value) < (not state.best_settled, state.best_objective):
                     # The objective is exact but the iteration is not a descent method: it can
                     # wander from a good plan into a mirrored basin (as on SNARE-seq), so the
-                    # best iterate at the final ε is kept (docs/how-it-works/engine.md).
-                    state.best_objective = value
+                    # best iterate at the final ε is kept (docs/how-it-works/engine.md). An
+                    # iterate whose Sinkhorn met its tolerance beats one that stopped at the cap:
+                    # a plan off its marginals has an objective that is not comparable.
+                    state.best_objective, state.best_settled = value, settled
                     # Sinkhorn returns new potential tensors (never updates them in place): no copies.
                     state.best = (state.plan, state.f, state.g, linearisation)
                 n_settled = state.iteration - max(config.solver.epsilon_decay_iters, 1)

@@ -42,6 +42,7 @@ def summary(alignment: Alignment, extra: Optional[dict[str, Any]] = None) -> dic
         "iterations": alignment.n_iter,
         "converged": alignment.converged,
         "history": list(map(float, alignment.history)),
+        "sinkhorn_iterations": list(map(int, alignment.solve.sinkhorn_iters)),
         "distance_mode": alignment.distance_mode,
         "knn_k": alignment.knn_k,
         "epsilon": alignment.config.solver.epsilon,   # the relative ε used (parameters hold None when automatic)
