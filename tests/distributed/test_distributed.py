@@ -60,6 +60,8 @@ def assert_same(split: dict, alone: dict) -> None:
             assert torch.equal(split[solver][key], alone[solver][key]), (solver, key)
         assert split[solver]["objective"] == alone[solver]["objective"], solver
         assert split[solver]["history"] == alone[solver]["history"], solver
+    for split_side, alone_side in zip(split["lowrank"]["relaxed"], alone["lowrank"]["relaxed"]):
+        assert torch.equal(split_side, alone_side)
 
 
 @pytest.mark.parametrize("processes", [2, 3])
