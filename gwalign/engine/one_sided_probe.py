@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 import numpy as np
 import torch
 from gwalign.config import GWConfig
@@ -62,15 +62,23 @@ def relaxed_mass(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b:
     gram = fs.phi.T @ ops.apply(plan, ft.phi)       # G = Φ_sᵀ T Φ_t of the balanced plan
     source, target = _probe_sides(fs, ft, a, b, config, joint)
 
-    def probe(held_a: torch.Tensor, held_b: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    def probe(held_a: torch.Tensor, held_b: torch.Tensor) -> tuple[_Masses, _Masses]:
         return (_freed_mass(target, source, held_b, gram.T, relaxed),
                 _freed_mass(source, target, held_a, gram, relaxed))
 
-    first = probe(source.probed()[1], target.probed()[1])
+    a_probed, b_probed = source.probed()[1], target.probed()[1]
+    first_s, first_t = probe(a_probed, b_probed)
     # Each side held at what its own probe left it (renormalised: a marginal sums to one).
-    held_a, held_b = source.probed()[1] * first[0][0], target.probed()[1] * first[1][0]
-    second = probe(held_a / held_a.sum(), held_b / held_b.sum())
-    return torch.maximum(first[0][1], second[0][1]), torch.maximum(first[1][1], second[1][1])
+    held_a, held_b = a_probed * first_s.probed, b_probed * first_t.probed
+    second_s, second_t = probe(held_a / held_a.sum(), held_b / held_b.sum())
+    return torch.maximum(first_s.every, second_s.every), torch.maximum(first_t.every, second_t.every)
+
+
+class _Masses(NamedTuple):
+    """A freed side's mass ratios on the probed cells and on every cell."""
+
+    probed: torch.Tensor
+    every: torch.Tensor
 
 
 @dataclass
@@ -111,7 +119,7 @@ def _probe_sides(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b:
 
 
 def _freed_mass(kept: _Side, freed: _Side, held: torch.Tensor, start: torch.Tensor, relaxed: GWConfig
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                ) -> _Masses:
     """The freed side's mass ratios after a short semi-relaxed run (rows: the kept side's probed
     cells, enforced at ``held``; columns: the freed side's, penalised towards its marginal) from
     ``G = start``: on the probed cells, and on every cell of the freed side."""
@@ -126,7 +134,7 @@ def _freed_mass(kept: _Side, freed: _Side, held: torch.Tensor, start: torch.Tens
     # The kept side fixes the total at 1 (to the polish's tolerance); ratios of the total stay
     # exact relative masses either way.
     probed = mass / mass.sum() / marginal
-    return probed, probed if freed.rows is None else _every_cell(solver, state, linearised, freed)
+    return _Masses(probed, probed if freed.rows is None else _every_cell(solver, state, linearised, freed))
 
 
 def _every_cell(solver: LowRankGW, state: SolverState, linearised: tuple[torch.Tensor, torch.Tensor],
