@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple, Optional
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ def relaxed_mass(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b:
         return (_freed_mass(target, source, held_b, gram.T, relaxed),
                 _freed_mass(source, target, held_a, gram, relaxed))
 
-    a_probed, b_probed = source.probed()[1], target.probed()[1]
+    a_probed, b_probed = source.probed[1], target.probed[1]
     first_s, first_t = probe(a_probed, b_probed)
     # Each side held at what its own probe left it (renormalised: a marginal sums to one).
     held_a, held_b = a_probed * first_s.probed, b_probed * first_t.probed
@@ -91,8 +92,10 @@ class _Side:
     features: Optional[torch.Tensor]
     rows: Optional[np.ndarray] = None
 
+    @cached_property
     def probed(self) -> tuple[LowRankDistances, torch.Tensor, Optional[torch.Tensor]]:
-        """Factors, marginal (renormalised) and shared features of the probed cells."""
+        """Factors, marginal (renormalised) and shared features of the probed cells (made once:
+        every probe reads them)."""
         if self.rows is None:
             return self.factors, self.marginal, self.features
         index = torch.as_tensor(self.rows, device=self.marginal.device)
@@ -123,8 +126,8 @@ def _freed_mass(kept: _Side, freed: _Side, held: torch.Tensor, start: torch.Tens
     """The freed side's mass ratios after a short semi-relaxed run (rows: the kept side's probed
     cells, enforced at ``held``; columns: the freed side's, penalised towards its marginal) from
     ``G = start``: on the probed cells, and on every cell of the freed side."""
-    f_kept, _, x = kept.probed()
-    f_freed, marginal, y = freed.probed()
+    f_kept, _, x = kept.probed
+    f_freed, marginal, y = freed.probed
     solver = LowRankGW(f_kept, f_freed, held, marginal, relaxed, None if x is None else (x, y))
     state = solver.start(start)
     solver.run([state], relaxed.solver.max_iter)
