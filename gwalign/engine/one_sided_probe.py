@@ -155,10 +155,7 @@ def _every_cell(solver: LowRankGW, state: SolverState, linearised: tuple[torch.T
     mass = torch.zeros_like(freed.marginal)
     mass[torch.as_tensor(freed.rows, device=mass.device)] = probed_mass
     at = SolverState(plan=state.plan, f=None, g=None, gram=gram, col_mass=mass, history=[], sinkhorn_iters=[])
-    u, v, row, col = full._features([at])
-    config = solver.config
-    eps, rho = config.solver.epsilon, config.solver.rho
-    lse = ops.lse_rows(v[0], u, state.f - row + eps * torch.log(solver.a), eps, None, full.blocks[1],
-                       full.blocks[0], config.step_precision("lowrank"))
-    log_ratio = -(col[0] - eps * lse) / (rho + eps)
+    # The balanced c-transform of the probe's row potentials (one scale: ``full`` is ``solver``'s copy).
+    g_balanced = full.column_potential(at, solver, state)
+    log_ratio = -g_balanced / (solver.config.solver.rho + solver.config.solver.epsilon)
     return torch.exp(log_ratio - torch.logsumexp(log_ratio + torch.log(freed.marginal), dim=0))
