@@ -11,7 +11,7 @@ from gwalign.geometry.factors import CoarseFactors
 from gwalign.geometry.factors import LowRankDistances
 from gwalign.engine.lowrank import LowRankGW
 from gwalign.engine.lowrank import SolverState
-from gwalign.geometry.factors import restrict_rows
+from gwalign.geometry.factors import nearest_sample_mass, restrict_rows
 from gwalign.engine.starts import FINALISTS
 from gwalign.engine.finalists import compare_finalists
 from gwalign.engine.starts import coincident, distinct_lowest
@@ -181,12 +181,16 @@ def _subsample(solver: LowRankGW, points: int, gen: np.random.Generator, config:
                joint: Optional[tuple[torch.Tensor, torch.Tensor]]
                ) -> tuple[LowRankGW, tuple[np.ndarray, np.ndarray]]:
     """A solver of ``config`` on at most ``points`` cells a side drawn uniformly without
-    replacement (the same factors' rows, the marginals renormalised), and the rows drawn."""
+    replacement (the same factors' rows; each cell's mass moved to its nearest drawn cell,
+    :func:`~gwalign.geometry.factors.nearest_sample_mass`), and the rows drawn."""
     a, b = solver.a, solver.b
     rows_s = np.sort(gen.choice(a.shape[0], size=min(a.shape[0], points), replace=False))
     rows_t = np.sort(gen.choice(b.shape[0], size=min(b.shape[0], points), replace=False))
     sub_joint = None if joint is None else (joint[0][rows_s], joint[1][rows_t])
-    sub_a, sub_b = a[rows_s] / a[rows_s].sum(), b[rows_t] / b[rows_t].sum()
+    # The marginals follow the full density, not a draw's fluctuations of it: a subsample's
+    # potentials then carry over to the next, larger problem with little left for its Sinkhorn
+    # to correct (docs/how-it-works/engine.md).
+    sub_a, sub_b = nearest_sample_mass(solver.fs, a, rows_s), nearest_sample_mass(solver.ft, b, rows_t)
     sub = LowRankGW(restrict_rows(solver.fs, rows_s), restrict_rows(solver.ft, rows_t), sub_a, sub_b, config,
                     sub_joint)
     return sub, (rows_s, rows_t)

@@ -125,6 +125,40 @@ def restrict_rows(factors: LowRankDistances, rows: np.ndarray) -> LowRankDistanc
                             relative_error=factors.relative_error)
 
 
+def nearest_sample_mass(factors: LowRankDistances, mass: torch.Tensor, rows: np.ndarray,
+                        block_rows: int = 4096) -> torch.Tensor:
+    """A marginal on the sampled points ``rows`` that stands for every point: each point's mass
+    goes to its nearest sampled point under ``D ≈ Φ Λ Φᵀ`` (a sampled point to itself), and the
+    result sums to one.
+
+    Parameters
+    ----------
+    factors
+        Factored distances of every point (N×r).
+    mass
+        Every point's mass (length N).
+    rows
+        Indices of the sampled points.
+    block_rows
+        Points compared with the sample at once (one block × sample matrix at a time).
+
+    Returns
+    -------
+    torch.Tensor
+        Length ``len(rows)``: the sampled points' masses.
+    """
+    index = torch.as_tensor(rows, device=mass.device)
+    if len(rows) == mass.shape[0]:
+        return mass[index] / mass.sum()
+    sampled = (factors.phi[index] * factors.lam).T                      # r × S
+    nearest = torch.cat([torch.argmin(factors.phi[i0:i0 + block_rows] @ sampled, dim=1)
+                         for i0 in range(0, mass.shape[0], block_rows)])
+    # Approximate factors need not put a point's own distance lowest: a sampled point keeps its own mass.
+    nearest[index] = torch.arange(len(rows), device=mass.device)
+    moved = torch.zeros(len(rows), dtype=mass.dtype, device=mass.device).index_add_(0, nearest, mass)
+    return moved / moved.sum()
+
+
 #: Builds the coarser graph's factors (source, target) on the given rows of each side (``None``:
 #: every row), for the finalists' ranking (``GWConfig.finalist_k_factor``).
 CoarseFactors = Callable[[Optional[np.ndarray], Optional[np.ndarray]], tuple[LowRankDistances, LowRankDistances]]
