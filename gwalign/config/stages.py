@@ -157,7 +157,7 @@ class SolverConfig(Stage):
     rho: float = bounded(0.3, low=0.0, low_open=True)
     fgw_alpha: float = bounded(0.0, low=0.0, high=1.0)
     one_sided_check: Optional[bool] = None
-    probe_points: int = bounded(4000, low=16)
+    probe_points: int = bounded(2000, low=16)
     n_anchors: Optional[int] = bounded(None, low=1)
     n_eval_anchors: int = bounded(256, low=1)
     coupling_rank: Optional[int] = bounded(None, low=1)
