@@ -220,9 +220,12 @@ class LowRankGW:
         return self.objectives(states)
 
     def run(self, states: list[SolverState], until: int, progress: Optional[ProgressCallback] = None,
-            sinkhorn_iters: Optional[int] = None) -> None:
+            sinkhorn_iters: Optional[int] = None, stop_at_fixed_point: bool = False) -> None:
         """Outer iterations of every state until ``until`` of them or its stopping rule fires;
         ``sinkhorn_iters`` caps each step's Sinkhorn (default: the configured cap).
+        ``stop_at_fixed_point``: a state at the final ε also stops once a step's Sinkhorn meets its
+        tolerance in one iteration (the potentials already solve the new linearisation: the
+        plan is a fixed point of the GW step, to that tolerance).
 
         States at the same iteration (hence the same ε) step together, one batched Sinkhorn
         per step; each keeps its own history, best iterate and stopping decision.
@@ -251,7 +254,8 @@ class LowRankGW:
                     # Sinkhorn returns new potential tensors (never updates them in place): no copies.
                     state.best = (state.plan, state.f, state.g, linearisation)
                 n_settled = state.iteration - max(config.solver.epsilon_decay_iters, 1)
-                state.converged = should_stop(state.history, n_settled, config, iterations=state.iteration)
+                state.converged = should_stop(state.history, n_settled, config, iterations=state.iteration) or \
+                    (stop_at_fixed_point and settled and n_settled > 0 and state.sinkhorn_iters[-1] <= 1)
             if progress is not None:
                 progress(iteration + 1, config.solver.max_iter, min(values))
             active = [state for state in active if not state.converged and state.iteration < until]

@@ -247,6 +247,8 @@ def _continue_finalists(solver: LowRankGW, chosen: list[SolverState], sample: Op
     start = config.solver.epsilon_decay_iters if config.starts.continue_winner else 0
     until = max(config.solver.max_iter, start + 1)
     best = _race(solver, chosen, sample, until)
-    solver.run([best], until, progress)
+    # After a subsample screening it has converged once already: a step that leaves the plan
+    # where it was ends the run, where the objective window would take ten full-size steps.
+    solver.run([best], until, progress, stop_at_fixed_point=sample is not None)
     solver.restore_best(best)
     return best
