@@ -165,7 +165,7 @@ def test_unconverged_final_polish_is_reported(gradient):
     assert settled.solve.marginal_error <= 1e-4
 
 
-def test_mixed_precision_sampled_gw_in_tf32_on_rounded_features_lowrank_in_tf32x3(monkeypatch):
+def test_mixed_precision_runs_sinkhorn_in_tf32_on_rounded_features(monkeypatch):
     from gwalign.engine import ops
 
     seen = []
@@ -182,14 +182,18 @@ def test_mixed_precision_sampled_gw_in_tf32_on_rounded_features_lowrank_in_tf32x
     xs, _, xt, _ = spiral_and_roll(120, 150, seed=3)
     config = gwalign.GWConfig(max_iter=4, min_iter=0, n_starts=1, gradient="sampled",
                               distance="precomputed", **CPU)
-    gwalign.align(xs, xt, config)
-    # Steps and polish in tf32, every pass on features already rounded to tf32, so that each
-    # pass computes the same cost (None: plan operations outside Sinkhorn, accurate default).
-    steps = [r for p, r in zip(seen, rounded) if p is not None]
-    assert set(p for p in seen if p is not None) == {"tf32"} and all(steps) and len(steps) > 8
+    for gradient in ("sampled", "lowrank"):
+        seen.clear()
+        rounded.clear()
+        gwalign.align(xs, xt, config.replace(gradient=gradient))
+        # Steps and polish in tf32, every pass on features already rounded to tf32, so that each
+        # pass computes the same cost (None: plan operations outside Sinkhorn, accurate default).
+        steps = [r for p, r in zip(seen, rounded) if p is not None]
+        assert set(p for p in seen if p is not None) == {"tf32"} and all(steps) and len(steps) > 8, gradient
     seen.clear()
-    gwalign.align(xs, xt, config.replace(gradient="lowrank"))
-    assert set(seen) - {None} == {"tf32x3"}
+    rounded.clear()
+    gwalign.align(xs, xt, config.replace(gradient="lowrank", precision="tf32x3"))
+    assert set(seen) - {None} == {"tf32x3"} and not all(rounded)
     seen.clear()
     gwalign.align(xs, xt, config.replace(precision="ieee"))
     assert set(seen) - {None} == {"ieee"}

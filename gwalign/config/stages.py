@@ -222,8 +222,9 @@ class ComputeConfig(Stage):
     dtype
         Floating type of the engine's tensors.
     precision
-        GPU dot precision of the streamed kernels: ``tf32``, ``tf32x3``, ``ieee`` or ``mixed``
-        (tf32 for sampled steps, tf32x3 for low-rank steps and every final polish).
+        GPU dot precision of the Sinkhorn passes: ``tf32``, ``tf32x3``, ``ieee`` or ``mixed``
+        (tf32 on cost features rounded to TF32 once per step, so every pass computes that cost
+        to fp32 accuracy; the plan passes, ``T Z``, costs and top-k, stay in tf32x3).
     threads
         CPU threads of torch, BLAS, numba and the shortest-path workers; ``None``: the cores
         this process may use.

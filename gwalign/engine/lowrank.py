@@ -24,6 +24,7 @@ from gwalign.config import GWConfig
 from gwalign import distributed
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan, choose_blocks
+from gwalign.engine.precision import round_to_tf32
 from gwalign.engine.profiles import profile_gram
 from gwalign.engine.sinkhorn import sinkhorn_batch
 from gwalign.engine.schedule import ProgressCallback, epsilon_at, product_mean_cost, product_plan, should_stop
@@ -106,12 +107,20 @@ class LowRankGW:
         """``G`` of the distance-profile plan (:mod:`gwalign.engine.profiles`) at the final ε."""
         config = self.config
         tick = time.perf_counter()
+        # One start's solve, on at most screen_points cells a side at scale: its features are not
+        # rounded, so its passes stay accurate rather than TF32 (gwalign.engine.precision).
         gram = profile_gram(self.fs.phi, self.fs.lam, self.ft.phi, self.ft.lam, self.a, self.b,
-                            config.solver.epsilon, self.blocks, config.step_precision("lowrank"),
+                            config.solver.epsilon, self.blocks, self._unrounded_precision(),
                             config.step_sinkhorn_max_iter("lowrank"), config.solver.sinkhorn_tol,
                             omega=config.solver.sinkhorn_omega)
         self.timings["profile"] = time.perf_counter() - tick
         return gram
+
+    def _unrounded_precision(self) -> str:
+        """The step precision, or tf32x3 where that is TF32: for passes on features that are
+        not rounded to TF32 (:meth:`_rounded`)."""
+        precision = self.config.step_precision("lowrank")
+        return "tf32x3" if precision == "tf32" else precision
 
     def start_grams(self, n_starts: int) -> list[torch.Tensor]:
         """Initial ``G`` of each of ``n_starts`` starts (see :func:`start_grams`)."""
@@ -163,19 +172,24 @@ class LowRankGW:
         spares the full-size Sinkhorn the iterations a cold start takes at the final ε.
         """
         eps = epsilon_at(self.config, state.iteration)
-        u_sample, _, row_sample, _ = sample._features([screened])
-        _, v, _, col = self._features([state])
+        # Rows and columns from two problems: each would centre on its own means, so this one
+        # pass (columns × sampled rows) runs unrounded and accurate.
+        precision = self._unrounded_precision()
+        u_sample, _, row_sample, _ = sample._features([screened], precision)
+        _, v, _, col = self._features([state], precision)
         # Each problem's cost is divided by its own scale (its mean under the product plan);
         # near the OT limit potentials scale with the cost.
         ratio = sample.scale / self.scale
         p_sample = (screened.f - row_sample) * ratio + eps * torch.log(sample.a)
         lse = ops.lse_rows(v[0], u_sample, p_sample, eps, None, self.blocks[1], self.blocks[0],
-                           self.config.step_precision("lowrank"))
+                           precision)
         return col[0] - eps * lse
 
-    def _features(self, states: list[SolverState]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _features(self, states: list[SolverState], precision: str
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cost ``row_i + col_j − 2⟨u_i, v_j⟩`` of each state's linearised (fused) GW step,
-        scaled: ``u`` (N×d) and ``row`` are shared, ``v`` (S×K×d) and ``col`` (S×K) per state."""
+        scaled: ``u`` (N×d) and ``row`` are shared, ``v`` (S×K×d) and ``col`` (S×K) per state.
+        For passes in ``tf32`` the features are rounded to TF32 (:mod:`gwalign.engine.precision`)."""
         fs, ft, w = self.fs, self.ft, self.gw_weight
         u = fs.phi * fs.lam
         grams = torch.stack([state.gram for state in states])
@@ -188,14 +202,34 @@ class LowRankGW:
             v = torch.cat([v, y.expand(len(states), *y.shape)], dim=2)
             row = row + (x * x).sum(1)
             col = col + (y * y).sum(1)
+        if precision == "tf32":
+            u, v, row, col = self._rounded(u, v, row, col)
         return u, v, row, col
+
+    def _rounded(self, u: torch.Tensor, v: torch.Tensor, row: torch.Tensor, col: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The same cost with centred features rounded to TF32, for TF32 passes.
+
+        The three terms of the cost cancel: rounded inside the kernel, each pass would see
+        another cost (docs/how-it-works/gpu-kernels.md). Rounded here, the TF32 products are
+        exact. Centring first (the means' products move into ``row`` and ``col``) keeps the
+        rounding's change of the cost small: it scales with |u|·|v|, and the leading component of
+        a distance matrix is nearly constant, hence mostly mean.
+        """
+        mean_u = self.a @ u                              # d
+        mean_v = torch.einsum("k,skd->sd", self.b, v)    # S×d
+        u, v = u - mean_u, v - mean_v[:, None, :]
+        # ⟨u_i, v_j⟩ = ⟨ū_i, v̄_j⟩ + ⟨ū_i, m_v⟩ + ⟨m_u, v̄_j⟩ + ⟨m_u, m_v⟩
+        row = row - 2.0 * (u @ mean_v.T).T                # S×N: a row term per state
+        col = col - 2.0 * torch.einsum("skd,d->sk", v, mean_u) - 2.0 * (mean_v @ mean_u)[:, None]
+        return round_to_tf32(u), round_to_tf32(v), row, col
 
     def step(self, states: list[SolverState], eps: float, max_sinkhorn: int, tol: float,
              precision: str) -> list[float]:
         """Linearise each state at its plan, solve the entropic OTs side by side
         (:func:`sinkhorn_batch`), update ``G``; return the objectives."""
         config = self.config
-        u, v, row, col = self._features(states)
+        u, v, row, col = self._features(states, precision)
         tick = time.perf_counter()
         warm = any(state.f is not None or state.g is not None for state in states)
         f = torch.stack([state.f if state.f is not None else torch.zeros_like(row) for state in states]) \
