@@ -225,8 +225,11 @@ def blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: i
     2048 rows would take 8 GiB), and results stay on the device until one final copy.
     """
     rows = max(64, min(block_rows, KNN_BLOCK_ELEMENTS // max(train.shape[0], 1)))
+    fused = _fused_search_fits(train, query, k)
 
     def search(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if fused:
+            return fused_topk(train, query[lo:hi], k)
         dists, idxs = [], []
         for i0 in range(lo, hi, rows):
             d, i = torch.cdist(query[i0:min(i0 + rows, hi)], train).topk(k, dim=1, largest=False)
@@ -242,6 +245,54 @@ def blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: i
     found = search(0, query.shape[0]) if group is None else \
         group.rows(query.shape[0], rows, query.shape[0] * train.shape[0], search)
     return found[0].double().cpu().numpy(), found[1].cpu().numpy()
+
+
+def _fused_search_fits(train: torch.Tensor, query: torch.Tensor, k: int) -> bool:
+    """Whether :func:`fused_topk` can search these points (CUDA, float32, the top-k kernel's
+    limits on k and on the feature width)."""
+    from gwalign.engine.ops import triton_enabled
+
+    if not triton_enabled(train):
+        return False
+    from gwalign.kernels.tiles import plan_supports
+    from gwalign.kernels.topk import MAX_TOPK
+
+    return 0 < k <= MAX_TOPK and plan_supports(train, query)
+
+
+#: Query rows whose neighbours' distances are recomputed at once in :func:`fused_topk`.
+DISTANCE_ROWS = 1 << 15
+
+
+def fused_topk(train: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact kNN with the fused top-k kernel: no block of distances is written to memory.
+
+    A query row's nearest training rows are those with the largest ``2⟨q_i, t_j⟩ − |t_j|²``,
+    which is a plan's logit (:func:`gwalign.kernels.topk.topk_triton` with ``p_i = −|q_i|²``,
+    ``q_j = −|t_j|²``, ε = 1) on points centred on the training mean (translation leaves the
+    order unchanged and keeps the products small). The distances of the neighbours found are
+    then computed directly from the points, and each row sorted by them.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        Distances and indices, Q×k each, nearest first, on the points' device.
+    """
+    import triton
+    from gwalign.kernels.topk import MAX_TOPK, topk_triton
+
+    centre = train.mean(dim=0)
+    points, queries = train - centre, query - centre
+    # The kernel keeps a buffer of the next power of two ≥ k; all of it is taken and the cut to
+    # k made on the distances, since the kernel's values exp(−d²) underflow to ties at 0.
+    kept = min(triton.next_power_of_2(k), MAX_TOPK, points.shape[0])
+    _, found = topk_triton(queries, points, -(queries * queries).sum(dim=1), -(points * points).sum(dim=1), 1.0, kept)
+    dists = torch.empty(found.shape, dtype=train.dtype, device=train.device)
+    for lo in range(0, queries.shape[0], DISTANCE_ROWS):
+        hi = min(lo + DISTANCE_ROWS, queries.shape[0])
+        dists[lo:hi] = (queries[lo:hi, None, :] - points[found[lo:hi]]).norm(dim=2)
+    dists, order = dists.sort(dim=1)
+    return dists[:, :k], found.gather(1, order[:, :k])
 
 
 def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

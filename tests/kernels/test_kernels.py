@@ -124,6 +124,30 @@ def test_topk_kernel_matches_reference(device, broken_interpreter):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+KNN_SCRIPT = textwrap.dedent('''
+    import sys, torch
+    from gwalign.geometry.knn import fused_topk
+    torch.set_default_device(sys.argv[2])
+    gen = torch.Generator(device=sys.argv[2]).manual_seed(int(sys.argv[1]))
+    for n, q, d, k in [(5, 3, 2, 5), (50, 50, 3, 7), (300, 70, 33, 31), (129, 65, 80, 16), (64, 1, 1, 64)]:
+        train = torch.randn(n, d, generator=gen) * 3.0 + 10.0      # off-centre, as raw inputs are
+        query = train[:q] if q <= n and q % 2 else torch.randn(q, d, generator=gen) * 3.0 + 10.0
+        dist, idx = fused_topk(train, query, k)
+        ref_dist, ref_idx = torch.cdist(query.double(), train.double()).topk(k, dim=1, largest=False)
+        assert dist.shape == (q, k) and idx.dtype == torch.int64, (n, q, d, k)
+        assert float((dist.double() - ref_dist).abs().max()) < 1e-4, (n, q, d, k)
+        # Random points have no ties: the same neighbours, in the same order.
+        assert torch.equal(idx, ref_idx), (n, q, d, k)
+    print("ok")
+''')
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_knn_search_matches_cdist(device, broken_interpreter):
+    result = run_kernel_script(KNN_SCRIPT, device, broken_interpreter)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 PROBE = textwrap.dedent('''
     import torch, triton, triton.language as tl
     @triton.jit
