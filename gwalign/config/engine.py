@@ -176,13 +176,16 @@ class GWConfig:
         return 50 if gradient == "lowrank" else 10
 
     def step_precision(self, gradient: str) -> str:
-        """GPU dot precision inside GW steps (``mixed``: tf32, on features rounded to TF32 by the
-        solvers, so every pass computes their cost to fp32 accuracy)."""
-        return "tf32" if self.compute.precision == "mixed" else self.compute.precision
+        """GPU dot precision inside GW steps (``mixed``: tf32 sampled, tf32x3 low-rank). Passes in
+        tf32 run on features the solvers round to TF32, so each computes their cost to fp32
+        accuracy."""
+        if self.compute.precision != "mixed":
+            return self.compute.precision
+        return "tf32" if gradient == "sampled" else "tf32x3"
 
     @property
     def final_precision(self) -> str:
-        """GPU dot precision of the low-rank final polish (``mixed``: tf32, as the steps)."""
+        """GPU dot precision of the low-rank final polish (``mixed``: tf32x3, as the steps)."""
         return self.step_precision("lowrank")
 
 

@@ -45,13 +45,14 @@ class GraphConfig(Stage):
         (lengths over the endpoints' k-th neighbour distances).
     knn_search
         Neighbour searches of the graphs and of label transfer: ``exact``, ``approximate``
-        (nearest-neighbour descent, on the CPU) or ``auto`` (approximate on the CPU above
+        (nearest-neighbour descent, on the CPU), ``fused`` (exact; on a GPU by the fused top-k
+        kernel, with no block of distances in memory) or ``auto`` (approximate on the CPU above
         100,000 points; :mod:`gwalign.geometry.approximate_knn`).
     """
 
     k: Optional[int] = bounded(None, low=1)
     edge_weights: Literal["distance", "connectivity", "local"] = "distance"
-    knn_search: Literal["auto", "exact", "approximate"] = "auto"
+    knn_search: Literal["auto", "exact", "approximate", "fused"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,9 @@ class ComputeConfig(Stage):
         Floating type of the engine's tensors.
     precision
         GPU dot precision of the Sinkhorn passes: ``tf32``, ``tf32x3``, ``ieee`` or ``mixed``
-        (tf32 on cost features rounded to TF32 once per step, so every pass computes that cost
-        to fp32 accuracy; the plan passes, ``T Z``, costs and top-k, stay in tf32x3).
+        (tf32 for sampled steps, tf32x3 for low-rank steps and their polish). Passes in tf32 run
+        on cost features rounded to TF32 once per step, so each computes that cost to fp32
+        accuracy; the plan passes (``T Z``, costs, top-k) always run in tf32x3.
     threads
         CPU threads of torch, BLAS, numba and the shortest-path workers; ``None``: the cores
         this process may use.

@@ -19,14 +19,15 @@ import torch
 #: (docs/performance.md, "The kNN search on the CPU").
 APPROXIMATE_MIN_POINTS = 100_000
 
-Search = Literal["auto", "exact", "approximate"]
+Search = Literal["auto", "exact", "approximate", "fused"]
 
 
 def searches_approximately(train: torch.Tensor, search: Search) -> bool:
     """Whether a kNN search among ``train`` under the policy ``search`` is approximate: always for
-    ``approximate``; for ``auto``, on the CPU above :data:`APPROXIMATE_MIN_POINTS` points."""
-    if search not in ("auto", "exact", "approximate"):
-        raise ValueError(f"search must be 'auto', 'exact' or 'approximate', got {search!r}")
+    ``approximate``; for ``auto``, on the CPU above :data:`APPROXIMATE_MIN_POINTS` points
+    (``fused`` is exact: :func:`gwalign.geometry.knn.fused_topk` on a GPU, ``exact`` elsewhere)."""
+    if search not in ("auto", "exact", "approximate", "fused"):
+        raise ValueError(f"search must be 'auto', 'exact', 'approximate' or 'fused', got {search!r}")
     if search == "auto":
         return not train.is_cuda and train.shape[0] > APPROXIMATE_MIN_POINTS
     return search == "approximate"

@@ -134,10 +134,10 @@ def search_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int
     policy ``search`` says so (:func:`~gwalign.geometry.approximate_knn.searches_approximately`)."""
     if searches_approximately(train, search):
         return approximate_knn(train, query, k, seed)
-    return exact_knn(train, query, k, block_rows)
+    return exact_knn(train, query, k, block_rows, fused=search == "fused")
 
 
-def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048
+def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048, fused: bool = False
               ) -> tuple[np.ndarray, np.ndarray]:
     """Exact kNN of the query rows among the training rows, searched where the tensors live.
 
@@ -153,6 +153,8 @@ def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int 
         Neighbours per query row, at most M.
     block_rows
         Query rows per block on the GPU.
+    fused
+        On the GPU, search with :func:`fused_topk` where it applies, instead of ``cdist`` + ``topk``.
 
     Returns
     -------
@@ -160,7 +162,7 @@ def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int 
         Distances (float64) and indices, each Q×k, nearest first.
     """
     if train.is_cuda:
-        return blocked_topk(train, query, k, block_rows)
+        return blocked_topk(train, query, k, block_rows, fused)
     if train.shape[0] <= CPU_BRUTE_MAX_POINTS:
         return cpu_topk(train, query, k)
     from sklearn.neighbors import NearestNeighbors
@@ -218,14 +220,16 @@ def cpu_topk(train: torch.Tensor, query: torch.Tensor, k: int) -> tuple[np.ndarr
     return dists, idxs
 
 
-def blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Blocked exact kNN with ``cdist`` + ``topk`` (GPU path).
+def blocked_topk(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int, fused: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Blocked exact kNN with ``cdist`` + ``topk`` (GPU path), or with :func:`fused_topk` when
+    ``fused`` and it applies.
 
     A block holds at most ``KNN_BLOCK_ELEMENTS`` distances (1 GiB in float32; at 1M points
     2048 rows would take 8 GiB), and results stay on the device until one final copy.
     """
     rows = max(64, min(block_rows, KNN_BLOCK_ELEMENTS // max(train.shape[0], 1)))
-    fused = _fused_search_fits(train, query, k)
+    fused = fused and _fused_search_fits(train, query, k)
 
     def search(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
         if fused:
@@ -286,7 +290,8 @@ def fused_topk(train: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.
     # The kernel keeps a buffer of the next power of two ≥ k; all of it is taken and the cut to
     # k made on the distances, since the kernel's values exp(−d²) underflow to ties at 0.
     kept = min(triton.next_power_of_2(k), MAX_TOPK, points.shape[0])
-    _, found = topk_triton(queries, points, -(queries * queries).sum(dim=1), -(points * points).sum(dim=1), 1.0, kept)
+    _, found = topk_triton(queries, points, -(queries * queries).sum(dim=1), -(points * points).sum(dim=1), 1.0, kept,
+                           early_exit=True)
     dists = torch.empty(found.shape, dtype=train.dtype, device=train.device)
     for lo in range(0, queries.shape[0], DISTANCE_ROWS):
         hi = min(lo + DISTANCE_ROWS, queries.shape[0])

@@ -21,7 +21,7 @@ MAX_TOPK = 64
 def _topk_kernel(x_ptr, y_ptr, p_ptr, q_ptr, val_ptr, idx_ptr, n_rows, n_cols, n_feat,
                  stride_x, stride_y, scale,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
-                 K: tl.constexpr, PRECISION: tl.constexpr):
+                 K: tl.constexpr, PRECISION: tl.constexpr, EARLY_EXIT: tl.constexpr):
     pid = tl.program_id(0)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n_rows
@@ -37,21 +37,34 @@ def _topk_kernel(x_ptr, y_ptr, p_ptr, q_ptr, val_ptr, idx_ptr, n_rows, n_cols, n
         # Row potentials do not change the order within a row: they are added at the end.
         logits = log2_plan_tile(x0, x1, y_ptr, q_ptr, zero, cols, col_ok, stride_y, n_feat, scale,
                                  D0, D1, PRECISION)
-        top = tl.max(logits, axis=1)
-        floor = tl.min(best, axis=1)
-        # Insert the tile's best entry of every row while some row has one above its current
-        # k-th best: after the first tiles most are a single max pass, and a tile costs as many
-        # rounds as its rows need, not K.
-        # (A comparison, not top - floor: that is NaN where both are -inf.)
-        while tl.max((top > floor).to(tl.int32), axis=0) > 0:
-            where_top = tl.argmax(logits, axis=1)
-            slot = tl.argmin(best, axis=1)
-            replace = (slots[None, :] == slot[:, None]) & (top > floor)[:, None]
-            best = tl.where(replace, top[:, None], best)
-            best_idx = tl.where(replace, (start + where_top)[:, None], best_idx)
-            logits = tl.where(local[None, :] == where_top[:, None], float("-inf"), logits)
+        if EARLY_EXIT:
+            # Insert the tile's best entry of every row while some row has one above its current
+            # k-th best: a tile costs as many rounds as its rows need, not K. (A comparison, not
+            # top - floor: that is NaN where both are -inf.)
             top = tl.max(logits, axis=1)
             floor = tl.min(best, axis=1)
+            while tl.max((top > floor).to(tl.int32), axis=0) > 0:
+                where_top = tl.argmax(logits, axis=1)
+                slot = tl.argmin(best, axis=1)
+                replace = (slots[None, :] == slot[:, None]) & (top > floor)[:, None]
+                best = tl.where(replace, top[:, None], best)
+                best_idx = tl.where(replace, (start + where_top)[:, None], best_idx)
+                logits = tl.where(local[None, :] == where_top[:, None], float("-inf"), logits)
+                top = tl.max(logits, axis=1)
+                floor = tl.min(best, axis=1)
+        else:
+            floor = tl.min(best, axis=1)
+            # Skip the tile unless some row has an entry above its current k-th best.
+            if tl.max(tl.max(logits, axis=1) - floor, axis=0) > 0:
+                for _ in range(K):
+                    top = tl.max(logits, axis=1)
+                    where_top = tl.argmax(logits, axis=1)
+                    floor = tl.min(best, axis=1)
+                    slot = tl.argmin(best, axis=1)
+                    replace = (slots[None, :] == slot[:, None]) & (top > floor)[:, None]
+                    best = tl.where(replace, top[:, None], best)
+                    best_idx = tl.where(replace, (start + where_top)[:, None], best_idx)
+                    logits = tl.where(local[None, :] == where_top[:, None], float("-inf"), logits)
     p2 = tl.load(p_ptr + rows, mask=row_ok, other=0.0).to(tl.float32) * scale
     out = rows[:, None].to(tl.int64) * K + slots[None, :]
     tl.store(val_ptr + out, tl.exp2(best + p2[:, None]), mask=row_ok[:, None])
@@ -59,13 +72,15 @@ def _topk_kernel(x_ptr, y_ptr, p_ptr, q_ptr, val_ptr, idx_ptr, n_rows, n_cols, n
 
 
 def topk_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tensor, eps: float,
-                k: int, precision: str = "tf32x3") -> tuple[torch.Tensor, torch.Tensor]:
+                k: int, precision: str = "tf32x3", early_exit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` largest entries of every row of ``T_ij = exp((p_i + q_j + 2⟨x_i, y_j⟩)/ε)``.
 
     One streamed pass: each program keeps a running top-K buffer per row (K = next power of
-    two ≥ k, at most :data:`MAX_TOPK`) and inserts a column tile's entries only while one of
-    its rows has an entry above that row's current K-th best, so after the first tiles most are
-    one max pass. Also the GPU's exact kNN search (:func:`gwalign.geometry.knn.exact_knn`).
+    two ≥ k, at most :data:`MAX_TOPK`) and skips a column tile unless one of its rows has an
+    entry above that row's current K-th best, so after the first tiles most are one max pass.
+    A tile with such an entry is searched K times; with ``early_exit``, only
+    until no row has one left (a data-dependent loop, for the fused kNN search
+    :func:`gwalign.geometry.knn.fused_topk`, where most tiles need one or two rounds).
 
     Returns
     -------
@@ -87,6 +102,6 @@ def topk_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tens
     grid = (triton.cdiv(n_rows, block_m),)
     _topk_kernel[grid](x, y, p, q, values, indices, n_rows, y.shape[0], n_feat, x.stride(0), y.stride(0),
                        LOG2E / eps, BLOCK_M=block_m, BLOCK_N=64, D0=d0, D1=d1, K=width,
-                       PRECISION=precision, num_warps=4)
+                       PRECISION=precision, EARLY_EXIT=early_exit, num_warps=4)
     order = torch.argsort(values, dim=1, descending=True)[:, :k]
     return values.gather(1, order), indices.gather(1, order).long()

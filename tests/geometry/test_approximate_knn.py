@@ -49,6 +49,7 @@ def test_policy():
     assert searches_approximately(large, "auto")
     assert not searches_approximately(large, "exact")
     assert searches_approximately(small, "approximate")
+    assert not searches_approximately(large, "fused")
     with pytest.raises(ValueError, match="search must be"):
         searches_approximately(small, "fast")
 
@@ -70,3 +71,11 @@ def test_alignment_with_approximate_search():
     approximate = gwalign.align(xs, xt, config)
     exact = gwalign.align(xs, xt, config.replace(knn_search="exact"))
     assert gwalign.foscttm(xs, approximate.project_to_source(xt)) <= gwalign.foscttm(xs, exact.project_to_source(xt)) + 0.02
+
+
+def test_fused_search_is_the_exact_search_off_the_gpu():
+    """``fused`` is exact: on the CPU it is the exact search (the kernel itself is compared with
+    cdist in tests/kernels/test_kernels.py)."""
+    x = _clusters(400, seed=3)
+    fused, exact = knn_graph(x, 10, search="fused"), knn_graph(x, 10, search="exact")
+    assert (fused.matrix != exact.matrix).nnz == 0
