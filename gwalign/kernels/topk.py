@@ -17,6 +17,21 @@ from gwalign.kernels.tiles import (LOG2E, contiguous_plan, feature_split, load_s
 MAX_TOPK = 64
 
 
+@triton.jit
+def _insert_best(logits, best, best_idx, slots, local, start):
+    """Each row's largest tile entry replaces the smallest of its top-K buffer where it is
+    larger; it then leaves the tile (set to -inf)."""
+    top = tl.max(logits, axis=1)
+    where_top = tl.argmax(logits, axis=1)
+    floor = tl.min(best, axis=1)
+    slot = tl.argmin(best, axis=1)
+    replace = (slots[None, :] == slot[:, None]) & (top > floor)[:, None]
+    best = tl.where(replace, top[:, None], best)
+    best_idx = tl.where(replace, (start + where_top)[:, None], best_idx)
+    logits = tl.where(local[None, :] == where_top[:, None], float("-inf"), logits)
+    return logits, best, best_idx
+
+
 @triton.jit(do_not_specialize=["n_rows", "n_cols"])
 def _topk_kernel(x_ptr, y_ptr, p_ptr, q_ptr, val_ptr, idx_ptr, n_rows, n_cols, n_feat,
                  stride_x, stride_y, scale,
@@ -38,33 +53,16 @@ def _topk_kernel(x_ptr, y_ptr, p_ptr, q_ptr, val_ptr, idx_ptr, n_rows, n_cols, n
         logits = log2_plan_tile(x0, x1, y_ptr, q_ptr, zero, cols, col_ok, stride_y, n_feat, scale,
                                  D0, D1, PRECISION)
         if EARLY_EXIT:
-            # Insert the tile's best entry of every row while some row has one above its current
-            # k-th best: a tile costs as many rounds as its rows need, not K. (A comparison, not
-            # top - floor: that is NaN where both are -inf.)
-            top = tl.max(logits, axis=1)
-            floor = tl.min(best, axis=1)
-            while tl.max((top > floor).to(tl.int32), axis=0) > 0:
-                where_top = tl.argmax(logits, axis=1)
-                slot = tl.argmin(best, axis=1)
-                replace = (slots[None, :] == slot[:, None]) & (top > floor)[:, None]
-                best = tl.where(replace, top[:, None], best)
-                best_idx = tl.where(replace, (start + where_top)[:, None], best_idx)
-                logits = tl.where(local[None, :] == where_top[:, None], float("-inf"), logits)
-                top = tl.max(logits, axis=1)
-                floor = tl.min(best, axis=1)
+            # Insert while some row has an entry above its current k-th best: a tile costs as
+            # many rounds as its rows need, not K. (A comparison, not top - floor: that is NaN
+            # where both are -inf.)
+            while tl.max((tl.max(logits, axis=1) > tl.min(best, axis=1)).to(tl.int32), axis=0) > 0:
+                logits, best, best_idx = _insert_best(logits, best, best_idx, slots, local, start)
         else:
-            floor = tl.min(best, axis=1)
             # Skip the tile unless some row has an entry above its current k-th best.
-            if tl.max(tl.max(logits, axis=1) - floor, axis=0) > 0:
+            if tl.max(tl.max(logits, axis=1) - tl.min(best, axis=1), axis=0) > 0:
                 for _ in range(K):
-                    top = tl.max(logits, axis=1)
-                    where_top = tl.argmax(logits, axis=1)
-                    floor = tl.min(best, axis=1)
-                    slot = tl.argmin(best, axis=1)
-                    replace = (slots[None, :] == slot[:, None]) & (top > floor)[:, None]
-                    best = tl.where(replace, top[:, None], best)
-                    best_idx = tl.where(replace, (start + where_top)[:, None], best_idx)
-                    logits = tl.where(local[None, :] == where_top[:, None], float("-inf"), logits)
+                    logits, best, best_idx = _insert_best(logits, best, best_idx, slots, local, start)
     p2 = tl.load(p_ptr + rows, mask=row_ok, other=0.0).to(tl.float32) * scale
     out = rows[:, None].to(tl.int64) * K + slots[None, :]
     tl.store(val_ptr + out, tl.exp2(best + p2[:, None]), mask=row_ok[:, None])
