@@ -223,6 +223,11 @@ def test_finalists_raced_on_a_second_subsample_reach_the_full_size_race_result()
     assert "race" in sub_race.solve.timings and "race" not in full_race.solve.timings
     assert sub_race.gw_objective <= full_race.gw_objective * 1.02
     assert abs(spearmanr(ts, sub_race.project_to_source(tt))[0]) >= 0.99
+    # TF32 passes on rounded features (batched screening, the race's c-transform, the winner)
+    # reach the same plan.
+    rounded = gwalign.align(xs, xt, config.replace(race_points=300, precision="tf32"))
+    assert abs(rounded.gw_objective - sub_race.gw_objective) <= 0.01 * sub_race.gw_objective
+    assert abs(spearmanr(ts, rounded.project_to_source(tt))[0]) >= 0.99
 
 
 def test_screened_winner_continued_at_final_epsilon_ends_where_reannealing_ends():

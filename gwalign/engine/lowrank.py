@@ -232,7 +232,7 @@ class LowRankGW:
         u, v, row, col = self._features(states, precision)
         tick = time.perf_counter()
         warm = any(state.f is not None or state.g is not None for state in states)
-        f = torch.stack([state.f if state.f is not None else torch.zeros_like(row) for state in states]) \
+        f = torch.stack([state.f if state.f is not None else torch.zeros_like(self.a) for state in states]) \
             if warm else None
         g = torch.stack([state.g if state.g is not None else torch.zeros_like(col[0]) for state in states]) \
             if warm else None
