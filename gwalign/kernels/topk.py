@@ -76,9 +76,9 @@ def topk_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tens
     One streamed pass: each program keeps a running top-K buffer per row (K = next power of
     two ≥ k, at most :data:`MAX_TOPK`) and skips a column tile unless one of its rows has an
     entry above that row's current K-th best, so after the first tiles most are one max pass.
-    A tile with such an entry is searched K times; with ``early_exit``, only
-    until no row has one left (a data-dependent loop, for the fused kNN search
-    :func:`gwalign.geometry.knn.fused_topk`, where most tiles need one or two rounds).
+    A tile with such an entry is searched K times; with ``early_exit``, only until no row has
+    one left (a data-dependent loop, used by the fused kNN search
+    :func:`gwalign.geometry.knn.fused_topk`).
 
     Returns
     -------
