@@ -1,6 +1,7 @@
 """Speed at scale on synthetic data: the engine, or with --cli the command line end to end.
 
-The engine runs on a spiral (2-D) → Swiss roll (3-D) pair; ``--cli`` runs ``gwalign run`` and
+The engine runs on a spiral (2-D) → Swiss roll (3-D) pair, or with ``--pair helix`` on a helix
+(8-D) → S-curve (3-D) pair; ``--cli`` runs ``gwalign run`` and
 ``gwalign evaluate`` on the bundled example pair.
 
 Engine mode (default): :func:`gwalign.align` on a spiral of N points and a Swiss roll of K
@@ -64,17 +65,20 @@ import torch
 from scipy.stats import spearmanr
 
 import gwalign
-from gwalign.datasets.synthetic import spiral_and_roll
+from gwalign.datasets.synthetic import helix_and_s_curve, spiral_and_roll
 
 #: Largest side POT's dense entropic GW is asked to handle (N² distances on the CPU, N·K plans on the GPU).
 POT_MAX = 5000
+
+#: The manifold pairs ``--pair`` picks from: each returns (x_source, t_source, x_target, t_target).
+SHAPES = {"spiral": spiral_and_roll, "helix": helix_and_s_curve}
 
 PAIRS = {4000: 5000, 10000: 12000, 20000: 25000, 45000: 45000, 100000: 100000, 250000: 250000,
          1000000: 1000000}
 
 
-def run(n: int, k: int, device: str, config: gwalign.GWConfig) -> dict:
-    xs, ts, xt, tt = spiral_and_roll(n, k, seed=0)
+def run(n: int, k: int, device: str, config: gwalign.GWConfig, shape: str = "spiral") -> dict:
+    xs, ts, xt, tt = SHAPES[shape](n, k, seed=0)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -105,9 +109,9 @@ def barycentric_spearman(plan: torch.Tensor, ts: np.ndarray, tt: np.ndarray) -> 
     return abs(spearmanr(ts, proj.cpu().numpy())[0])
 
 
-def run_other(tool: str, n: int, k: int, device: str) -> dict:
+def run_other(tool: str, n: int, k: int, device: str, shape: str = "spiral") -> dict:
     """Time another tool end to end on the same pair; ``error`` says why a size failed."""
-    xs, ts, xt, tt = spiral_and_roll(n, k, seed=0)
+    xs, ts, xt, tt = SHAPES[shape](n, k, seed=0)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -277,6 +281,8 @@ def main() -> None:
                         help="source sizes N (engine mode; default 4000 10000 20000 45000) or cells per side "
                              "(--cli; default 2000 10000)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--pair", default="spiral", choices=sorted(SHAPES),
+                        help="spiral: 2-D spiral → 3-D Swiss roll; helix: 8-D helix → 3-D S-curve")
     parser.add_argument("--n-starts", type=int, default=1, help="starts (0: GWConfig's default)")
     parser.add_argument("--n-anchors", type=int, default=80)
     parser.add_argument("--precision", default="mixed", choices=["mixed", "tf32", "tf32x3", "ieee"])
@@ -308,7 +314,7 @@ def main() -> None:
         return
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(f"# {name}, torch {torch.__version__}, n_anchors={args.n_anchors}, n_starts={args.n_starts}, "
-          f"precision={args.precision}" + "".join(f", {item}" for item in args.set))
+          f"precision={args.precision}, pair={args.pair}" + "".join(f", {item}" for item in args.set))
     tick = time.perf_counter()
     # Tile shapes follow the problem size (gwalign.kernels.lse.launch_config): the warm-up runs
     # one size whose row tiles shrink and one whose tiles do not, so every variant is compiled.
@@ -319,7 +325,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         k = PAIRS.get(n, n)
-        row = run(n, k, args.device, config)
+        row = run(n, k, args.device, config, args.pair)
         st = row["stages"]
         print(f"| {n:,} × {k:,} | {row['time']:.2f} | {st['graph']:.2f} | {st['distances']:.2f} | "
               f"{st.get('solve_sinkhorn', 0) + st.get('solve_polish', 0):.2f} | {row['peak_gb']:.2f} | {row['iters']} | {row['sinkhorn']} ({row['polish']}) | "
@@ -338,7 +344,7 @@ def main() -> None:
                 continue
             for n in args.sizes:
                 k = PAIRS.get(n, n)
-                row = run_other(tool, n, k, args.device)
+                row = run_other(tool, n, k, args.device, args.pair)
                 if "error" in row:
                     print(f"| {label} | {n:,} × {k:,} | {row['error']} | – | – |", flush=True)
                 else:

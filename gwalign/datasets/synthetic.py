@@ -27,6 +27,32 @@ def spiral_and_roll(n_source: int, n_target: int, seed: int = 0, noise: float = 
     return x_s, t_s, x_t, t_t
 
 
+def helix_and_s_curve(n_source: int, n_target: int, seed: int = 0, noise: float = 0.02,
+                      width: float = 2.0, dims: int = 8
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A helix in ``dims`` dimensions and a 3-D S-curve sharing the curve parameter ``t`` in [0, 1].
+
+    The helix makes two turns around a rising axis and is rotated at random into ``dims``
+    dimensions; the S-curve (two half circles, as in scikit-learn's ``make_s_curve``) adds a uniform
+    height in ``[0, width]``. Both move at constant speed in ``t``, so their geodesic distances along
+    ``t`` are proportional and GW should match them with ``t_source ≈ t_target`` (or its mirror).
+
+    Returns
+    -------
+    (x_source N×dims, t_source, x_target K×3, t_target)
+    """
+    rng = np.random.default_rng(seed)
+    t_s = np.sort(rng.uniform(0.0, 1.0, n_source))
+    angle = 4.0 * np.pi * t_s
+    helix = np.c_[np.cos(angle), np.sin(angle), 3.0 * t_s]
+    rotation, _ = np.linalg.qr(rng.normal(size=(dims, dims)))
+    x_s = helix @ rotation[:3] + noise * rng.normal(size=(n_source, dims))
+    t_t = np.sort(rng.uniform(0.0, 1.0, n_target))
+    theta = 3.0 * np.pi * (t_t - 0.5)
+    x_t = np.c_[np.sin(theta), width * rng.uniform(size=n_target), np.sign(theta) * (np.cos(theta) - 1.0)]
+    return x_s, t_s, x_t, t_t
+
+
 def blobs_with_extra(seed: int = 0, per_blob: int = 150, extra: int = 60
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """An unbalanced problem: three 2-D blobs on a triangle, and the same points (in 3-D) plus
