@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from gwalign.alignment import Alignment
 from gwalign.config import CCA_DIFFUSION_STEPS
 from gwalign.results.diffusion import graph_walk
+from gwalign.results.one_sided import one_sided_groups
 
 
 #: Eigenvectors kept by the spectral joint embedding (on SNARE-seq 10 place cells better than 30:
@@ -74,9 +75,9 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     directions, each scaled by its canonical correlation so that directions the coupling does
     not tie together fade out without a cut-off. Streamed: one ``T Y`` and one ``Tᵀ u`` product,
     no N×K matrix. Each pair is first weighted by both cells' counterpart evidence
-    (:meth:`gwalign.Alignment.counterpart_evidence`: ``diag(e_s) T diag(e_t)``), so cells that
-    shed their mass when allowed (no counterpart) do not steer the shared directions; they are
-    still embedded by them. Where nothing was freed the evidence is 1 and this changes nothing.
+    (:func:`cca_evidence`: ``diag(e_s) T diag(e_t)``), so cells that shed their mass when allowed
+    (no counterpart) do not steer the shared directions; they are still embedded by them. Where
+    nothing was freed the evidence is 1 and this changes nothing.
 
     Parameters
     ----------
@@ -104,7 +105,7 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     device = getattr(alignment, "device", None)
     walk_s = graph_walk(graphs[0], diffusion_steps, device)
     walk_t = graph_walk(graphs[1], diffusion_steps, device)
-    e_s, e_t = (np.asarray(e, dtype=np.float64)[:, None] for e in alignment.counterpart_evidence())
+    e_s, e_t = (np.asarray(e, dtype=np.float64)[:, None] for e in cca_evidence(alignment))
     # One streamed pass gives both T' Y and the row marginal T' 1 (a column of ones appended),
     # T' = diag(e_s) T diag(e_t); with the walks, S_s T' S_tᵀ [Y, 1] = S_s (e_s T (e_t S_tᵀ [Y, 1])).
     applied = walk_s(e_s * alignment.apply(e_t * walk_t(np.c_[y, np.ones(len(y))], transpose=True)))
@@ -125,6 +126,21 @@ def coupled_cca(alignment: Alignment, rep_source: np.ndarray, rep_target: np.nda
     whiten_y = _inverse_sqrt(_shrunk_covariance(yc, c, ridge))
     left, corr, right_t = np.linalg.svd(whiten_x @ cross @ whiten_y, full_matrices=False)
     return xc @ whiten_x @ left * corr, yc @ whiten_y @ right_t.T * corr, corr
+
+
+def cca_evidence(alignment: Alignment) -> tuple[np.ndarray, np.ndarray]:
+    """(source, target) weights of the cells in coupled CCA: their counterpart evidence.
+
+    After a balanced run's one-sided check, only cells in a flagged group keep their evidence and
+    every other cell weighs 1: a low-mass cell outside such a group is the probe's noise
+    (:mod:`gwalign.results.one_sided`), and down-weighting it would bend the shared directions
+    away from cells that do have a counterpart. Semi-relaxed runs use the evidence as it is.
+    """
+    evidence = alignment.counterpart_evidence()
+    check = one_sided_groups(alignment)
+    if check is None:
+        return evidence
+    return tuple(np.where(side.flagged, np.asarray(e), 1.0) for side, e in zip(check, evidence))
 
 
 def _shrunk_covariance(centred: np.ndarray, weights: np.ndarray, ridge: float) -> np.ndarray:

@@ -6,7 +6,7 @@ import torch
 
 import gwalign
 from gwalign.geometry.knn import knn_graph
-from gwalign.results.embedding import coupled_cca, joint_embedding
+from gwalign.results.embedding import cca_evidence, coupled_cca, joint_embedding
 from gwalign.results.diffusion import graph_walk
 from gwalign.datasets.synthetic import spiral_and_roll
 
@@ -118,3 +118,21 @@ def test_evidence_weighted_cca_is_the_cca_of_the_weighted_plan(rng):
         assert corr == pytest.approx(ref_corr, rel=1e-8)
         assert left @ right.T == pytest.approx(ref_left @ ref_right.T, rel=1e-7, abs=1e-10)
         assert not np.allclose(corr, coupled_cca(DensePlan(plan, graphs), x, y, diffusion_steps=steps)[2])
+
+
+def test_cca_weighs_only_flagged_groups_by_their_evidence(rng):
+    """After a one-sided check, a connected group of low-mass cells keeps its evidence as its CCA
+    weight; scattered low-mass cells (the probe's noise) weigh 1, as do cells that kept their mass."""
+    x = np.r_[rng.normal(size=(100, 3)), rng.normal(size=(30, 3)) + 20.0]   # a far blob of 30 cells
+    y = rng.normal(size=(80, 3))
+    graphs = (knn_graph(torch.as_tensor(x), 6), knn_graph(torch.as_tensor(y), 6))
+    mass_s = np.r_[np.ones(100), np.full(30, 0.1)]
+    mass_s[[3, 40, 77]] = 0.2                       # scattered low-mass cells among the first 100
+    mass_t = np.r_[np.full(5, 0.3), np.full(75, 1.4)]   # five low-mass cells: under the group size
+    plan = np.full((130, 80), 1 / (130 * 80))
+    evidence = (np.minimum(1.0, mass_s), np.minimum(1.0, mass_t))
+    weights_s, weights_t = cca_evidence(DensePlan(plan, graphs, evidence, relaxed=(mass_s, mass_t)))
+    assert weights_s == pytest.approx(np.r_[np.ones(100), np.full(30, 0.1)])
+    assert weights_t == pytest.approx(np.ones(80))
+    # Without a check (semi-relaxed runs), the evidence is used as it is.
+    assert cca_evidence(DensePlan(plan, graphs, evidence))[0] == pytest.approx(evidence[0])
