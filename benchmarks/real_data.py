@@ -5,8 +5,8 @@ transfer on the cell types found on both sides, the labels ``gwalign run --trans
 writes, their confidence, the GW objective of the chosen plan and of every start, and the time.
 
 Pairs (``tests/data/<folder>``; ``--data-root`` reads another folder of the same layout). Every
-pair's ``role`` says how it was used: all five were used to choose the defaults; a pair added
-only to check them would be marked "validation only" (there is none yet).
+pair's ``role`` says how it was used: the first five were used to choose the defaults; the
+others are "validation only", added after the defaults to check them (no choice was measured on them).
 
 - ``snareseq``: paired RNA/ATAC, 1047 cells (SNARE-seq, as distributed with SCOT). FOSCTTM and
   label transfer. Published: SCOT 0.1496 (tuned k = 110, ε = 1e-3), Pamona 0.168.
@@ -18,6 +18,10 @@ only to check them would be marked "validation only" (there is none yet).
 - ``scgem``: paired expression / binary methylation, 177 reprogramming cells (scGEM, as
   distributed with SCOT). Published FOSCTTM: SCOT 0.216 with its tuned scGEM recipe
   (``python benchmarks/compare_real.py --datasets scgem --tools scot --scot-tuned``).
+- Validation only: ``pbmc68k-genes`` and ``pbmc68k-cells`` (RNA against RNA on disjoint halves of
+  the genes of scanpy's PBMC subset; paired, and different cells); ``bmmc-multiome`` (paired
+  RNA/ATAC) and ``bmmc-cite`` (paired RNA/protein), 2,000 bone-marrow cells each from the NeurIPS
+  2021 data; ``pbmc-cite`` (paired RNA/protein, 800 PBMCs). See each folder's README.md.
 
 The joint embedding is what ``gwalign run`` writes as ``obsm["X_gw"]`` (coupled CCA by default;
 ``--embedding`` scores the others on the same plan), from representations whose rows are scaled
@@ -136,6 +140,12 @@ DATASETS = {
     "pbmc68k-genes": Dataset("pbmc68k", "genes_a", "genes_b", "labels", "labels", True, VALIDATION_ROLE),
     "pbmc68k-cells": Dataset("pbmc68k", "cells_a", "cells_b", "cells_a_labels", "cells_b_labels", False,
                              VALIDATION_ROLE),
+    # Paired RNA/ATAC and RNA/protein cells (tests/data/bmmc/README.md, tests/data/pbmc-cite/README.md):
+    # no default was chosen on them.
+    "bmmc-multiome": Dataset("bmmc", "multiome_rna", "multiome_atac", "multiome_labels", "multiome_labels", True,
+                             VALIDATION_ROLE),
+    "bmmc-cite": Dataset("bmmc", "cite_rna", "cite_adt", "cite_labels", "cite_labels", True, VALIDATION_ROLE),
+    "pbmc-cite": Dataset("pbmc-cite", "rna", "adt", "labels", "labels", True, VALIDATION_ROLE),
 }
 
 
@@ -407,7 +417,8 @@ def main() -> None:
                 if key in rows[0]:
                     col = np.array([v[key] for v in rows])
                     # Paired data are published by FOSCTTM, unpaired by label transfer.
-                    published = f"; published {data.published}" if (key == "foscttm") == data.paired else ""
+                    shown = data.published and (key == "foscttm") == data.paired
+                    published = f"; published {data.published}" if shown else ""
                     summary.append(f"# {name} {label} {key}: mean {col.mean():.3f}, spread (max - min) "
                                    f"{np.ptp(col):.3f} over {len(col)} seeds{published}")
             if "published_protocol" in rows[0]:
