@@ -21,6 +21,15 @@ from typing import Iterator, Optional
 _current_limit: Optional[int] = None
 
 
+#: Seconds between two readings of the load by :func:`follow_load` (a reading costs about 0.1 ms).
+LOAD_CHECK_INTERVAL = 0.5
+
+
+#: The innermost default-sized run's limit and when :func:`follow_load` last read the load;
+#: ``None`` when the thread count was asked for or the process is confined to its cores.
+_following: Optional[list] = None
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity mask, else the machine's count), at most
     ``OMP_NUM_THREADS`` when that is set (the usual way a scheduler or a user caps threads)."""
@@ -43,6 +52,58 @@ def busy_cores(samples: int = 5, interval: float = 0.005) -> int:
     return max(0, sorted(counts)[len(counts) // 2] - 1)
 
 
+def _own_running() -> int:
+    """Threads of this process running or runnable now (state ``R`` in ``/proc/self/task``)."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat") as handle:
+                count += handle.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue
+    return count
+
+
+def others_running(samples: int = 3) -> int:
+    """Threads of other processes running or runnable now: the kernel's count of runnable tasks
+    less this process's own (its pool's spinning threads count there), the median of a few
+    readings; 0 where the system does not say (not Linux)."""
+    counts = []
+    for _ in range(samples):
+        try:
+            with open("/proc/loadavg") as handle:
+                total = int(handle.read().split()[3].split("/")[0])
+            counts.append(total - _own_running())
+        except (OSError, ValueError, IndexError):
+            return 0
+    return max(0, sorted(counts)[len(counts) // 2])
+
+
+def follow_load() -> None:
+    """Fit torch's thread count to the cores other processes leave free, within the run's limit.
+
+    Called between steps of the solvers. Only a run whose thread count was chosen by default
+    (:func:`default_threads`) follows the load, and at most every ``LOAD_CHECK_INTERVAL`` seconds:
+    jobs that start on the machine after the run began would otherwise meet a pool that spins
+    against them, which made a 2,000-cell alignment on 2 cores over 20 times slower
+    (docs/performance.md, "Threads on shared cores").
+    """
+    if _following is None or time.monotonic() - _following[1] < LOAD_CHECK_INTERVAL:
+        return
+    import torch
+
+    limit = _following[0]
+    wanted = max(1, min(limit, (os.cpu_count() or limit) - others_running()))
+    _following[1] = time.monotonic()
+    if wanted != torch.get_num_threads():
+        torch.set_num_threads(wanted)
+
+
+def _confined() -> bool:
+    """Whether a scheduler confined this process to some of the machine's cores."""
+    return hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < (os.cpu_count() or 1)
+
+
 def default_threads() -> int:
     """Threads of a run when none are asked for: the cores this process may use, less those that
     other processes are busy on, at least one.
@@ -53,11 +114,9 @@ def default_threads() -> int:
     against the other jobs and runs many times slower than one thread (docs/performance.md).
     """
     cores = available_cores()
-    machine = os.cpu_count() or cores
-    confined = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < machine
-    if confined:
+    if _confined():
         return cores
-    return max(1, min(cores, machine - busy_cores()))
+    return max(1, min(cores, (os.cpu_count() or cores) - busy_cores()))
 
 
 def thread_limit() -> int:
@@ -75,9 +134,10 @@ def limited_threads(threads: Optional[int] = None) -> Iterator[int]:
     import torch
     from threadpoolctl import threadpool_limits
 
-    global _current_limit
+    global _current_limit, _following
     limit = max(1, min(int(threads), available_cores())) if threads is not None else default_threads()
-    saved = (_current_limit, torch.get_num_threads(), _numba_threads())
+    saved = (_current_limit, torch.get_num_threads(), _numba_threads(), _following)
+    _following = [available_cores(), time.monotonic()] if threads is None and not _confined() else None
     flushed = torch.set_flush_denormal(True)
     _current_limit = limit
     torch.set_num_threads(limit)
@@ -93,7 +153,7 @@ def limited_threads(threads: Optional[int] = None) -> Iterator[int]:
     finally:
         if hook is not None:
             sys.meta_path.remove(hook)
-        _current_limit = saved[0]
+        _current_limit, _following = saved[0], saved[3]
         torch.set_num_threads(saved[1])
         # numba imported inside the block gets back its own default (every core) afterwards.
         _set_numba_threads(saved[2] if saved[2] is not None or "numba" not in sys.modules

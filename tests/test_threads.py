@@ -58,3 +58,37 @@ def test_numba_imported_inside_the_block_follows_the_limit():
              "print(inside, numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["1", "True"]
+
+
+def test_a_default_sized_run_follows_load_that_starts_later(monkeypatch):
+    """Between solver steps, a run whose count was chosen by default drops to the cores that
+    other processes leave free and goes back up when they leave; an asked-for count stays."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0)
+    monkeypatch.setattr(threads, "LOAD_CHECK_INTERVAL", 0.0)
+    before = torch.get_num_threads()
+    with threads.limited_threads():
+        assert torch.get_num_threads() == 4
+        for others, expected in ((3, 1), (2, 2), (9, 1), (0, 4)):
+            monkeypatch.setattr(threads, "others_running", lambda others=others: others)
+            threads.follow_load()
+            assert torch.get_num_threads() == expected
+    with threads.limited_threads(3):
+        monkeypatch.setattr(threads, "others_running", lambda: 3)
+        threads.follow_load()
+        assert torch.get_num_threads() == 3
+    threads.follow_load()   # outside a run: nothing to follow
+    assert torch.get_num_threads() == before
+
+
+def test_a_spinning_process_counts_as_running_elsewhere():
+    assert threads.others_running() >= 0
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert max(threads.others_running() for _ in range(5)) >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()

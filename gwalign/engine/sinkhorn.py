@@ -16,6 +16,7 @@ import torch
 from gwalign import distributed
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan
+from gwalign.threads import follow_load
 
 
 #: L1 marginal error below which over-relaxation starts (the local-convergence regime).
@@ -183,6 +184,7 @@ class _BatchSinkhorn:
 
     def solve(self, max_iter: int, tol: float) -> list[SinkhornResult]:
         for it in range(1, max_iter + 1):
+            follow_load()   # other jobs may have started on these cores since the run began
             self._row_update()
             c = self._col_lse()
             if self.rho is None:
