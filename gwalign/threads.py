@@ -38,20 +38,6 @@ def available_cores() -> int:
     return max(1, min(cores, int(cap))) if cap.strip().isdigit() and int(cap) > 0 else cores
 
 
-def busy_cores(samples: int = 5, interval: float = 0.005) -> int:
-    """Processes of other programs running now (the median of a few readings of the kernel's
-    count of runnable processes, less this one); 0 where the system does not say (not Linux)."""
-    counts = []
-    for _ in range(samples):
-        try:
-            with open("/proc/loadavg") as handle:
-                counts.append(int(handle.read().split()[3].split("/")[0]))
-        except (OSError, ValueError, IndexError):
-            return 0
-        time.sleep(interval)
-    return max(0, sorted(counts)[len(counts) // 2] - 1)
-
-
 def _own_running() -> int:
     """Threads of this process running or runnable now (state ``R`` in ``/proc/self/task``)."""
     count = 0
@@ -61,21 +47,23 @@ def _own_running() -> int:
                 count += handle.read().rsplit(")", 1)[1].split()[0] == "R"
         except (OSError, IndexError):
             continue
-    return count
+    return max(count, 1)   # the reading thread itself runs
 
 
-def others_running(samples: int = 3) -> int:
-    """Threads of other processes running or runnable now: the kernel's count of runnable tasks
-    less this process's own (its pool's spinning threads count there), the median of a few
-    readings; 0 where the system does not say (not Linux)."""
+def busy_cores(samples: int = 5, interval: float = 0.005) -> int:
+    """Threads of other processes running now: the kernel's count of runnable tasks less this
+    process's own (its pools' spinning threads count there), the median of a few readings; 0
+    where the system does not say (not Linux)."""
     counts = []
-    for _ in range(samples):
+    for i in range(samples):
         try:
             with open("/proc/loadavg") as handle:
                 total = int(handle.read().split()[3].split("/")[0])
             counts.append(total - _own_running())
         except (OSError, ValueError, IndexError):
             return 0
+        if interval and i + 1 < samples:
+            time.sleep(interval)
     return max(0, sorted(counts)[len(counts) // 2])
 
 
@@ -93,7 +81,7 @@ def follow_load() -> None:
     import torch
 
     limit = _following[0]
-    wanted = max(1, min(limit, (os.cpu_count() or limit) - others_running()))
+    wanted = max(1, min(limit, (os.cpu_count() or limit) - busy_cores(samples=3, interval=0.0)))
     _following[1] = time.monotonic()
     if wanted != torch.get_num_threads():
         torch.set_num_threads(wanted)

@@ -176,16 +176,16 @@ class GWConfig:
         return 50 if gradient == "lowrank" else 10
 
     def step_precision(self, gradient: str) -> str:
-        """GPU dot precision inside GW steps (``mixed``: tf32 sampled, tf32x3 low-rank). Passes in
-        tf32 run on features the solvers round to TF32, so each computes their cost to fp32
-        accuracy."""
+        """GPU dot precision inside GW steps (``mixed``: tf32). Passes in tf32 run on features the
+        solvers round to TF32, so each computes their cost to fp32 accuracy; the low-rank solver's
+        passes on features it does not round keep tf32x3 (docs/how-it-works/gpu-kernels.md)."""
         if self.compute.precision != "mixed":
             return self.compute.precision
-        return "tf32" if gradient == "sampled" else "tf32x3"
+        return "tf32"
 
     @property
     def final_precision(self) -> str:
-        """GPU dot precision of the low-rank final polish (``mixed``: tf32x3, as the steps)."""
+        """GPU dot precision of the low-rank final polish (``mixed``: tf32, as the steps)."""
         return self.step_precision("lowrank")
 
 

@@ -65,7 +65,10 @@ def _topk_kernel(x_ptr, y_ptr, p_ptr, q_ptr, val_ptr, idx_ptr, n_rows, n_cols, n
                     logits, best, best_idx = _insert_best(logits, best, best_idx, slots, local, start)
     p2 = tl.load(p_ptr + rows, mask=row_ok, other=0.0).to(tl.float32) * scale
     out = rows[:, None].to(tl.int64) * K + slots[None, :]
-    tl.store(val_ptr + out, tl.exp2(best + p2[:, None]), mask=row_ok[:, None])
+    # Stored as log2 values: the caller orders the rows on them before exponentiating, since the
+    # GPU's exp2 flushes tiny entries to 0, where they would tie with the empty slots of a buffer
+    # wider than the row (exp2(-inf)).
+    tl.store(val_ptr + out, best + p2[:, None], mask=row_ok[:, None])
     tl.store(idx_ptr + out, best_idx, mask=row_ok[:, None])
 
 
@@ -102,4 +105,4 @@ def topk_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tens
                        LOG2E / eps, BLOCK_M=block_m, BLOCK_N=64, D0=d0, D1=d1, K=width,
                        PRECISION=precision, EARLY_EXIT=early_exit, num_warps=4)
     order = torch.argsort(values, dim=1, descending=True)[:, :k]
-    return values.gather(1, order), indices.gather(1, order).long()
+    return torch.exp2(values.gather(1, order)), indices.gather(1, order).long()

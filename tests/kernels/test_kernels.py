@@ -129,15 +129,25 @@ KNN_SCRIPT = textwrap.dedent('''
     from gwalign.geometry.knn import fused_topk
     torch.set_default_device(sys.argv[2])
     gen = torch.Generator(device=sys.argv[2]).manual_seed(int(sys.argv[1]))
-    for n, q, d, k in [(5, 3, 2, 5), (50, 50, 3, 7), (300, 70, 33, 31), (129, 65, 80, 16), (64, 1, 1, 64)]:
-        train = torch.randn(n, d, generator=gen) * 3.0 + 10.0      # off-centre, as raw inputs are
-        query = train[:q] if q <= n and q % 2 else torch.randn(q, d, generator=gen) * 3.0 + 10.0
+    # Spread 30: every exp(-d^2) underflows to 0, even where subnormals are kept (the interpreter);
+    # the GPU's exp2 flushes them at spread 3 already. Rows narrower than the buffer (n = 5, k = 5)
+    # must still return their own columns, not the buffer's empty slots.
+    cases = [(5, 3, 2, 5, 3.0), (5, 3, 2, 5, 30.0), (50, 50, 3, 7, 3.0), (300, 70, 33, 31, 3.0),
+             (129, 65, 80, 16, 3.0), (64, 1, 1, 64, 3.0), (20, 9, 4, 12, 30.0)]
+    for n, q, d, k, spread in cases:
+        train = torch.randn(n, d, generator=gen) * spread + 10.0      # off-centre, as raw inputs are
+        query = train[:q] if q <= n and q % 2 else torch.randn(q, d, generator=gen) * spread + 10.0
         dist, idx = fused_topk(train, query, k)
         ref_dist, ref_idx = torch.cdist(query.double(), train.double()).topk(k, dim=1, largest=False)
         assert dist.shape == (q, k) and idx.dtype == torch.int64, (n, q, d, k)
         assert float((dist.double() - ref_dist).abs().max()) < 1e-4, (n, q, d, k)
         # Random points have no ties: the same neighbours, in the same order.
         assert torch.equal(idx, ref_idx), (n, q, d, k)
+    # The plan top-k itself orders each row by its logits, not by the underflowed entries.
+    from gwalign.kernels.topk import topk_triton
+    train = torch.randn(40, 3, generator=gen) * 30.0
+    _, idx = topk_triton(train[:7], train, -(train[:7] ** 2).sum(1), -(train ** 2).sum(1), 1.0, 8)
+    assert torch.equal(idx, torch.cdist(train[:7].double(), train.double()).topk(8, dim=1, largest=False)[1])
     print("ok")
 ''')
 
