@@ -44,10 +44,11 @@ class GraphConfig(Stage):
         ``distance`` (Euclidean edge lengths), ``connectivity`` (hop counts) or ``local``
         (lengths over the endpoints' k-th neighbour distances).
     knn_search
-        Neighbour searches of the graphs and of label transfer: ``exact``, ``approximate``
-        (nearest-neighbour descent, on the CPU), ``fused`` (exact; on a GPU by the fused top-k
-        kernel, with no block of distances in memory) or ``auto`` (approximate on the CPU above
-        100,000 points; :mod:`gwalign.geometry.approximate_knn`).
+        Neighbour searches of the graphs and of label transfer: ``exact`` (on a GPU blocked
+        ``cdist`` + ``topk``), ``approximate`` (nearest-neighbour descent, on the CPU), ``fused``
+        (exact; on a GPU by the fused top-k kernel, with no block of distances in memory) or
+        ``auto`` (fused on a GPU, approximate on the CPU above 100,000 points;
+        :mod:`gwalign.geometry.approximate_knn`).
     """
 
     k: Optional[int] = bounded(None, low=1)

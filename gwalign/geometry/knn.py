@@ -65,9 +65,10 @@ def knn_graph(x: torch.Tensor, k: int, candidate_k: int = 30, block_rows: int = 
         ``local``: ``d_ij / sqrt(σ_i σ_j)`` with σ the distance to the k-th neighbour (self-tuning
         scale, Zelnik-Manor & Perona 2004): dense and sparse regions count alike, lengths kept.
     search, seed
-        Neighbour search: ``exact`` (:func:`exact_knn`), ``approximate``
-        (:func:`~gwalign.geometry.approximate_knn.approximate_knn`, seeded) or ``auto``
-        (approximate on the CPU above ``APPROXIMATE_MIN_POINTS`` points).
+        Neighbour search: ``exact`` (:func:`exact_knn`; ``cdist`` + ``topk`` on a GPU),
+        ``fused`` (exact; :func:`fused_topk` on a GPU), ``approximate``
+        (:func:`~gwalign.geometry.approximate_knn.approximate_knn`, seeded) or ``auto`` (fused on
+        a GPU, approximate on the CPU above ``APPROXIMATE_MIN_POINTS`` points).
 
     Returns
     -------
@@ -134,7 +135,7 @@ def search_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int
     policy ``search`` says so (:func:`~gwalign.geometry.approximate_knn.searches_approximately`)."""
     if searches_approximately(train, search):
         return approximate_knn(train, query, k, seed)
-    return exact_knn(train, query, k, block_rows, fused=search == "fused")
+    return exact_knn(train, query, k, block_rows, fused=search in ("fused", "auto"))
 
 
 def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int = 2048, fused: bool = False
