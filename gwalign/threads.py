@@ -73,7 +73,7 @@ def follow_load() -> None:
     Called between steps of the solvers. Only a run whose thread count was chosen by default
     (:func:`default_threads`) follows the load, and at most every ``LOAD_CHECK_INTERVAL`` seconds:
     jobs that start on the machine after the run began would otherwise meet a pool that spins
-    against them, which made a 2,000-cell alignment on 2 cores over 20 times slower
+    against them, which made a 2,000-cell alignment on 2 cores 5–11 times slower
     (docs/performance.md, "Threads on shared cores").
     """
     if _following is None or time.monotonic() - _following[1] < LOAD_CHECK_INTERVAL:
