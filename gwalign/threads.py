@@ -70,7 +70,7 @@ def busy_cores(samples: int = 5, interval: float = 0.005) -> int:
 def follow_load() -> None:
     """Fit torch's thread count to the cores other processes leave free, within the run's limit.
 
-    Called between steps of the solvers. Only a run whose thread count was chosen by default
+    Called between Sinkhorn iterations. Only a run whose thread count was chosen by default
     (:func:`default_threads`) follows the load, and at most every ``LOAD_CHECK_INTERVAL`` seconds:
     jobs that start on the machine after the run began would otherwise meet a pool that spins
     against them, which made a 2,000-cell alignment on 2 cores 5–11 times slower
