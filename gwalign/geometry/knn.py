@@ -289,7 +289,8 @@ def fused_topk(train: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.
     centre = train.mean(dim=0)
     points, queries = train - centre, query - centre
     # The kernel keeps a buffer of the next power of two ≥ k; all of it is taken and the cut to
-    # k made on the distances, since the kernel's values exp(−d²) underflow to ties at 0.
+    # k made on distances recomputed from the points: the kernel's logits 2⟨q, t⟩ − |t|² lose
+    # digits to cancellation, so near-ties at the k-th place may be out of order there.
     kept = min(triton.next_power_of_2(k), MAX_TOPK, points.shape[0])
     _, found = topk_triton(queries, points, -(queries * queries).sum(dim=1), -(points * points).sum(dim=1), 1.0, kept,
                            early_exit=True)
