@@ -184,6 +184,12 @@ class GWConfig:
         return "tf32"
 
     @property
+    def product_precision(self) -> str:
+        """GPU dot precision of plan products ``T Z`` (each step's ``G``, the per-cell distortion):
+        tf32x3 under ``mixed``, else the precision chosen (``tf32`` rounds ``Z`` too)."""
+        return "tf32x3" if self.compute.precision == "mixed" else self.compute.precision
+
+    @property
     def final_precision(self) -> str:
         """GPU dot precision of the low-rank final polish (``mixed``: tf32, as the steps)."""
         return self.step_precision("lowrank")

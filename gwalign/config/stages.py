@@ -227,8 +227,9 @@ class ComputeConfig(Stage):
         GPU dot precision of the Sinkhorn passes: ``tf32``, ``tf32x3``, ``ieee`` or ``mixed``
         (the default: tf32 for the GW steps and their polish, tf32x3 for the low-rank passes on
         features that are not rounded, such as the profile start). Passes in tf32 run on cost
-        features rounded to TF32 once per step, so each computes that cost to fp32 accuracy;
-        the plan passes (``T Z``, costs, top-k) always run in tf32x3.
+        features rounded to TF32 once per step, so each computes that cost to fp32 accuracy.
+        Plan products ``T Z`` (each step's ``G``, the per-cell distortion) run in tf32x3, in
+        tf32 only under ``tf32``; other plan passes (costs, top-k) always run in tf32x3.
     threads
         CPU threads of torch, BLAS, numba and the shortest-path workers; ``None``: the cores
         this process may use.

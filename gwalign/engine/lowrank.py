@@ -245,7 +245,7 @@ class LowRankGW:
         tick = time.perf_counter()
         for state, result in zip(states, results):
             state.plan, state.f, state.g = result.plan, result.f, result.g
-            state.gram = self.fs.phi.T @ ops.apply(result.plan, self.ft.phi)
+            state.gram = self.fs.phi.T @ ops.apply(result.plan, self.ft.phi, config.product_precision)
             # The plan's own column marginal: Sinkhorn may stop early, so it is not exactly b.
             state.col_mass = result.col_mass if result.col_mass is not None else ops.col_mass(result.plan)
             state.sinkhorn_iters.append(result.n_iter)
@@ -319,10 +319,11 @@ class LowRankGW:
         # row marginal that h_s needs), then Tᵀ [Φ_s, h_s].
         col_mass = ops.col_mass(plan)
         h_t = ft.squared_apply(col_mass)
-        pulled = ops.apply(plan, torch.cat([ft.phi, h_t[:, None], torch.ones_like(h_t)[:, None]], dim=1))
+        precision = self.config.product_precision
+        pulled = ops.apply(plan, torch.cat([ft.phi, h_t[:, None], torch.ones_like(h_t)[:, None]], dim=1), precision)
         t_phi_t, t_h_t, row_mass = pulled[:, :-2], pulled[:, -2], pulled[:, -1]
         h_s = fs.squared_apply(row_mass)
-        pushed = ops.apply_t(plan, torch.cat([fs.phi, h_s[:, None]], dim=1))
+        pushed = ops.apply_t(plan, torch.cat([fs.phi, h_s[:, None]], dim=1), precision)
         gram = fs.phi.T @ t_phi_t                     # G = Φ_sᵀ T Φ_t
         cross_s = ((fs.phi * fs.lam) @ (gram * ft.lam) * t_phi_t).sum(1)
         cross_t = ((ft.phi * ft.lam) @ (gram.T * fs.lam) * pushed[:, :-1]).sum(1)

@@ -105,7 +105,8 @@ def _problem(operand: torch.Tensor, index: int, unbatched_dim: int) -> torch.Ten
 
 def row_lse(plan: FactoredPlan) -> torch.Tensor:
     """``log Σ_j exp((q_j + 2⟨u_i, v_j⟩ − E_ij)/ε)`` for every row."""
-    return lse_rows(plan.u, plan.v, plan.q, plan.eps, plan.extra, plan.block_rows, plan.block_cols)
+    return lse_rows(plan.u, plan.v, plan.q, plan.eps, plan.extra, plan.block_rows, plan.block_cols,
+                    plan.cost_precision)
 
 
 def row_mass(plan: FactoredPlan) -> torch.Tensor:
@@ -142,7 +143,9 @@ def _split_rows(plan: FactoredPlan, compute: Callable[[FactoredPlan, slice], Any
 
 
 def apply(plan: FactoredPlan, z: torch.Tensor, precision: str = "tf32x3") -> torch.Tensor:
-    """``T @ Z`` (Z: K×m or length K); ``precision`` as in :func:`lse_rows` (GPU only)."""
+    """``T @ Z`` (Z: K×m or length K); ``precision`` as in :func:`lse_rows` (GPU only), of the
+    product with ``Z`` and of the plan's cost dots unless the plan names its own
+    (:attr:`FactoredPlan.cost_precision`)."""
     z = z.to(plan.u.dtype)
     if distributed.active() is None:
         return _apply_local(plan, z, precision)
@@ -156,7 +159,8 @@ def _apply_local(plan: FactoredPlan, z: torch.Tensor, precision: str, total_rows
     if _kernel_ready(plan, z):
         from gwalign.kernels.apply import apply_triton
 
-        return apply_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, z, precision, total_rows=total_rows)
+        return apply_triton(plan.u, plan.v, plan.p, plan.q, plan.eps, z, precision, total_rows=total_rows,
+                            cost_precision=plan.cost_precision)
     return stream.apply_reference(plan, z)
 
 

@@ -34,6 +34,10 @@ class FactoredPlan:
         Optional dense N×K additive cost (small problems only).
     block_rows, block_cols
         Tile sizes of streamed passes over this plan.
+    cost_precision
+        GPU dot precision under which ``⟨u_i, v_j⟩`` is exact: ``"tf32"`` for features rounded to
+        TF32 (:mod:`gwalign.engine.precision`), whose cost dots then need no split passes;
+        ``None``: each pass's own precision.
     """
 
     u: torch.Tensor
@@ -44,6 +48,7 @@ class FactoredPlan:
     extra: Optional[torch.Tensor] = None
     block_rows: int = 256
     block_cols: int = 4096
+    cost_precision: Optional[str] = None
 
     @property
     def shape(self) -> tuple[int, int]:

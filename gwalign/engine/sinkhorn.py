@@ -274,7 +274,10 @@ class _BatchSinkhorn:
         for row, i in enumerate(ending.running):
             plan = FactoredPlan(u=ending.u if ending.u.dim() == 2 else ending.u[row], v=ending.v[row],
                                 p=ending.p[row], q=ending.q[row], eps=self.eps, extra=self.extra,
-                                block_rows=self.blocks[0], block_cols=self.blocks[1])
+                                block_rows=self.blocks[0], block_cols=self.blocks[1],
+                                # Passes in tf32 run on features the solvers round to TF32
+                                # (GWConfig.step_precision), so the plan's cost dots are exact there.
+                                cost_precision="tf32" if self.precision == "tf32" else None)
             self.results[i] = SinkhornResult(plan=plan, f=ending.f[row], g=ending.g[row], n_iter=n_iter,
                                              error=self.error[i], converged=done[row],
                                              col_mass=ending.mass[row] if done[row] else None)

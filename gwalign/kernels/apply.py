@@ -27,7 +27,7 @@ MAX_Z_BLOCK = 64
 def _apply_kernel(x_ptr, y_ptr, p_ptr, q_ptr, z_ptr, out_ptr, n_rows, n_cols, n_feat, n_z,
                   stride_x, stride_y, stride_z, stride_out, scale,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
-                  BLOCK_Z: tl.constexpr, PRECISION: tl.constexpr):
+                  BLOCK_Z: tl.constexpr, PRECISION: tl.constexpr, COST_PRECISION: tl.constexpr):
     pid = tl.program_id(0)
     zc = tl.program_id(1) * BLOCK_Z + tl.arange(0, BLOCK_Z)
     z_ok = zc < n_z
@@ -40,7 +40,7 @@ def _apply_kernel(x_ptr, y_ptr, p_ptr, q_ptr, z_ptr, out_ptr, n_rows, n_cols, n_
         cols = start + tl.arange(0, BLOCK_N)
         col_ok = cols < n_cols
         weights = tl.exp2(log2_plan_tile(x0, x1, y_ptr, q_ptr, p2, cols, col_ok, stride_y, n_feat,
-                                          scale, D0, D1, PRECISION))
+                                          scale, D0, D1, COST_PRECISION))
         z = tl.load(z_ptr + cols[:, None].to(tl.int64) * stride_z + zc[None, :],
                     mask=col_ok[:, None] & z_ok[None, :], other=0.0).to(tl.float32)
         acc = tl.dot(weights, z, acc, input_precision=PRECISION)
@@ -49,7 +49,8 @@ def _apply_kernel(x_ptr, y_ptr, p_ptr, q_ptr, z_ptr, out_ptr, n_rows, n_cols, n_
 
 
 def apply_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tensor, eps: float,
-                 z: torch.Tensor, precision: str = "tf32x3", total_rows: Optional[int] = None) -> torch.Tensor:
+                 z: torch.Tensor, precision: str = "tf32x3", total_rows: Optional[int] = None,
+                 cost_precision: Optional[str] = None) -> torch.Tensor:
     """``T @ Z`` for ``T_ij = exp((p_i + q_j + 2⟨x_i, y_j⟩)/ε)``.
 
     Parameters
@@ -63,9 +64,13 @@ def apply_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Ten
     z
         K×m (or length K) float32.
     precision
-        Dot precision of both products (``tf32x3`` default: the result feeds GW gradients).
+        Dot precision of the product with ``Z`` (``tf32x3`` default: the result feeds GW
+        gradients), and of the cost dot unless ``cost_precision`` is given.
     total_rows
         Rows of the whole pass when the plan's rows are a shard of it (the tiles follow it).
+    cost_precision
+        Dot precision of ``⟨x_i, y_j⟩``: ``tf32`` where the features are rounded to TF32, which
+        makes that dot exact in one pass.
 
     Returns
     -------
@@ -88,5 +93,6 @@ def apply_triton(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Ten
     grid = (triton.cdiv(n_rows, block_m), z_blocks)
     _apply_kernel[grid](x, y, p, q, z2, out, n_rows, y.shape[0], n_feat, n_z, x.stride(0), y.stride(0),
                         z2.stride(0), out.stride(0), LOG2E / eps, BLOCK_M=block_m, BLOCK_N=block_n,
-                        D0=d0, D1=d1, BLOCK_Z=block_z, PRECISION=precision, num_warps=warps)
+                        D0=d0, D1=d1, BLOCK_Z=block_z, PRECISION=precision,
+                        COST_PRECISION=cost_precision or precision, num_warps=warps)
     return out.squeeze(1) if squeeze else out

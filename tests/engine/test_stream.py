@@ -169,6 +169,18 @@ def test_tf32_rounding_keeps_ten_mantissa_bits_and_rounds_to_nearest():
     assert torch.equal(round_to_tf32(x.double()), x.double())  # only float32 is rounded
 
 
+def test_tf32_plans_name_their_exact_cost_precision(torch_gen):
+    """A plan solved in tf32 (on features the solvers round) tells later passes that its cost dots
+    are exact in TF32; plans of other precisions leave each pass its own."""
+    u, v = torch.randn(30, 4, generator=torch_gen), torch.randn(20, 4, generator=torch_gen)
+    a, b = torch.full((30,), 1 / 30), torch.full((20,), 1 / 20)
+    assert sinkhorn(u, v, a, b, 1.0, max_iter=5, precision="tf32").plan.cost_precision == "tf32"
+    for precision in ("tf32x3", None):
+        assert sinkhorn(u, v, a, b, 1.0, max_iter=5, precision=precision).plan.cost_precision is None
+    plan = sinkhorn(u, v, a, b, 1.0, max_iter=5, precision="tf32").plan
+    assert plan.T.cost_precision == "tf32"
+
+
 @pytest.mark.parametrize("omega", [1.3, 1.5, 1.9])
 def test_over_relaxed_sinkhorn_reaches_the_same_plan_in_fewer_iterations(torch_gen, omega):
     """Same fixed point as plain Sinkhorn (POT's plan) and exact row marginals; at ω = 1.3 and 1.5

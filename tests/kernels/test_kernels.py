@@ -59,6 +59,7 @@ PLAN_SCRIPT = textwrap.dedent('''
     from gwalign.kernels.transport_cost import transport_cost_triton
     from gwalign.engine import stream
     from gwalign.engine.plan import FactoredPlan
+    from gwalign.engine.precision import round_to_tf32
     torch.set_default_device(sys.argv[2])
     gen = torch.Generator(device=sys.argv[2]).manual_seed(int(sys.argv[1]))
     worst = {"apply": 0.0, "cost": 0.0}
@@ -78,6 +79,13 @@ PLAN_SCRIPT = textwrap.dedent('''
         got = apply_triton(x, y, p, q, eps, z)
         assert got.shape == ref.shape and torch.isfinite(got).all(), (n, k, d, m)
         worst["apply"] = max(worst["apply"], float((got.double() - ref).norm() / ref.norm()))
+        # Features rounded to TF32: the cost dot in one TF32 pass is exact, Z's product stays tf32x3.
+        xr, yr = round_to_tf32(x), round_to_tf32(y)
+        rounded = FactoredPlan(u=xr.double(), v=yr.double(), p=p.double(), q=q.double(), eps=eps,
+                               block_rows=16, block_cols=32)
+        ref_rounded = stream.apply_reference(rounded, z.double())
+        got = apply_triton(xr, yr, p, q, eps, z, cost_precision="tf32")
+        worst["apply"] = max(worst["apply"], float((got.double() - ref_rounded).norm() / ref_rounded.norm()))
         cu = torch.randn(n, dc, generator=gen) + 3.0
         cv = torch.randn(k, dc, generator=gen) + 3.0
         ref_cost = float(stream.transport_cost_reference(plan, cu.double(), cv.double()))
