@@ -11,19 +11,17 @@ import torch
 from gwalign.config import GWConfig
 from gwalign.geometry.distances import DistanceProvider, PrecomputedDistances
 from gwalign.engine.exact_finish import finish_exact
-from gwalign.geometry.landmarks import landmark_paths
 from gwalign.engine.one_sided_probe import relaxed_mass
 from gwalign.engine.solve_lowrank import solve_lowrank_gw
 from gwalign.engine.lowrank_coupling import solve_coupling_rank
 from gwalign.engine.schedule import ProgressCallback, SolveResult
 from gwalign.engine.sampled import solve_sampled_gw
-from gwalign.geometry.knn import knn_graph
 from gwalign.threads import limited_threads
 from gwalign.io.arrays import as_linear_cost, as_marginal, as_matrix, as_square_distances
 from gwalign.alignment import Alignment
 from gwalign.errors import GWAlignWarning
 from gwalign.geometry.build import coarse_factors
-from gwalign.geometry.build import distance_provider
+from gwalign.geometry.build import distance_provider, graphs_and_paths
 from gwalign.geometry.build import factor_distances
 from gwalign.device import resolve_device
 from gwalign.device import timed_stage
@@ -183,16 +181,11 @@ def _geometry(problem: _Problem, config: GWConfig, mode: str, device: torch.devi
 
     with timed_stage("graph", timings, (n_source, n_target)):
         points = (to_device(problem.points[0]), to_device(problem.points[1]))
-        graphs = tuple(None if x is None else knn_graph(x, config.knn_k(n_source, n_target), weights=config.graph.edge_weights,
-                                                        search=config.graph.knn_search, seed=seed + side)
-                       for side, x in enumerate(points))
+        graphs, pending_paths = graphs_and_paths(points, problem.sizes, config, mode)
     with timed_stage("distances", timings, (n_source, n_target)):
-        paths = [None, None]
-        if mode == "landmark" and graphs[0] is not None and graphs[1] is not None:
-            # Both sides' shortest paths in one process pool (see shortest_paths_many).
-            paths = landmark_paths(list(graphs), list(points), config.distances.n_landmarks, [seed, seed + 1],
-                                   config.distances.landmark_choice)
-        dist_s = distance_provider(mode, graphs[0], problem.distances[0], device, dtype, config, seed, points[0], paths[0])
+        paths = pending_paths.result()
+        dist_s = distance_provider(mode, graphs[0], problem.distances[0], device, dtype, config, seed, points[0],
+                                   paths[0])
         dist_t = distance_provider(mode, graphs[1], problem.distances[1], device, dtype, config, seed + 1, points[1],
                                    paths[1])
     for part in set(dist_s.timings) | set(dist_t.timings):

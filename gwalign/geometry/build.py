@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Callable, Optional
 import numpy as np
 import torch
 from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, GWConfig
 from gwalign.geometry.distances import DijkstraDistances, DistanceProvider, LandmarkDistances, PrecomputedDistances
-from gwalign.geometry.landmarks import landmark_paths
+from gwalign.geometry.landmarks import PendingLandmarkPaths, landmark_paths, start_landmark_paths
 from gwalign.geometry.factors import factor_dense, factor_nystrom, factor_randomized
 from gwalign.geometry.knn import KNNGraph, knn_graph
 
@@ -71,3 +71,54 @@ def distance_provider(mode: str, graph: Optional[KNNGraph], user_d: Optional[np.
     return LandmarkDistances(graph, device, dtype, seed, n_landmarks=config.distances.n_landmarks,
                              dim=config.distances.landmark_dim, points=points, paths=paths,
                              choice=config.distances.landmark_choice)
+
+
+class _Paths:
+    """Both sides' landmark paths: under way per side, to start when asked for, or none."""
+
+    def __init__(self, pending: list[PendingLandmarkPaths],
+                 later: Optional[Callable[[], PendingLandmarkPaths]] = None):
+        self._pending, self._later = pending, later
+
+    def result(self) -> list:
+        """``(landmarks, table, timings)`` per side, or ``None`` per side without landmark paths."""
+        pending = self._pending if self._later is None else [self._later()]
+        if not pending:
+            return [None, None]
+        return [path for one in pending for path in one.result()]
+
+    def discard(self) -> None:
+        """Drop the searches under way (their tables are never read)."""
+        for one in self._pending:
+            one.discard()
+
+
+def graphs_and_paths(points: tuple[Optional[torch.Tensor], Optional[torch.Tensor]], sizes: tuple[int, int],
+                     config: GWConfig, mode: str, overlap: Optional[bool] = None
+                     ) -> tuple[tuple[Optional[KNNGraph], ...], _Paths]:
+    """Both sides' kNN graphs (``None`` for a side without points), and the landmark geodesics
+    of landmark runs, searched by the worker pool.
+
+    On a GPU the source's paths are searched by the CPU workers while the target's graph is
+    built on the device. On the CPU the graph search has the cores, so both sides' paths are
+    searched when :meth:`_Paths.result` asks for them, in one call that shares the workers.
+    ``overlap`` chooses between the two (default: overlap on a GPU).
+    """
+    seed, choice, n_landmarks = config.compute.seed, config.distances.landmark_choice, config.distances.n_landmarks
+    landmark = mode == "landmark" and points[0] is not None and points[1] is not None
+    overlap = landmark and (points[0].device.type == "cuda" if overlap is None else overlap)
+    graphs: list[Optional[KNNGraph]] = []
+    pending: list[PendingLandmarkPaths] = []
+    try:
+        for side, x in enumerate(points):
+            graphs.append(None if x is None else knn_graph(x, config.knn_k(*sizes), weights=config.graph.edge_weights,
+                                                           search=config.graph.knn_search, seed=seed + side))
+            if overlap:
+                pending.append(start_landmark_paths([graphs[side]], [x], n_landmarks, [seed + side], choice))
+    except BaseException:
+        _Paths(pending).discard()
+        raise
+    if landmark and not overlap:
+        return tuple(graphs), _Paths([], lambda: start_landmark_paths(graphs, list(points), n_landmarks,
+                                                                       [seed, seed + 1], choice))
+    return tuple(graphs), _Paths(pending)

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import dijkstra
 from gwalign.geometry.knn import KNNGraph
-from gwalign.geometry.shortest_paths import shortest_paths_many
+from gwalign.geometry.shortest_paths import PendingPaths, start_shortest_paths
 
 
 #: How landmarks are chosen (:func:`choose_landmarks`).
@@ -75,6 +75,35 @@ def landmark_paths(graphs: list[KNNGraph], points: list[Optional[torch.Tensor]],
     Returns ``(landmarks, L×N table, timings)`` per graph (see
     :class:`~gwalign.geometry.distances.LandmarkDistances`).
     """
+    return start_landmark_paths(graphs, points, n_landmarks, seeds, choice).result()
+
+
+class PendingLandmarkPaths:
+    """:func:`landmark_paths` under way in the worker pool; :meth:`result` waits for it."""
+
+    def __init__(self, results: list, euclidean: list[tuple[int, np.ndarray]], timings: list[dict[str, float]],
+                 pending: PendingPaths):
+        self._results, self._euclidean, self._timings, self._pending = results, euclidean, timings, pending
+
+    def result(self) -> list[tuple[np.ndarray, np.ndarray, dict[str, float]]]:
+        """``(landmarks, L×N table, timings)`` per graph; a table's ``paths`` time is the time
+        this call waited for it, shared between the graphs searched together."""
+        tick = time.perf_counter()
+        tables = self._pending.result()
+        waited = (time.perf_counter() - tick) / max(len(self._euclidean), 1)
+        for (i, landmarks), table in zip(self._euclidean, tables):
+            self._results[i] = (landmarks, table, {**self._timings[i], "paths": waited})
+        return self._results
+
+    def discard(self) -> None:
+        """Drop the search under way (its tables are never read)."""
+        self._pending.discard()
+
+
+def start_landmark_paths(graphs: list[KNNGraph], points: list[Optional[torch.Tensor]], n_landmarks: int,
+                         seeds: list[int], choice: LandmarkChoice = "mixed") -> PendingLandmarkPaths:
+    """:func:`landmark_paths` without waiting for the shortest paths of graphs with points: their
+    landmarks are chosen here, and the pool searches while the caller goes on."""
     results: list = [None] * len(graphs)
     timings: list[dict[str, float]] = [{} for _ in graphs]
     euclidean = []
@@ -87,12 +116,8 @@ def landmark_paths(graphs: list[KNNGraph], points: list[Optional[torch.Tensor]],
         else:
             landmarks, table = _farthest_point_landmarks(graph.matrix, count, seed, choice)
             results[i] = (landmarks, table, {"landmarks": 0.0, "paths": time.perf_counter() - tick})
-    tick = time.perf_counter()
-    tables = shortest_paths_many([(graphs[i].matrix, landmarks) for i, landmarks in euclidean])
-    elapsed = (time.perf_counter() - tick) / max(len(euclidean), 1)
-    for (i, landmarks), table in zip(euclidean, tables):
-        results[i] = (landmarks, table, {**timings[i], "paths": elapsed})
-    return results
+    pending = start_shortest_paths([(graphs[i].matrix, landmarks) for i, landmarks in euclidean])
+    return PendingLandmarkPaths(results, euclidean, timings, pending)
 
 
 def _farthest_point_landmarks(graph: sp.csr_matrix, n_landmarks: int, seed: int,

@@ -256,3 +256,24 @@ def test_a_small_graph_does_not_import_scikit_learn():
              "knn_graph(torch.randn(300, 10, dtype=torch.float64), 15); print('sklearn' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_overlapped_landmark_paths_equal_one_call_and_dijkstra(rng, monkeypatch, overlap):
+    """Each side's paths searched while the other side's graph is built (the GPU order) are the
+    tables of one shared call, and exact geodesics from each side's own landmarks."""
+    from gwalign.geometry import shortest_paths
+    from gwalign.geometry.build import graphs_and_paths
+
+    monkeypatch.setattr(shortest_paths, "PARALLEL_MIN_WORK", 0)     # use the worker pool
+    xs, _, xt, _ = spiral_and_roll(700, 500, seed=int(rng.integers(1 << 30)))
+    points = (torch.tensor(xs), torch.tensor(xt))
+    config = gwalign.GWConfig(device="cpu", n_landmarks=24)
+    graphs, paths = graphs_and_paths(points, (700, 500), config, "landmark", overlap=overlap)
+    tables = paths.result()
+    assert [graph.n_points for graph in graphs] == [700, 500]
+    for graph, (landmarks, table, timings) in zip(graphs, tables):
+        assert table.shape == (24, graph.n_points) and "paths" in timings
+        assert np.allclose(table, dijkstra(graph.matrix, directed=False, indices=landmarks))
+    _, none = graphs_and_paths(points, (700, 500), config, "dijkstra", overlap=overlap)
+    assert none.result() == [None, None]
