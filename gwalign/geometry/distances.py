@@ -155,13 +155,13 @@ class LandmarkDistances(DistanceProvider):
         if not np.isfinite(table).all():
             raise RuntimeError("infinite graph distance: the graph is not connected")
         tick = time.perf_counter()
-        coords = landmark_mds(table, landmarks, dim)
+        coords = landmark_mds(table, landmarks, dim, device, dtype)
         timings = {**timings, "mds": time.perf_counter() - tick}
         self.landmarks = landmarks
         # The exact geodesic rows of the landmarks (L×N), kept for the Nyström factorisation
         # of low-rank GW (gwalign.geometry.factors.factor_nystrom); float32 to halve the memory.
         self.table = np.asarray(table, dtype=np.float32)
-        self.coords = torch.as_tensor(coords, dtype=dtype, device=device)
+        self.coords = coords
         super().__init__(n, device, dtype, seed)
         self.timings = timings
 

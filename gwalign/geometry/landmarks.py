@@ -146,10 +146,20 @@ def _farthest_point_landmarks(graph: sp.csr_matrix, n_landmarks: int, seed: int,
     return np.array(landmarks), table
 
 
-def landmark_mds(table: np.ndarray, landmarks: np.ndarray, dim: int) -> np.ndarray:
-    """Landmark MDS: coordinates N×r from landmark-to-all distances L×N."""
-    sq = table ** 2
-    sq_land = sq[:, landmarks]                       # L×L squared distances among landmarks
+#: Landmark rows triangulated at once by :func:`landmark_mds` (bounds its device memory:
+#: 2 × this × N × 8 bytes). Row blocks of the table are contiguous: no strided copies.
+MDS_CHUNK_LANDMARKS = 32
+
+
+def landmark_mds(table: np.ndarray, landmarks: np.ndarray, dim: int,
+                 device: Optional[torch.device] = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Landmark MDS: coordinates N×r, on ``device`` in ``dtype``, from landmark-to-all distances L×N.
+
+    Classical MDS of the L×L landmark block runs on the host in float64; the triangulation of
+    every point (an r×L by L×N product, summed over blocks of :data:`MDS_CHUNK_LANDMARKS`
+    landmarks) runs on ``device`` in float64. ``table`` is not modified.
+    """
+    sq_land = table[:, landmarks] ** 2               # L×L squared distances among landmarks
     sq_land = 0.5 * (sq_land + sq_land.T)
     n_land = sq_land.shape[0]
     centring = np.eye(n_land) - 1.0 / n_land
@@ -161,6 +171,11 @@ def landmark_mds(table: np.ndarray, landmarks: np.ndarray, dim: int) -> np.ndarr
     r = int(min(dim, positive.sum()))
     vals, vecs = vals[:r], vecs[:, :r]
     # Triangulation: y_x = -1/2 · Λ^{-1/2} Vᵀ (δ_x − mean_δ) for squared distances δ_x to landmarks.
-    mean_sq = sq_land.mean(axis=1)
-    pinv = vecs / np.sqrt(vals)                      # L×r
-    return -0.5 * (sq - mean_sq[:, None]).T @ pinv   # N×r
+    mean_sq = torch.as_tensor(sq_land.mean(axis=1), device=device)
+    pinv_t = torch.as_tensor(np.ascontiguousarray((vecs / np.sqrt(vals)).T), device=device)   # r×L
+    coords_t = torch.zeros(r, table.shape[1], dtype=torch.float64, device=device)
+    for lo in range(0, n_land, MDS_CHUNK_LANDMARKS):
+        hi = min(lo + MDS_CHUNK_LANDMARKS, n_land)
+        squared = torch.as_tensor(table[lo:hi], dtype=torch.float64, device=device).square()
+        coords_t.addmm_(pinv_t[:, lo:hi], squared.sub_(mean_sq[lo:hi, None]), alpha=-0.5)
+    return coords_t.T.to(dtype).contiguous()
