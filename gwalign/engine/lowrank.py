@@ -28,7 +28,7 @@ from gwalign.engine.precision import round_to_tf32
 from gwalign.engine.profiles import profile_gram
 from gwalign.engine.sinkhorn import sinkhorn_batch
 from gwalign.engine.schedule import ProgressCallback, epsilon_at, product_mean_cost, product_plan, should_stop
-from gwalign.geometry.factors import LowRankDistances
+from gwalign.geometry.factors import LowRankDistances, product_plan_objective
 from gwalign.engine.starts import start_grams
 
 
@@ -74,8 +74,7 @@ class LowRankGW:
                                     config.compute.block_rows, config.compute.block_cols)
         self.sq_a = fs.squared_apply(a)
         # Cost scale: mean of C(abᵀ) under abᵀ, fixed once, as in the sampled solver.
-        mean_cost = float(a @ self.sq_a + b @ ft.squared_apply(b)) - 2.0 * fs.quad(a) * ft.quad(b)
-        self.scale = max(mean_cost, 1e-30)
+        self.scale = max(product_plan_objective(fs, ft, a, b), 1e-30)
         alpha = config.solver.fgw_alpha
         self.gw_weight = (1.0 - alpha) / self.scale
         self.joint = None

@@ -46,6 +46,13 @@ class LowRankDistances:
         return ((weighted @ gram) * weighted).sum(dim=-1)
 
 
+def product_plan_objective(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor, b: torch.Tensor) -> float:
+    """GW objective (square loss) of the product plan ``a bᵀ`` on factored distances:
+    ``Σ a a D_s² + Σ b b D_t² − 2 (aᵀ D_s a)(bᵀ D_t b)``, in O((N + K) r²). The solvers divide
+    their costs by it; it is also the objective of an alignment that aligns nothing."""
+    return float(a @ fs.squared_apply(a) + b @ ft.squared_apply(b)) - 2.0 * fs.quad(a) * ft.quad(b)
+
+
 def factor_dense(matrix: torch.Tensor, rank: int) -> LowRankDistances:
     """Truncated eigendecomposition of a symmetric N×N matrix, keeping the ``rank`` largest |λ|.
 
