@@ -11,8 +11,11 @@ from gwalign.errors import CPUFallbackWarning
 from gwalign.errors import GPUMemoryError
 
 
-
-
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA device (nothing elsewhere): a stage's time then
+    counts its kernels, not only their launches."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 #: What lowers the memory of each stage (shown when CUDA runs out of memory there).

@@ -25,6 +25,7 @@ from gwalign import distributed
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan, choose_blocks
 from gwalign.engine.precision import round_to_tf32
+from gwalign.device import synchronize
 from gwalign.engine.profiles import profile_gram
 from gwalign.engine.sinkhorn import sinkhorn_batch
 from gwalign.engine.schedule import ProgressCallback, epsilon_at, product_mean_cost, product_plan, should_stop
@@ -49,6 +50,7 @@ class SolverState:
     best_objective: float = math.inf
     best_settled: bool = False          # the best iterate's Sinkhorn met its tolerance
     best: Optional[tuple] = None
+    pulled: Optional[torch.Tensor] = None   # T Φ_t of the plan its last step made (None once restored)
 
 
 class LowRankGW:
@@ -244,11 +246,13 @@ class LowRankGW:
         tick = time.perf_counter()
         for state, result in zip(states, results):
             state.plan, state.f, state.g = result.plan, result.f, result.g
-            state.gram = self.fs.phi.T @ ops.apply(result.plan, self.ft.phi, config.product_precision)
+            state.pulled = ops.apply(result.plan, self.ft.phi, config.product_precision)
+            state.gram = self.fs.phi.T @ state.pulled
             # The plan's own column marginal: Sinkhorn may stop early, so it is not exactly b.
             state.col_mass = result.col_mass if result.col_mass is not None else ops.col_mass(result.plan)
             state.sinkhorn_iters.append(result.n_iter)
             state.marginal_error = result.error
+        synchronize(self.a.device)    # the passes are queued on a GPU: time them, not their launch
         self.timings["gradient"] += time.perf_counter() - tick
         return self.objectives(states)
 
@@ -288,7 +292,7 @@ class LowRankGW:
                     state.best = (state.plan, state.f, state.g, linearisation)
                 n_settled = state.iteration - max(config.solver.epsilon_decay_iters, 1)
                 state.converged = should_stop(state.history, n_settled, config, iterations=state.iteration) or \
-                    (stop_at_fixed_point and settled and n_settled > 0 and state.sinkhorn_iters[-1] <= 1)
+                    (stop_at_fixed_point and settled and n_settled > 0 and at_fixed_point(state, config))
             if progress is not None:
                 progress(iteration + 1, config.solver.max_iter, min(values))
             active = [state for state in active if not state.converged and state.iteration < until]
@@ -302,9 +306,11 @@ class LowRankGW:
         """
         if state.best is not None:
             state.plan, state.f, state.g, (state.gram, state.col_mass) = state.best
+            state.pulled = None
             state.history[-1] = state.best_objective
 
-    def cell_distortion(self, plan: FactoredPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    def cell_distortion(self, plan: FactoredPlan, col_mass: Optional[torch.Tensor] = None,
+                        pulled: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Each cell's share of the GW objective of ``plan``, per unit of its mass.
 
         With ``C(T)`` the GW gradient of T (square loss), source cell i contributes
@@ -312,22 +318,27 @@ class LowRankGW:
         Divided by the cell's mass, it is the mean squared mismatch between the cell's
         distances and its partners' (normalised units): cells with no counterpart on the other
         side have to be placed somewhere that fits them badly, so theirs stands out.
+        ``col_mass`` (the plan's column marginal) and ``pulled`` (``T Φ_t``), when the step that
+        made the plan computed them, spare their passes.
         """
         fs, ft = self.fs, self.ft
-        # Three streamed passes: the column marginal, then T [Φ_t, h_t, 1] (which also gives the
-        # row marginal that h_s needs), then Tᵀ [Φ_s, h_s].
-        col_mass = ops.col_mass(plan)
-        h_t = ft.squared_apply(col_mass)
         precision = self.config.product_precision
-        pulled = ops.apply(plan, torch.cat([ft.phi, h_t[:, None], torch.ones_like(h_t)[:, None]], dim=1), precision)
-        t_phi_t, t_h_t, row_mass = pulled[:, :-2], pulled[:, -2], pulled[:, -1]
+        col_mass = ops.col_mass(plan) if col_mass is None else col_mass
+        h_t = ft.squared_apply(col_mass)
+        t_phi_t = ops.apply(plan, ft.phi, precision) if pulled is None else pulled
+        # The narrow columns go in passes of their own: appended to Φ (r = 32) they would widen
+        # every product of the pass to the next tile width, 64 (4x slower at 1M cells a side;
+        # docs/how-it-works/gpu-kernels.md).
+        narrow = ops.apply(plan, torch.stack([h_t, torch.ones_like(h_t)], dim=1), precision)
+        t_h_t, row_mass = narrow[:, 0], narrow[:, 1]
         h_s = fs.squared_apply(row_mass)
-        pushed = ops.apply_t(plan, torch.cat([fs.phi, h_s[:, None]], dim=1), precision)
+        t_phi_s = ops.apply_t(plan, fs.phi, precision)
+        t_h_s = ops.apply_t(plan, h_s[:, None], precision)[:, 0]
         gram = fs.phi.T @ t_phi_t                     # G = Φ_sᵀ T Φ_t
         cross_s = ((fs.phi * fs.lam) @ (gram * ft.lam) * t_phi_t).sum(1)
-        cross_t = ((ft.phi * ft.lam) @ (gram.T * fs.lam) * pushed[:, :-1]).sum(1)
+        cross_t = ((ft.phi * ft.lam) @ (gram.T * fs.lam) * t_phi_s).sum(1)
         source = (row_mass * h_s + t_h_t - 2.0 * cross_s) / row_mass.clamp_min(1e-300)
-        target = (col_mass * h_t + pushed[:, -1] - 2.0 * cross_t) / col_mass.clamp_min(1e-300)
+        target = (col_mass * h_t + t_h_s - 2.0 * cross_t) / col_mass.clamp_min(1e-300)
         return source, target
 
     def polish(self, state: SolverState) -> None:
@@ -336,3 +347,16 @@ class LowRankGW:
         config = self.config
         state.history[-1] = self.step([state], config.solver.epsilon, config.solver.final_max_iter, config.solver.final_tol,
                                       config.final_precision)[0]
+
+
+def at_fixed_point(state: SolverState, config: GWConfig) -> bool:
+    """Whether the state's last step left its plan where it was: its Sinkhorn met the tolerance
+    in one iteration (the potentials already solved the new linearisation), or the step moved the
+    objective by less than ``tol_rel`` (relative) from the step before, the relative part of the
+    window rule (:func:`~gwalign.engine.schedule.should_stop`) applied to one step."""
+    if state.sinkhorn_iters[-1] <= 1:
+        return True
+    if len(state.history) < 2:
+        return False
+    last, before = state.history[-1], state.history[-2]
+    return abs(last - before) <= config.solver.tol_rel * abs(last)

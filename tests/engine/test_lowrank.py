@@ -128,6 +128,10 @@ def test_cell_distortion_matches_dense_gradient_and_sums_to_objective(rng):
     loss = float((dense * grad).sum())
     assert float(source @ ra) == pytest.approx(loss, rel=1e-8)
     assert float(target @ cb) == pytest.approx(loss, rel=1e-8)
+    # The step that made the plan left its column marginal and T Φ_t: the same values from them.
+    reused = solver.cell_distortion(plan, state.col_mass, state.pulled)
+    assert state.pulled is not None
+    assert torch.allclose(reused[0], source, rtol=1e-10) and torch.allclose(reused[1], target, rtol=1e-10)
 
 
 def test_distinct_lowest_skips_starts_that_reached_one_basin():
@@ -307,3 +311,18 @@ def test_column_potential_from_every_row_is_the_converged_column_potential(rng):
     solver.step([converged], solver.config.solver.epsilon, 5000, 1e-12, "ieee")
     g = solver.column_potential(fresh, solver, converged)
     assert torch.allclose(g, converged.g, rtol=1e-8, atol=1e-9)
+
+
+def test_fixed_point_is_one_sinkhorn_iteration_or_an_objective_that_stopped_moving():
+    from gwalign.engine.lowrank import SolverState, at_fixed_point
+
+    config = gwalign.GWConfig(tol_rel=1e-3)
+
+    def state(history, iters):
+        return SolverState(plan=None, f=None, g=None, gram=torch.zeros(1, 1), col_mass=torch.ones(1),
+                           history=history, sinkhorn_iters=iters)
+
+    assert at_fixed_point(state([0.5], [1]), config)                 # the potentials already solved it
+    assert not at_fixed_point(state([0.5], [4]), config)             # nothing to compare with yet
+    assert at_fixed_point(state([0.03125, 0.0312503], [4, 2]), config)
+    assert not at_fixed_point(state([0.0312, 0.0313], [4, 2]), config)   # moved by 0.3%
