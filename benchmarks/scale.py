@@ -8,7 +8,8 @@ Engine mode (default): :func:`gwalign.align` on a spiral of N points and a Swiss
 (``PAIRS``), landmark distances, on one GPU or the CPU. Prints, per size: end-to-end time and per
 stage (graph, distances, Sinkhorn), peak GPU memory, GW iterations, Sinkhorn steps and the
 |Spearman| of the barycentric match; an HTML comment after each row holds every stage's time,
-including the default joint embedding (``joint_embedding``, not part of the end-to-end time).
+including the default joint embedding (``joint_embedding``, not part of the end-to-end time), the
+Sinkhorn iterations of each full-size step (the last is the polish) and the GW objective.
 Kernels are compiled by an untimed warm-up run first. The first line names the device.
 
     python benchmarks/scale.py --device cuda --sizes 4000 10000 20000 45000
@@ -100,7 +101,7 @@ def run(n: int, k: int, device: str, config: gwalign.GWConfig, shape: str = "spi
     return {"time": elapsed, "peak_gb": peak, "iters": result.n_iter,
             "spearman": abs(spearmanr(ts, projected)[0]), "stages": result.timings,
             "sinkhorn": int(np.sum(result.solve.sinkhorn_iters)), "polish": result.solve.sinkhorn_iters[-1],
-            "steps": [int(n) for n in result.solve.sinkhorn_iters]}
+            "steps": [int(n) for n in result.solve.sinkhorn_iters], "objective": result.solve.objective}
 
 
 def barycentric_spearman(plan: torch.Tensor, ts: np.ndarray, tt: np.ndarray) -> float:
@@ -332,7 +333,8 @@ def main() -> None:
               f"{st.get('solve_sinkhorn', 0) + st.get('solve_polish', 0):.2f} | {row['peak_gb']:.2f} | {row['iters']} | {row['sinkhorn']} ({row['polish']}) | "
               f"{row['spearman']:.4f} |", flush=True)
         print("<!-- stages " + json.dumps({key: round(value, 2) for key, value in st.items()})
-              + f" Sinkhorn iterations per full-size step: {row['steps']} -->", flush=True)
+              + f" Sinkhorn iterations per full-size step: {row['steps']}, GW objective {row['objective']:.7f} -->",
+              flush=True)
     if args.compare:
         import importlib.metadata as md
 
