@@ -101,7 +101,7 @@ def run(n: int, k: int, device: str, config: gwalign.GWConfig, shape: str = "spi
     return {"time": elapsed, "peak_gb": peak, "iters": result.n_iter,
             "spearman": abs(spearmanr(ts, projected)[0]), "stages": result.timings,
             "sinkhorn": int(np.sum(result.solve.sinkhorn_iters)), "polish": result.solve.sinkhorn_iters[-1],
-            "steps": [int(n) for n in result.solve.sinkhorn_iters], "objective": result.solve.objective}
+            "steps": [int(iters) for iters in result.solve.sinkhorn_iters], "objective": result.solve.objective}
 
 
 def barycentric_spearman(plan: torch.Tensor, ts: np.ndarray, tt: np.ndarray) -> float:
@@ -333,7 +333,7 @@ def main() -> None:
               f"{st.get('solve_sinkhorn', 0) + st.get('solve_polish', 0):.2f} | {row['peak_gb']:.2f} | {row['iters']} | {row['sinkhorn']} ({row['polish']}) | "
               f"{row['spearman']:.4f} |", flush=True)
         print("<!-- stages " + json.dumps({key: round(value, 2) for key, value in st.items()})
-              + f" Sinkhorn iterations per full-size step: {row['steps']}, GW objective {row['objective']:.7f} -->",
+              + f" Sinkhorn iterations per step of the returned run: {row['steps']}, GW objective {row['objective']:.7f} -->",
               flush=True)
     if args.compare:
         import importlib.metadata as md

@@ -19,13 +19,14 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Optional
+import numpy as np
 import torch
 from gwalign.config import GWConfig
+from gwalign.device import synchronize
 from gwalign import distributed
 from gwalign.engine import ops
 from gwalign.engine.plan import FactoredPlan, choose_blocks
 from gwalign.engine.precision import round_to_tf32
-from gwalign.device import synchronize
 from gwalign.engine.profiles import profile_gram
 from gwalign.engine.sinkhorn import sinkhorn_batch
 from gwalign.engine.schedule import ProgressCallback, epsilon_at, product_mean_cost, product_plan, should_stop
@@ -41,7 +42,7 @@ class SolverState:
     f: Optional[torch.Tensor]
     g: Optional[torch.Tensor]
     gram: torch.Tensor
-    col_mass: torch.Tensor
+    col_mass: torch.Tensor                  # the plan's column marginal; after restore_best, its linearisation's
     history: list[float]
     sinkhorn_iters: list[int]
     iteration: int = 0
@@ -242,6 +243,7 @@ class LowRankGW:
                                  tol=tol, block_rows=self.blocks[0], block_cols=self.blocks[1],
                                  row_cost=row, col_cost=col, precision=precision,
                                  omega=config.solver.sinkhorn_omega)
+        synchronize(self.a.device)
         self.timings["sinkhorn"] += time.perf_counter() - tick
         tick = time.perf_counter()
         for state, result in zip(states, results):
@@ -260,9 +262,9 @@ class LowRankGW:
             sinkhorn_iters: Optional[int] = None, stop_at_fixed_point: bool = False) -> None:
         """Outer iterations of every state until ``until`` of them or its stopping rule fires;
         ``sinkhorn_iters`` caps each step's Sinkhorn (default: the configured cap).
-        ``stop_at_fixed_point``: a state at the final ε also stops once a step's Sinkhorn meets its
-        tolerance in one iteration (the potentials already solve the new linearisation: the
-        plan is a fixed point of the GW step, to that tolerance).
+        ``stop_at_fixed_point``: a state at the final ε also stops at a fixed point of the GW step
+        (:func:`at_fixed_point`: a step whose Sinkhorn settles in one iteration, or two settled
+        steps whose objectives differ by less than ``tol_rel``).
 
         States at the same iteration (hence the same ε) step together, one batched Sinkhorn
         per step; each keeps its own history, best iterate and stopping decision.
@@ -292,7 +294,7 @@ class LowRankGW:
                     state.best = (state.plan, state.f, state.g, linearisation)
                 n_settled = state.iteration - max(config.solver.epsilon_decay_iters, 1)
                 state.converged = should_stop(state.history, n_settled, config, iterations=state.iteration) or \
-                    (stop_at_fixed_point and settled and n_settled > 0 and at_fixed_point(state, config))
+                    (stop_at_fixed_point and settled and n_settled > 0 and at_fixed_point(state, config, n_settled))
             if progress is not None:
                 progress(iteration + 1, config.solver.max_iter, min(values))
             active = [state for state in active if not state.converged and state.iteration < until]
@@ -327,7 +329,7 @@ class LowRankGW:
         h_t = ft.squared_apply(col_mass)
         t_phi_t = ops.apply(plan, ft.phi, precision) if pulled is None else pulled
         # The narrow columns go in passes of their own: appended to Φ (r = 32) they would widen
-        # every product of the pass to the next tile width, 64 (4x slower at 1M cells a side;
+        # every product of the pass to the next tile width, 64 (3x the time at 1M cells a side;
         # docs/how-it-works/gpu-kernels.md).
         narrow = ops.apply(plan, torch.stack([h_t, torch.ones_like(h_t)], dim=1), precision)
         t_h_t, row_mass = narrow[:, 0], narrow[:, 1]
@@ -341,6 +343,19 @@ class LowRankGW:
         target = (col_mass * h_t + t_h_s - 2.0 * cross_t) / col_mass.clamp_min(1e-300)
         return source, target
 
+    def returned_distortion(self, state: SolverState) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`cell_distortion` of the state's plan, as host arrays, timed as ``distortion``.
+        When the step that made the plan left its column marginal and ``T Φ_t`` (``pulled``;
+        :meth:`restore_best` clears it), they are reused."""
+        tick = time.perf_counter()
+        if state.pulled is not None:
+            distortion = self.cell_distortion(state.plan, state.col_mass, state.pulled)
+        else:
+            distortion = self.cell_distortion(state.plan)
+        synchronize(self.a.device)
+        self.timings["distortion"] = time.perf_counter() - tick
+        return distortion[0].cpu().numpy(), distortion[1].cpu().numpy()
+
     def polish(self, state: SolverState) -> None:
         """Sinkhorn at the final ε and a tight tolerance for the state's current linearisation
         (after :meth:`restore_best`: the best plan's); its objective replaces the last."""
@@ -349,14 +364,17 @@ class LowRankGW:
                                       config.final_precision)[0]
 
 
-def at_fixed_point(state: SolverState, config: GWConfig) -> bool:
-    """Whether the state's last step left its plan where it was: its Sinkhorn met the tolerance
-    in one iteration (the potentials already solved the new linearisation), or the step moved the
-    objective by less than ``tol_rel`` (relative) from the step before, the relative part of the
-    window rule (:func:`~gwalign.engine.schedule.should_stop`) applied to one step."""
+def at_fixed_point(state: SolverState, config: GWConfig, n_settled: int) -> bool:
+    """Whether the state's last step (``n_settled`` of its steps at the final ε) ends its run: its
+    Sinkhorn met the tolerance in one iteration (the potentials already solved the new
+    linearisation, so the plan is a fixed point of the GW step), or it and the step before, both
+    at the final ε and under the Sinkhorn cap, differ in objective by less than ``tol_rel``
+    (relative): the relative part of the window rule (:func:`~gwalign.engine.schedule.should_stop`)
+    over one step. The best iterate is kept either way (:meth:`LowRankGW.restore_best`)."""
     if state.sinkhorn_iters[-1] <= 1:
         return True
-    if len(state.history) < 2:
+    if n_settled < 2 or len(state.history) < 2 or \
+            max(state.sinkhorn_iters[-2:]) >= config.step_sinkhorn_max_iter("lowrank"):
         return False
     last, before = state.history[-1], state.history[-2]
     return abs(last - before) <= config.solver.tol_rel * abs(last)

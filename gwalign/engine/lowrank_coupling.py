@@ -266,14 +266,14 @@ def solve_coupling_rank(fs: LowRankDistances, ft: LowRankDistances, a: torch.Ten
     solver.run([state], max(solver_config.max_iter, state.iteration + 1), progress)
     solver.restore_best(state)
     solver.polish(state)
-    distortion = solver.cell_distortion(state.plan)
+    distortion = solver.returned_distortion(state)
     timings = dict(solver.timings, coupling_rank=lr_seconds, coupling_rank_steps=float(len(history) - 1),
                    coupling_rank_dykstra=float(sum(dykstra)))
     return SolveResult(plan=state.plan, history=state.history, objective=state.history[-1],
                        n_iter=len(state.history), converged=state.converged, epsilon=solver.config.solver.epsilon,
                        cost_scale=solver.scale, sinkhorn_iters=state.sinkhorn_iters, timings=timings,
                        start_objectives=[history[-1]], marginal_error=state.marginal_error,
-                       cell_distortion=(distortion[0].cpu().numpy(), distortion[1].cpu().numpy()))
+                       cell_distortion=distortion)
 
 
 def _as(factors: LowRankDistances, like) -> LowRankDistances:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Callable, Optional
 import numpy as np
 import torch
 from gwalign.config import GWConfig
-from gwalign.device import synchronize
 from gwalign.engine.schedule import ProgressCallback, SolveResult
 from gwalign.geometry.factors import CoarseFactors
 from gwalign.geometry.factors import LowRankDistances
@@ -155,25 +153,13 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
         best = chosen[0]
     if polish:
         solver.polish(best)
-    distortion = _cell_distortion(solver, best, polished=polish)
+    distortion = solver.returned_distortion(best)
     return SolveResult(plan=best.plan, history=best.history, objective=best.history[-1],
                        n_iter=len(best.history), converged=best.converged, epsilon=solver.config.solver.epsilon,
                        cost_scale=solver.scale, sinkhorn_iters=best.sinkhorn_iters,
                        timings=dict(solver.timings), start_objectives=screened, finalists=compared,
                        marginal_error=best.marginal_error,
                        cell_distortion=distortion)
-
-
-def _cell_distortion(solver: LowRankGW, best: SolverState, polished: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Each side's per-cell distortion of the returned plan (:meth:`LowRankGW.cell_distortion`),
-    timed as ``distortion``. After a polish the polish's step made the plan, with its column
-    marginal and ``T Φ_t``."""
-    tick = time.perf_counter()
-    distortion = solver.cell_distortion(best.plan, best.col_mass, best.pulled) if polished else \
-        solver.cell_distortion(best.plan)
-    synchronize(solver.a.device)
-    solver.timings["distortion"] = time.perf_counter() - tick
-    return distortion[0].cpu().numpy(), distortion[1].cpu().numpy()
 
 
 def _screen_subsample(solver: LowRankGW, n_starts: int, config: GWConfig,

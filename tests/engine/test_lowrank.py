@@ -313,16 +313,39 @@ def test_column_potential_from_every_row_is_the_converged_column_potential(rng):
     assert torch.allclose(g, converged.g, rtol=1e-8, atol=1e-9)
 
 
-def test_fixed_point_is_one_sinkhorn_iteration_or_an_objective_that_stopped_moving():
+def test_fixed_point_is_one_sinkhorn_iteration_or_two_settled_steps_with_one_objective():
     from gwalign.engine.lowrank import SolverState, at_fixed_point
 
     config = gwalign.GWConfig(tol_rel=1e-3)
+    cap = config.step_sinkhorn_max_iter("lowrank")
 
     def state(history, iters):
         return SolverState(plan=None, f=None, g=None, gram=torch.zeros(1, 1), col_mass=torch.ones(1),
                            history=history, sinkhorn_iters=iters)
 
-    assert at_fixed_point(state([0.5], [1]), config)                 # the potentials already solved it
-    assert not at_fixed_point(state([0.5], [4]), config)             # nothing to compare with yet
-    assert at_fixed_point(state([0.03125, 0.0312503], [4, 2]), config)
-    assert not at_fixed_point(state([0.0312, 0.0313], [4, 2]), config)   # moved by 0.3%
+    assert at_fixed_point(state([0.5], [1]), config, 1)                 # the potentials already solved it
+    assert not at_fixed_point(state([0.5], [4]), config, 1)             # nothing to compare with yet
+    assert at_fixed_point(state([0.03125, 0.0312503], [4, 2]), config, 2)
+    assert not at_fixed_point(state([0.0312, 0.0313], [4, 2]), config, 2)        # moved by 0.3%
+    assert not at_fixed_point(state([0.03125, 0.0312503], [4, 2]), config, 1)    # the step before: another ε
+    assert not at_fixed_point(state([0.03125, 0.0312503], [cap, 2]), config, 2)  # the step before: at the cap
+
+
+def test_returned_distortion_after_the_polish_equals_a_fresh_computation(rng):
+    n, k = 30, 26
+    ds, dt = random_distances(rng, n), random_distances(rng, k, dim=2)
+    ds, dt = ds / ds.mean(), dt / dt.mean()
+    a = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    b = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    config = gwalign.GWConfig(dtype="float64", device="cpu", max_iter=8, epsilon_decay_iters=3)
+    solver = LowRankGW(factor_dense(ds, n), factor_dense(dt, k), a, b, config)
+    state = solver.start(solver.product_gram())
+    solver.run([state], until=6)
+    solver.restore_best(state)
+    assert state.pulled is None          # the linearisation is restored, not the plan's T Φ_t
+    solver.polish(state)
+    assert state.pulled is not None
+    reused = solver.returned_distortion(state)
+    fresh = solver.cell_distortion(state.plan)
+    assert np.allclose(reused[0], fresh[0].numpy(), rtol=1e-10) and np.allclose(reused[1], fresh[1].numpy(), rtol=1e-10)
+    assert "distortion" in solver.timings
