@@ -348,10 +348,8 @@ class LowRankGW:
         When the step that made the plan left its column marginal and ``T Φ_t`` (``pulled``;
         :meth:`restore_best` clears it), they are reused."""
         tick = time.perf_counter()
-        if state.pulled is not None:
-            distortion = self.cell_distortion(state.plan, state.col_mass, state.pulled)
-        else:
-            distortion = self.cell_distortion(state.plan)
+        reused = state.pulled is not None
+        distortion = self.cell_distortion(state.plan, state.col_mass if reused else None, state.pulled)
         synchronize(self.a.device)
         self.timings["distortion"] = time.perf_counter() - tick
         return distortion[0].cpu().numpy(), distortion[1].cpu().numpy()

@@ -133,7 +133,7 @@ def _freed_mass(kept: _Side, freed: _Side, held: torch.Tensor, start: torch.Tens
     solver.run([state], relaxed.solver.max_iter)
     linearised = (state.gram, state.col_mass)     # the polish re-solves this linearisation
     solver.polish(state)
-    mass = ops.col_mass(state.plan)
+    mass = state.col_mass       # the polish's step left the plan's column marginal
     # The kept side fixes the total at 1 (to the polish's tolerance); ratios of the total stay
     # exact relative masses either way.
     probed = mass / mass.sum() / marginal
