@@ -110,7 +110,10 @@ class SolverConfig(Stage):
         Sinkhorn iterations per GW step (``None``: 50 low-rank, 10 sampled) and its tolerance
         (L1 error of the column marginal).
     sinkhorn_omega
-        Over-relaxation of balanced Sinkhorn solves (1 = plain).
+        Over-relaxation of balanced Sinkhorn solves (1 = plain) when ``sinkhorn_anderson`` is off.
+    sinkhorn_anderson
+        Memory of the Anderson acceleration of balanced Sinkhorn solves (0: off, then
+        ``sinkhorn_omega`` applies; docs/how-it-works/engine.md, "Sinkhorn").
     final_max_iter, final_tol
         Sinkhorn bound and tolerance of the final polish of the returned plan.
     semi_relaxed, rho
@@ -153,6 +156,7 @@ class SolverConfig(Stage):
     sinkhorn_max_iter: Optional[int] = bounded(None, low=1)
     sinkhorn_tol: float = bounded(1e-3, low=0.0, low_open=True)
     sinkhorn_omega: float = bounded(1.5, low=1.0, high=2.0, high_open=True)
+    sinkhorn_anderson: int = bounded(5, low=0)
     final_max_iter: int = bounded(2000, low=1)
     final_tol: float = bounded(1e-4, low=0.0, low_open=True)
     semi_relaxed: bool = False

@@ -114,7 +114,7 @@ class LowRankGW:
         gram = profile_gram(self.fs.phi, self.fs.lam, self.ft.phi, self.ft.lam, self.a, self.b,
                             config.solver.epsilon, self.blocks, self._unrounded_precision(),
                             config.step_sinkhorn_max_iter("lowrank"), config.solver.sinkhorn_tol,
-                            omega=config.solver.sinkhorn_omega)
+                            omega=config.solver.sinkhorn_omega, anderson=config.solver.sinkhorn_anderson)
         self.timings["profile"] = time.perf_counter() - tick
         return gram
 
@@ -242,7 +242,7 @@ class LowRankGW:
                                  rho=config.solver.rho if config.solver.semi_relaxed else None, max_iter=max_sinkhorn,
                                  tol=tol, block_rows=self.blocks[0], block_cols=self.blocks[1],
                                  row_cost=row, col_cost=col, precision=precision,
-                                 omega=config.solver.sinkhorn_omega)
+                                 omega=config.solver.sinkhorn_omega, anderson=config.solver.sinkhorn_anderson)
         synchronize(self.a.device)
         self.timings["sinkhorn"] += time.perf_counter() - tick
         tick = time.perf_counter()

@@ -57,7 +57,7 @@ def distance_quantiles(phi: torch.Tensor, lam: torch.Tensor, n_columns: int = PR
 
 def profile_plan(phi_s: torch.Tensor, lam_s: torch.Tensor, phi_t: torch.Tensor, lam_t: torch.Tensor,
                  a: torch.Tensor, b: torch.Tensor, epsilon: float, blocks: tuple[int, int], precision: str,
-                 max_iter: int, tol: float, omega: float = 1.0):
+                 max_iter: int, tol: float, omega: float = 1.0, anderson: int = 0):
     """Entropic OT plan between the two sides' distance profiles.
 
     ``epsilon`` is relative to the mean profile cost under the product plan, as GW's ε is. The
@@ -71,14 +71,15 @@ def profile_plan(phi_s: torch.Tensor, lam_s: torch.Tensor, phi_t: torch.Tensor, 
     qt = distance_quantiles(phi_t, lam_t)
     scale = max(product_mean_cost(qs, qt, a, b), 1e-30)
     result = sinkhorn(qs, qt, a, b, epsilon * scale, max_iter=max_iter, tol=tol,
-                      block_rows=blocks[0], block_cols=blocks[1], precision=precision, omega=omega)
+                      block_rows=blocks[0], block_cols=blocks[1], precision=precision, omega=omega,
+                      anderson=anderson)
     return result.plan
 
 
 def profile_gram(phi_s: torch.Tensor, lam_s: torch.Tensor, phi_t: torch.Tensor, lam_t: torch.Tensor,
                  a: torch.Tensor, b: torch.Tensor, epsilon: float, blocks: tuple[int, int],
-                 precision: str, max_iter: int, tol: float, omega: float = 1.0) -> torch.Tensor:
+                 precision: str, max_iter: int, tol: float, omega: float = 1.0, anderson: int = 0) -> torch.Tensor:
     """``G = Φ_sᵀ T Φ_t`` of :func:`profile_plan`'s plan: the low-rank GW start it gives."""
     plan = profile_plan(phi_s, lam_s, phi_t, lam_t, a, b, epsilon, blocks, precision, max_iter, tol,
-                        omega=omega)
+                        omega=omega, anderson=anderson)
     return phi_s.T @ ops.apply(plan, phi_t)

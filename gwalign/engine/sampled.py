@@ -178,7 +178,8 @@ def _sinkhorn_options(config: GWConfig, extra: Optional[torch.Tensor], blocks: t
                       precision: str) -> dict:
     """Keyword arguments every Sinkhorn solve of a sampled run shares."""
     return dict(rho=config.solver.rho if config.solver.semi_relaxed else None, extra=extra, block_rows=blocks[0],
-                block_cols=blocks[1], precision=precision, omega=config.solver.sinkhorn_omega)
+                block_cols=blocks[1], precision=precision, omega=config.solver.sinkhorn_omega,
+                anderson=config.solver.sinkhorn_anderson)
 
 
 def _anchor_columns(plan: FactoredPlan, a: torch.Tensor, m: int, generator: torch.Generator,

@@ -15,6 +15,7 @@ import torch
 
 from gwalign import distributed
 from gwalign.engine import ops
+from gwalign.engine.anderson import AndersonMixer
 from gwalign.engine.plan import FactoredPlan
 from gwalign.threads import follow_load
 
@@ -44,7 +45,8 @@ def sinkhorn(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
 
     ``u`` (N×d), ``v`` (K×d), ``f`` (N), ``g`` and ``col_cost`` (K): one problem of
     :func:`sinkhorn_batch`, whose keyword ``options`` (``rho``, ``extra``, ``max_iter``, ``tol``,
-    ``block_rows``, ``block_cols``, ``row_cost``, ``precision``, ``omega``) it takes unchanged.
+    ``block_rows``, ``block_cols``, ``row_cost``, ``precision``, ``omega``, ``anderson``) it takes
+    unchanged.
     The row marginal is exact on return (the last update is a row update).
     """
     return sinkhorn_batch(u, v[None], a, b, eps, None if f is None else f[None],
@@ -59,7 +61,8 @@ def sinkhorn_batch(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.T
                    block_rows: int = 256, block_cols: int = 4096,
                    row_cost: Optional[torch.Tensor] = None,
                    col_cost: Optional[torch.Tensor] = None,
-                   precision: Optional[str] = None, omega: float = 1.0) -> list[SinkhornResult]:
+                   precision: Optional[str] = None, omega: float = 1.0,
+                   anderson: int = 0) -> list[SinkhornResult]:
     """Solve S entropic OT problems with the same marginals and ε side by side.
 
     Problem s has cost ``‖u_i − v_sj‖² + extra_ij``, or, with ``row_cost``/``col_cost`` given,
@@ -95,7 +98,11 @@ def sinkhorn_batch(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.T
     precision
         GPU kernel dot precision (see :func:`gwalign.engine.ops.lse_rows`).
     omega
-        Over-relaxation factor of balanced solves (1 = plain Sinkhorn, < 2).
+        Over-relaxation factor of balanced solves (1 = plain Sinkhorn, < 2); unused when
+        ``anderson`` is on.
+    anderson
+        Memory of the Anderson acceleration of balanced solves' column potentials
+        (:mod:`gwalign.engine.anderson`); 0 or 1: off.
 
     Returns
     -------
@@ -107,7 +114,7 @@ def sinkhorn_batch(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.T
         raise ValueError("a dense extra cost is allowed only for a single problem")
     solver = _BatchSinkhorn(u, v, a, b, eps, f, g, rho=rho, extra=extra, block_rows=block_rows,
                             block_cols=block_cols, row_cost=row_cost, col_cost=col_cost,
-                            precision=precision, omega=omega)
+                            precision=precision, omega=omega, anderson=anderson)
     return solver.solve(max_iter, tol)
 
 
@@ -116,7 +123,7 @@ class _BatchSinkhorn:
     the running problems), and per-problem host state indexed by the problems' original index."""
 
     def __init__(self, u, v, a, b, eps, f, g, *, rho, extra, block_rows, block_cols, row_cost, col_cost,
-                 precision, omega) -> None:
+                 precision, omega, anderson) -> None:
         n_batch = v.shape[0]
         self.eps, self.rho, self.extra, self.precision = eps, rho, extra, precision
         self.blocks = (block_rows, block_cols)
@@ -140,9 +147,15 @@ class _BatchSinkhorn:
         # times the Sinkhorn step. It converges locally for ω < 2, so it starts only once the
         # marginal error is below RELAX_BELOW, and is dropped for good if the error then exceeds
         # twice the best seen (safeguard). Balanced solves only.
-        self.allowed = [omega if rho is None else 1.0] * n_batch   # set to 1 for good by the safeguard
+        # Anderson acceleration, where on, replaces over-relaxation: it starts and is safeguarded
+        # alike, and leaves the row update plain, so every row marginal is exact as it stands.
+        self.mixer = AndersonMixer(n_batch, self.g.shape[-1], anderson, self.g) \
+            if anderson > 1 and rho is None else None
+        self.allowed = [omega if rho is None and self.mixer is None else 1.0] * n_batch   # 1 for good: safeguard
         self.relax = [1.0] * n_batch                               # factor of the current step
         self.relaxed = [False] * n_batch                           # any relaxed step taken
+        self.accelerate = [self.mixer is not None] * n_batch       # off for good by the safeguard
+        self.accelerated = [False] * n_batch                       # any accelerated step taken
         self.best_error = [float("inf")] * n_batch
         self.error = [float("inf")] * n_batch
         self.running = list(range(n_batch))                        # original index of each batch row
@@ -202,6 +215,8 @@ class _BatchSinkhorn:
                     continue
                 if self.relaxed[i] and self.error[i] > 2.0 * self.best_error[i]:
                     self.allowed[i] = 1.0
+                if self.accelerated[i] and self.error[i] > 2.0 * self.best_error[i]:
+                    self.accelerate[i] = False
                 self.best_error[i] = min(self.best_error[i], self.error[i])
                 self.relax[i] = self.allowed[i] if self.error[i] < RELAX_BELOW else 1.0
                 self.relaxed[i] = self.relaxed[i] or self.relax[i] != 1.0
@@ -213,12 +228,23 @@ class _BatchSinkhorn:
             g_step = torch.add(self.beta, c, alpha=-self.eps)
             if self.damping != 1.0:
                 g_step = g_step.mul_(self.damping)
-            factors = [self.relax[i] for i in self.running]
-            self.g = g_step if all(x == 1.0 for x in factors) else torch.lerp(self.g, g_step, self._weights(factors))
+            if self.mixer is not None:
+                self.g = self._accelerated(g_step)
+            else:
+                factors = [self.relax[i] for i in self.running]
+                self.g = g_step if all(x == 1.0 for x in factors) else torch.lerp(self.g, g_step, self._weights(factors))
             self.q = self.g - self.col_shift
         if self.running:
             self._finish(list(range(len(self.running))), max_iter, tol, converged=False)
         return self.results
+
+    def _accelerated(self, g_step: torch.Tensor) -> torch.Tensor:
+        """The next column potentials by Anderson mixing, for the problems in the local regime
+        (error below :data:`RELAX_BELOW`) whose safeguard has not tripped; ``g_step`` for others."""
+        active = [self.accelerate[i] and self.error[i] < RELAX_BELOW for i in self.running]
+        for i, on in zip(self.running, active):
+            self.accelerated[i] = self.accelerated[i] or on
+        return self.mixer.step(self.g, g_step, active)
 
     def _batched(self) -> list[str]:
         """Attributes with one row per running problem (``u``, ``α`` may be shared)."""
@@ -234,6 +260,8 @@ class _BatchSinkhorn:
         if len(rows) == len(self.running):
             return
         index = torch.tensor(rows, device=self.v.device)
+        if self.mixer is not None:
+            self.mixer = self.mixer.selected(index, rows)
         for name in self._batched():
             value = getattr(self, name)
             if value is not None:

@@ -200,8 +200,56 @@ def test_over_relaxed_sinkhorn_reaches_the_same_plan_in_fewer_iterations(torch_g
         assert relaxed.n_iter <= 0.8 * plain.n_iter, (relaxed.n_iter, plain.n_iter)
 
 
-@pytest.mark.parametrize("rho", [None, 0.5])
-def test_sinkhorn_batch_equals_separate_solves(rho):
+def test_anderson_sinkhorn_reaches_the_same_plan_in_fewer_iterations(torch_gen):
+    """Anderson acceleration keeps plain Sinkhorn's fixed point (POT's plan) and exact row
+    marginals, and at small ε takes clearly fewer iterations than over-relaxation at ω = 1.5
+    (measured 127 against 209 to 1e-8)."""
+    n, k = 90, 70
+    u, v, a, b, cost = uniform_problem(torch_gen, n, k, 4)
+    eps = 0.01 * float(cost.mean())
+    settings = dict(max_iter=20000, tol=1e-8, block_rows=16, block_cols=32)
+    relaxed = sinkhorn(u, v, a, b, eps, omega=1.5, **settings)
+    mixed = sinkhorn(u, v, a, b, eps, omega=1.5, anderson=5, **settings)
+    assert relaxed.converged and mixed.converged
+    ref = ot.sinkhorn(a.numpy(), b.numpy(), cost.numpy(), eps, method="sinkhorn_log", numItermax=200000,
+                      stopThr=1e-13)
+    assert rel(ops.apply(mixed.plan, torch.eye(k, dtype=torch.float64)), ref) < 1e-5
+    assert rel(ops.row_mass(mixed.plan), a) < 1e-10
+    assert float((ops.col_mass(mixed.plan) - b).abs().sum()) < 1e-8
+    assert mixed.n_iter <= 0.8 * relaxed.n_iter, (mixed.n_iter, relaxed.n_iter)
+
+
+def test_anderson_mixer_solves_a_linear_fixed_point_and_weighs_only_its_history():
+    """On a contraction g ← Mg + c the mixed iterates reach the fixed point in far fewer steps
+    than plain iteration; a problem outside the local regime steps plainly, and its weights
+    never touch entries it has not filled."""
+    from gwalign.engine.anderson import AndersonMixer
+
+    gen = torch.Generator().manual_seed(3)
+    size = 40
+    q, _ = torch.linalg.qr(torch.randn(size, size, generator=gen, dtype=torch.float64))
+    m = q @ torch.diag(torch.linspace(0.0, 0.97, size, dtype=torch.float64)) @ q.T
+    c = torch.randn(size, generator=gen, dtype=torch.float64)
+    fixed = torch.linalg.solve(torch.eye(size, dtype=torch.float64) - m, c)
+
+    def steps_to_fixed_point(memory: int) -> int:
+        mixer = AndersonMixer(2, size, memory, c)
+        g = torch.zeros(2, size, dtype=torch.float64)
+        for step in range(1, 2000):
+            if float((g[0] - fixed).norm()) < 1e-8 * float(fixed.norm()):
+                return step
+            image = g @ m.T + c
+            g_next = mixer.step(g, image, [True, False])
+            assert torch.equal(g_next[1], image[1])          # the inactive problem steps plainly
+            assert mixer.counts == [min(step, memory), 0]
+            g = g_next
+        return 2000
+
+    assert steps_to_fixed_point(5) * 5 < steps_to_fixed_point(1)
+
+
+@pytest.mark.parametrize("rho, anderson", [(None, 0), (None, 5), (0.5, 0)])
+def test_sinkhorn_batch_equals_separate_solves(rho, anderson):
     """Problems solved side by side stop, relax and end exactly as when solved one at a time,
     although they converge at different iterations."""
     from gwalign.engine.sinkhorn import sinkhorn, sinkhorn_batch
@@ -216,7 +264,8 @@ def test_sinkhorn_batch_equals_separate_solves(rho):
     b = torch.full((k,), 1.0 / k, dtype=torch.float64)
     g0 = torch.randn(s, k, generator=gen, dtype=torch.float64) * 0.1
     col = torch.rand(s, k, generator=gen, dtype=torch.float64)
-    settings = dict(rho=rho, max_iter=60, tol=1e-7, block_rows=8, block_cols=16, omega=1.6, row_cost=(u * u).sum(1))
+    settings = dict(rho=rho, max_iter=60, tol=1e-7, block_rows=8, block_cols=16, omega=1.6, anderson=anderson,
+                    row_cost=(u * u).sum(1))
     batch = sinkhorn_batch(u, v, a, b, 0.3, None, g0, col_cost=col, **settings)
     iterations = set()
     for i, got in enumerate(batch):
