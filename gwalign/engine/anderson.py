@@ -75,8 +75,13 @@ class AndersonMixer:
         eye = torch.eye(m, dtype=gram.dtype, device=gram.device)
         # Invalid entries get an identity row and a zero right-hand side: their weight is zero.
         gram = gram + eye * (REGULARISATION * scale[:, None, None]) + torch.diag_embed((~valid).double())
-        weights = torch.linalg.solve(gram, valid.double())
+        # solve_ex: no check for a singular system, which would wait for the GPU at every iteration;
+        # a problem whose weights are not finite steps plainly (all weight on its newest image).
+        weights = torch.linalg.solve_ex(gram, valid.double())[0]
         weights = weights / weights.sum(dim=1, keepdim=True)
+        newest = torch.zeros_like(weights)
+        newest[:, -1] = 1.0
+        weights = torch.where(torch.isfinite(weights).all(dim=1, keepdim=True), weights, newest)
         return _agreed(weights)
 
 

@@ -181,6 +181,16 @@ def test_tf32_plans_name_their_exact_cost_precision(torch_gen):
     assert plan.T.cost_precision == "tf32"
 
 
+def assert_pot_plan(result, a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, eps: float) -> None:
+    """``result``'s plan is POT's log-domain Sinkhorn plan, with an exact row marginal and its
+    column marginal within 1e-8."""
+    ref = ot.sinkhorn(a.numpy(), b.numpy(), cost.numpy(), eps, method="sinkhorn_log", numItermax=200000,
+                      stopThr=1e-13)
+    assert rel(ops.apply(result.plan, torch.eye(len(b), dtype=torch.float64)), ref) < 1e-5
+    assert rel(ops.row_mass(result.plan), a) < 1e-10
+    assert float((ops.col_mass(result.plan) - b).abs().sum()) < 1e-8
+
+
 @pytest.mark.parametrize("omega", [1.3, 1.5, 1.9])
 def test_over_relaxed_sinkhorn_reaches_the_same_plan_in_fewer_iterations(torch_gen, omega):
     """Same fixed point as plain Sinkhorn (POT's plan) and exact row marginals; at ω = 1.3 and 1.5
@@ -191,11 +201,7 @@ def test_over_relaxed_sinkhorn_reaches_the_same_plan_in_fewer_iterations(torch_g
     plain = sinkhorn(u, v, a, b, eps, max_iter=20000, tol=1e-8, block_rows=16, block_cols=32)
     relaxed = sinkhorn(u, v, a, b, eps, max_iter=20000, tol=1e-8, block_rows=16, block_cols=32, omega=omega)
     assert plain.converged and relaxed.converged
-    ref = ot.sinkhorn(a.numpy(), b.numpy(), cost.numpy(), eps, method="sinkhorn_log", numItermax=200000,
-                      stopThr=1e-13)
-    assert rel(ops.apply(relaxed.plan, torch.eye(k, dtype=torch.float64)), ref) < 1e-5
-    assert rel(ops.row_mass(relaxed.plan), a) < 1e-10
-    assert float((ops.col_mass(relaxed.plan) - b).abs().sum()) < 1e-8
+    assert_pot_plan(relaxed, a, b, cost, eps)
     if omega < 1.7:
         assert relaxed.n_iter <= 0.8 * plain.n_iter, (relaxed.n_iter, plain.n_iter)
 
@@ -211,11 +217,7 @@ def test_anderson_sinkhorn_reaches_the_same_plan_in_fewer_iterations(torch_gen):
     relaxed = sinkhorn(u, v, a, b, eps, omega=1.5, **settings)
     mixed = sinkhorn(u, v, a, b, eps, omega=1.5, anderson=5, **settings)
     assert relaxed.converged and mixed.converged
-    ref = ot.sinkhorn(a.numpy(), b.numpy(), cost.numpy(), eps, method="sinkhorn_log", numItermax=200000,
-                      stopThr=1e-13)
-    assert rel(ops.apply(mixed.plan, torch.eye(k, dtype=torch.float64)), ref) < 1e-5
-    assert rel(ops.row_mass(mixed.plan), a) < 1e-10
-    assert float((ops.col_mass(mixed.plan) - b).abs().sum()) < 1e-8
+    assert_pot_plan(mixed, a, b, cost, eps)
     assert mixed.n_iter <= 0.8 * relaxed.n_iter, (mixed.n_iter, relaxed.n_iter)
 
 
@@ -246,6 +248,12 @@ def test_anderson_mixer_solves_a_linear_fixed_point_and_weighs_only_its_history(
         return 2000
 
     assert steps_to_fixed_point(5) * 5 < steps_to_fixed_point(1)
+
+    # At an exact fixed point every residual is zero and the system singular: the step is plain.
+    mixer = AndersonMixer(1, size, 5, c)
+    for _ in range(3):
+        out = mixer.step(fixed[None], fixed[None], [True])
+    assert torch.equal(out, fixed[None])
 
 
 @pytest.mark.parametrize("rho, anderson", [(None, 0), (None, 5), (0.5, 0)])
