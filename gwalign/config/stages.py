@@ -112,7 +112,7 @@ class SolverConfig(Stage):
     sinkhorn_omega
         Over-relaxation of balanced Sinkhorn solves (1 = plain) when ``sinkhorn_anderson`` is off.
     sinkhorn_anderson
-        Memory of the Anderson acceleration of balanced Sinkhorn solves (0: off, then
+        Memory of the Anderson acceleration of balanced Sinkhorn solves (0 or 1: off, then
         ``sinkhorn_omega`` applies; docs/how-it-works/engine.md, "Sinkhorn").
     final_max_iter, final_tol
         Sinkhorn bound and tolerance of the final polish of the returned plan.

@@ -61,14 +61,13 @@ class AndersonMixer:
             return image
         weights = self._weights()
         mixed = torch.einsum("sm,smk->sk", weights.to(image.dtype), self.images)
-        plain = torch.tensor([count < 2 for count in self.counts], device=image.device)[:, None]
+        plain = _on_device([count < 2 for count in self.counts], image.device)[:, None]
         return torch.where(plain, image, mixed)
 
     def _weights(self) -> torch.Tensor:
         """S×memory weights summing to one over each problem's valid entries (zero elsewhere)."""
         m = self.memory
-        valid = torch.tensor([[j >= m - count for j in range(m)] for count in self.counts],
-                             device=self.images.device)
+        valid = _on_device([[j >= m - count for j in range(m)] for count in self.counts], self.images.device)
         r = self.residuals.double() * valid[:, :, None]
         gram = r @ r.transpose(1, 2)
         scale = gram.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)
@@ -83,6 +82,12 @@ class AndersonMixer:
         newest[:, -1] = 1.0
         weights = torch.where(torch.isfinite(weights).all(dim=1, keepdim=True), weights, newest)
         return _agreed(weights)
+
+
+def _on_device(flags: list, device: torch.device) -> torch.Tensor:
+    """Boolean flags as a tensor on ``device``, copied without waiting for the device's queue (a
+    blocking copy to a GPU would wait for the Sinkhorn passes queued before it)."""
+    return torch.tensor(flags, dtype=torch.bool).to(device, non_blocking=True)
 
 
 def _agreed(weights: torch.Tensor) -> torch.Tensor:
