@@ -151,11 +151,11 @@ class _BatchSinkhorn:
         # alike, and leaves the row update plain, so every row marginal is exact as it stands.
         self.mixer = AndersonMixer(n_batch, self.g.shape[-1], anderson, self.g) \
             if anderson > 1 and rho is None else None
-        self.allowed = [omega if rho is None and self.mixer is None else 1.0] * n_batch   # 1 for good: safeguard
-        self.relax = [1.0] * n_batch                               # factor of the current step
-        self.relaxed = [False] * n_batch                           # any relaxed step taken
-        self.accelerate = [self.mixer is not None] * n_batch       # off for good by the safeguard
-        self.accelerated = [False] * n_batch                       # any accelerated step taken
+        self.omega = omega if rho is None and self.mixer is None else 1.0
+        self.accelerates = self.mixer is not None or self.omega != 1.0
+        self.allowed = [True] * n_batch          # acceleration allowed (off for good by the safeguard)
+        self.now = [False] * n_batch             # the current step is accelerated
+        self.accelerated = [False] * n_batch     # any accelerated step taken
         self.best_error = [float("inf")] * n_batch
         self.error = [float("inf")] * n_batch
         self.running = list(range(n_batch))                        # original index of each batch row
@@ -181,7 +181,7 @@ class _BatchSinkhorn:
 
     def _row_update(self, plain: bool = False) -> None:
         r = self._lse(self.u, self.v, self.q, True)
-        factors = [1.0 if plain else self.relax[i] for i in self.running]
+        factors = [1.0 if plain else self._factor(i) for i in self.running]
         if all(factor == 1.0 for factor in factors):
             self.f = torch.add(self.alpha, r, alpha=-self.eps)
             self.p = torch.add(self.eps_log_a, r, alpha=-self.eps)   # f − α + ε log a, no α round trip
@@ -213,13 +213,11 @@ class _BatchSinkhorn:
                 if self.error[i] < tol:
                     finished.append(row)
                     continue
-                if self.relaxed[i] and self.error[i] > 2.0 * self.best_error[i]:
-                    self.allowed[i] = 1.0
                 if self.accelerated[i] and self.error[i] > 2.0 * self.best_error[i]:
-                    self.accelerate[i] = False
+                    self.allowed[i] = False
                 self.best_error[i] = min(self.best_error[i], self.error[i])
-                self.relax[i] = self.allowed[i] if self.error[i] < RELAX_BELOW else 1.0
-                self.relaxed[i] = self.relaxed[i] or self.relax[i] != 1.0
+                self.now[i] = self.accelerates and self.allowed[i] and self.error[i] < RELAX_BELOW
+                self.accelerated[i] = self.accelerated[i] or self.now[i]
             if finished:
                 staying = self._finish(finished, it, tol, converged=True)
                 if not staying:
@@ -229,22 +227,22 @@ class _BatchSinkhorn:
             if self.damping != 1.0:
                 g_step = g_step.mul_(self.damping)
             if self.mixer is not None:
-                self.g = self._accelerated(g_step)
+                self.g = self.mixer.step(self.g, g_step, [self.now[i] for i in self.running])
             else:
-                factors = [self.relax[i] for i in self.running]
+                factors = [self._factor(i) for i in self.running]
                 self.g = g_step if all(x == 1.0 for x in factors) else torch.lerp(self.g, g_step, self._weights(factors))
             self.q = self.g - self.col_shift
         if self.running:
             self._finish(list(range(len(self.running))), max_iter, tol, converged=False)
         return self.results
 
-    def _accelerated(self, g_step: torch.Tensor) -> torch.Tensor:
-        """The next column potentials by Anderson mixing, for the problems in the local regime
-        (error below :data:`RELAX_BELOW`) whose safeguard has not tripped; ``g_step`` for others."""
-        active = [self.accelerate[i] and self.error[i] < RELAX_BELOW for i in self.running]
-        for i, on in zip(self.running, active):
-            self.accelerated[i] = self.accelerated[i] or on
-        return self.mixer.step(self.g, g_step, active)
+    def _factor(self, i: int) -> float:
+        """Over-relaxation factor of problem ``i``'s current step (1: plain)."""
+        return self.omega if self.now[i] else 1.0
+
+    def _relaxed(self, i: int) -> bool:
+        """Whether problem ``i`` took over-relaxed steps (Anderson mixing leaves rows plain)."""
+        return self.accelerated[i] and self.mixer is None
 
     def _batched(self) -> list[str]:
         """Attributes with one row per running problem (``u``, ``α`` may be shared)."""
@@ -279,14 +277,14 @@ class _BatchSinkhorn:
         ending = copy.copy(self)     # shares the per-problem host lists, indexes its own tensors
         ending._select(rows)
         done = [converged] * len(rows)
-        final = [self.relaxed[i] or not converged for i in ending.running]
+        final = [self._relaxed(i) or not converged for i in ending.running]
         if any(final):
             f, p = ending.f, ending.p
             ending._row_update(plain=True)
             if p is not None and not all(final):
                 mask = torch.tensor(final, device=self.v.device)[:, None]
                 ending.f, ending.p = torch.where(mask, ending.f, f), torch.where(mask, ending.p, p)
-            relaxed = [self.relaxed[i] for i in ending.running]
+            relaxed = [self._relaxed(i) for i in ending.running]
             if any(relaxed):
                 mass = ending.mass
                 ending._col_lse()
@@ -296,7 +294,7 @@ class _BatchSinkhorn:
                 if self.rho is None:
                     measured = ending._l1(ending.mass, self.b)
                     for row, i in enumerate(ending.running):
-                        if self.relaxed[i]:
+                        if self._relaxed(i):
                             self.error[i] = measured[row]
                             done[row] = self.error[i] < tol
         for row, i in enumerate(ending.running):
