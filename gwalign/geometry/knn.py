@@ -7,6 +7,8 @@ components are joined by bridge edges between their closest points.
 
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass
 from typing import Optional
 import numpy as np
@@ -142,8 +144,8 @@ def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int 
               ) -> tuple[np.ndarray, np.ndarray]:
     """Exact kNN of the query rows among the training rows, searched where the tensors live.
 
-    CUDA: :func:`blocked_topk`. CPU: :func:`cpu_topk` up to ``CPU_BRUTE_MAX_POINTS`` training rows,
-    scikit-learn's ``NearestNeighbors`` above. Both are exact; points at equal distance may come
+    CUDA: :func:`blocked_topk`. CPU: :func:`cpu_topk` up to :func:`brute_force_limit` training
+    rows, scikit-learn's ``NearestNeighbors`` above. Both are exact; points at equal distance may come
     in either order.
 
     Parameters
@@ -164,7 +166,7 @@ def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int 
     """
     if train.is_cuda:
         return blocked_topk(train, query, k, block_rows, fused)
-    if train.shape[0] <= CPU_BRUTE_MAX_POINTS:
+    if train.shape[0] <= brute_force_limit():
         return cpu_topk(train, query, k)
     from sklearn.neighbors import NearestNeighbors
 
@@ -180,6 +182,19 @@ def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int 
 #: slow down badly on cores that other processes share (``python benchmarks/knn.py``,
 #: docs/performance.md).
 CPU_BRUTE_MAX_POINTS = 2_000
+
+#: :data:`CPU_BRUTE_MAX_POINTS` for a process that has not imported scikit-learn yet. Its import
+#: (with SciPy's statistics, 1.2–1.4 s) outweighs its faster search up to this size and beyond: at
+#: 5,000 points ``cpu_topk`` takes 0.16–0.19 s on 2 threads, scikit-learn 0.10–0.15 s after its
+#: import (``python benchmarks/knn.py --sizes 5000``, docs/performance.md). ``gwalign run`` on two 1,000-cell files meets it in
+#: the figure's UMAP graph of both sides' cells.
+CPU_BRUTE_MAX_POINTS_COLD = 5_000
+
+
+def brute_force_limit() -> int:
+    """Training rows up to which the CPU search is :func:`cpu_topk`: :data:`CPU_BRUTE_MAX_POINTS`
+    once scikit-learn is imported, :data:`CPU_BRUTE_MAX_POINTS_COLD` before."""
+    return CPU_BRUTE_MAX_POINTS if "sklearn.neighbors" in sys.modules else CPU_BRUTE_MAX_POINTS_COLD
 
 #: Largest distance block of the CPU kNN search (float64: 8 MiB): the memory the search adds stays
 #: below 100 MB up to 50,000 points, and larger blocks were no faster.

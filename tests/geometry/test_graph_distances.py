@@ -242,20 +242,44 @@ def test_cpu_search_blocks_and_scikit_learn_find_the_same_neighbours(rng, monkey
     monkeypatch.setattr(knn, "CPU_KNN_BLOCK_ELEMENTS", 700 * 64)   # 64 rows a block, a short last one
     blocks = knn.exact_knn(x, x, 8)
     monkeypatch.setattr(knn, "CPU_BRUTE_MAX_POINTS", 100)          # scikit-learn's search
+    monkeypatch.setattr(knn, "CPU_BRUTE_MAX_POINTS_COLD", 100)
     tree = knn.exact_knn(x, x, 8)
     assert np.array_equal(blocks[1], whole[1]) and np.array_equal(blocks[0], whole[0])
     # scikit-learn's distances come from |q|² + |t|² - 2 q·t: equal up to its rounding.
     assert np.array_equal(tree[1], whole[1]) and np.allclose(tree[0], whole[0], atol=1e-6)
 
 
-def test_a_small_graph_does_not_import_scikit_learn():
+def test_scikit_learn_is_imported_only_where_its_search_pays_for_it():
+    """Up to CPU_BRUTE_MAX_POINTS_COLD points a process without scikit-learn keeps searching by
+    blocks; once it is imported, its search takes over above CPU_BRUTE_MAX_POINTS."""
     import subprocess
     import sys
+    import textwrap
 
-    probe = ("import sys, torch; from gwalign.geometry.knn import knn_graph; "
-             "knn_graph(torch.randn(300, 10, dtype=torch.float64), 15); print('sklearn' in sys.modules)")
+    from gwalign.geometry import knn
+
+    between = (knn.CPU_BRUTE_MAX_POINTS + knn.CPU_BRUTE_MAX_POINTS_COLD) // 2
+    probe = textwrap.dedent(f"""
+        import sys
+        from unittest import mock
+        import torch
+        from gwalign.geometry.knn import exact_knn, knn_graph
+        knn_graph(torch.randn(300, 10, dtype=torch.float64), 15)
+        small = "sklearn" in sys.modules
+        x = torch.randn({between}, 3, dtype=torch.float64)
+        exact_knn(x, x, 5)
+        between = "sklearn" in sys.modules
+        import sklearn.neighbors
+        with mock.patch.object(sklearn.neighbors, "NearestNeighbors", side_effect=RuntimeError):
+            try:
+                exact_knn(x, x, 5)
+                warm = False
+            except RuntimeError:
+                warm = True
+        print(small, between, warm)
+    """)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.split() == ["False", "False", "True"]
 
 
 @pytest.mark.parametrize("overlap", [True, False])
