@@ -21,7 +21,7 @@ from gwalign.io.arrays import as_linear_cost, as_marginal, as_matrix, as_square_
 from gwalign.alignment import Alignment
 from gwalign.errors import GWAlignWarning
 from gwalign.geometry.build import coarse_factors
-from gwalign.geometry.build import distance_provider, graphs_and_paths
+from gwalign.geometry.build import all_pairs_paths, distance_provider, graphs_and_paths
 from gwalign.geometry.build import factor_distances
 from gwalign.device import resolve_device
 from gwalign.device import timed_stage
@@ -183,7 +183,9 @@ def _geometry(problem: _Problem, config: GWConfig, mode: str, device: torch.devi
         points = (to_device(problem.points[0]), to_device(problem.points[1]))
         graphs, pending_paths = graphs_and_paths(points, problem.sizes, config, mode)
     with timed_stage("distances", timings, (n_source, n_target)):
-        paths = pending_paths.result()
+        # Exact runs search both sides' all-pairs paths side by side in the worker pool.
+        paths = all_pairs_paths(graphs, problem.distances, config) if mode == "precomputed" \
+            else pending_paths.result()
         dist_s = distance_provider(mode, graphs[0], problem.distances[0], device, dtype, config, seed, points[0],
                                    paths[0])
         dist_t = distance_provider(mode, graphs[1], problem.distances[1], device, dtype, config, seed + 1, points[1],

@@ -11,6 +11,7 @@ from gwalign.geometry.distances import DijkstraDistances, DistanceProvider, Land
 from gwalign.geometry.landmarks import PendingLandmarkPaths, landmark_paths, start_landmark_paths
 from gwalign.geometry.factors import factor_dense, factor_nystrom, factor_randomized
 from gwalign.geometry.knn import KNNGraph, knn_graph
+from gwalign.geometry.shortest_paths import shortest_paths_many
 
 
 def coarse_factors(points: tuple[torch.Tensor, torch.Tensor], coarse_k: int, config: GWConfig,
@@ -34,8 +35,9 @@ def coarse_factors(points: tuple[torch.Tensor, torch.Tensor], coarse_k: int, con
         if exact and max(x.shape[0] for x in cells) <= AUTO_PRECOMPUTED_MAX_POINTS:
             # A randomized range finder: about 10× faster than the full eigendecomposition, at the
             # same error (docs/how-it-works/distances.md, "The coarser graph of the finalists").
-            factors = [factor_randomized(PrecomputedDistances.from_graph(graph, device, dtype, seed).dense(),
-                                         config.distances.rank, seed=seed) for graph, seed in zip(graphs, seeds)]
+            tables = shortest_paths_many([(graph.matrix, np.arange(graph.n_points)) for graph in graphs])
+            factors = [factor_randomized(PrecomputedDistances.from_paths(table, device, dtype, seed).dense(),
+                                         config.distances.rank, seed=seed) for table, seed in zip(tables, seeds)]
         else:
             # Landmarks, as in the run itself: all-pairs paths would cost a large share of the run.
             paths = landmark_paths(graphs, cells, config.distances.n_landmarks, seeds, config.distances.landmark_choice)
@@ -65,12 +67,27 @@ def distance_provider(mode: str, graph: Optional[KNNGraph], user_d: Optional[np.
         if graph.n_points > config.distances.precomputed_max_points:
             raise ValueError(f"distance='precomputed' needs N² memory: {graph.n_points} points exceed "
                              f"precomputed_max_points={config.distances.precomputed_max_points}; use 'landmark'")
+        if paths is not None:
+            return PrecomputedDistances.from_paths(paths, device, dtype, seed)
         return PrecomputedDistances.from_graph(graph, device, dtype, seed)
     if mode == "dijkstra":
         return DijkstraDistances(graph, device, dtype, seed)
     return LandmarkDistances(graph, device, dtype, seed, n_landmarks=config.distances.n_landmarks,
                              dim=config.distances.landmark_dim, points=points, paths=paths,
                              choice=config.distances.landmark_choice)
+
+
+def all_pairs_paths(graphs: tuple[Optional[KNNGraph], ...], given: tuple[Optional[np.ndarray], ...],
+                    config: GWConfig) -> list[Optional[np.ndarray]]:
+    """All-pairs shortest paths of each side with a graph, no given distances and at most
+    ``precomputed_max_points`` points (``None`` for the others), both sides searched side by side
+    by the worker pool: SciPy's Dijkstra holds the GIL, and one side takes about a second at
+    2,000 points on one core."""
+    wanted = [graph is not None and matrix is None and graph.n_points <= config.distances.precomputed_max_points
+              for graph, matrix in zip(graphs, given)]
+    jobs = [(graph.matrix, np.arange(graph.n_points)) for graph, want in zip(graphs, wanted) if want]
+    tables = iter(shortest_paths_many(jobs) if jobs else [])
+    return [next(tables) if want else None for want in wanted]
 
 
 class _Paths:

@@ -80,9 +80,15 @@ class PrecomputedDistances(DistanceProvider):
                    seed: int = 0) -> "PrecomputedDistances":
         """All-pairs shortest paths of ``graph`` (N² memory: small N only)."""
         full = dijkstra(graph.matrix, directed=True)  # symmetric graph: same result, faster
-        if not np.isfinite(full).all():
+        return cls.from_paths(full, device, dtype, seed)
+
+    @classmethod
+    def from_paths(cls, table: np.ndarray, device: torch.device, dtype: torch.dtype,
+                   seed: int = 0) -> "PrecomputedDistances":
+        """A graph's all-pairs shortest-path table (N×N), checked to be finite."""
+        if not np.isfinite(table).all():
             raise RuntimeError("infinite graph distance: the graph is not connected")
-        return cls(full, device, dtype, seed)
+        return cls(table, device, dtype, seed)
 
     def _raw_columns(self, idx: np.ndarray) -> torch.Tensor:
         return self._matrix[:, torch.as_tensor(idx, device=self._matrix.device)]

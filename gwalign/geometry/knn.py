@@ -8,7 +8,6 @@ components are joined by bridge edges between their closest points.
 from __future__ import annotations
 
 import sys
-
 from dataclasses import dataclass
 from typing import Optional
 import numpy as np
@@ -145,8 +144,7 @@ def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int 
     """Exact kNN of the query rows among the training rows, searched where the tensors live.
 
     CUDA: :func:`blocked_topk`. CPU: :func:`cpu_topk` up to :func:`brute_force_limit` training
-    rows, scikit-learn's ``NearestNeighbors`` above. Both are exact; points at equal distance may come
-    in either order.
+    rows, scikit-learn's ``NearestNeighbors`` above. Both exact; ties come in either order.
 
     Parameters
     ----------
@@ -169,25 +167,17 @@ def exact_knn(train: torch.Tensor, query: torch.Tensor, k: int, block_rows: int 
     if train.shape[0] <= brute_force_limit():
         return cpu_topk(train, query, k)
     from sklearn.neighbors import NearestNeighbors
-
     data = train.detach().cpu().numpy().astype(np.float64, copy=False)
     queries = data if query is train else query.detach().cpu().numpy().astype(np.float64, copy=False)
     return NearestNeighbors(n_neighbors=k).fit(data).kneighbors(queries)
 
 
-#: Training rows up to which the CPU search is :func:`cpu_topk`. Up to here it takes hundredths of a
-#: second, within 0.03 s of scikit-learn's, and spares a run that has not imported scikit-learn
-#: (given representations, no scanpy) that import, 1–2 s. Above it scikit-learn is faster: 1.4–1.8×
-#: at 10,000 and 50,000 points on one thread, and the blocked search's many short parallel sections
-#: slow down badly on cores that other processes share (``python benchmarks/knn.py``,
-#: docs/performance.md).
+#: Training rows up to which the CPU search is :func:`cpu_topk` (hundredths of a second there);
+#: above, scikit-learn's is faster (1.4–1.8× at 10,000 and 50,000 points on one thread) and keeps
+#: its speed on shared cores. Until scikit-learn is imported, its import (1.2–1.4 s) outweighs that
+#: up to :data:`CPU_BRUTE_MAX_POINTS_COLD`: at 5,000 points ``cpu_topk`` takes 0.16–0.19 s on 2
+#: threads, scikit-learn 0.10–0.15 s (``python benchmarks/knn.py``, docs/performance.md).
 CPU_BRUTE_MAX_POINTS = 2_000
-
-#: :data:`CPU_BRUTE_MAX_POINTS` for a process that has not imported scikit-learn yet. Its import
-#: (with SciPy's statistics, 1.2–1.4 s) outweighs its faster search up to this size and beyond: at
-#: 5,000 points ``cpu_topk`` takes 0.16–0.19 s on 2 threads, scikit-learn 0.10–0.15 s after its
-#: import (``python benchmarks/knn.py --sizes 5000``, docs/performance.md). ``gwalign run`` on two 1,000-cell files meets it in
-#: the figure's UMAP graph of both sides' cells.
 CPU_BRUTE_MAX_POINTS_COLD = 5_000
 
 
@@ -195,6 +185,7 @@ def brute_force_limit() -> int:
     """Training rows up to which the CPU search is :func:`cpu_topk`: :data:`CPU_BRUTE_MAX_POINTS`
     once scikit-learn is imported, :data:`CPU_BRUTE_MAX_POINTS_COLD` before."""
     return CPU_BRUTE_MAX_POINTS if "sklearn.neighbors" in sys.modules else CPU_BRUTE_MAX_POINTS_COLD
+
 
 #: Largest distance block of the CPU kNN search (float64: 8 MiB): the memory the search adds stays
 #: below 100 MB up to 50,000 points, and larger blocks were no faster.

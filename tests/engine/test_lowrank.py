@@ -29,6 +29,27 @@ def test_factor_identities_match_dense(rng):
     assert error == pytest.approx(truncated.relative_error, rel=1e-6)
 
 
+def test_subspace_iteration_finds_the_full_eigendecomposition_s_factors(rng, monkeypatch):
+    """From SUBSPACE_MIN_POINTS points the factors come from subspace iteration: the eigenpairs of
+    the full eigendecomposition to its tolerance (up to each vector's sign), or those very ones
+    when the iteration does not settle."""
+    from gwalign.geometry import factors
+
+    d = random_distances(rng, 300)
+    full = factors.factor_dense(d, 12)                     # below SUBSPACE_MIN_POINTS
+    monkeypatch.setattr(factors, "SUBSPACE_MIN_POINTS", 100)
+    assert factors.iterated_eigenpairs(0.5 * (d + d.T), 12, 0) is not None
+    iterated = factors.factor_dense(d, 12)
+    signs = torch.sign((iterated.phi * full.phi).sum(0))
+    assert torch.allclose(iterated.lam, full.lam, rtol=1e-9, atol=0)
+    assert torch.allclose(iterated.phi * signs, full.phi, atol=1e-6)
+    assert iterated.relative_error == pytest.approx(full.relative_error, rel=1e-9)
+    monkeypatch.setattr(factors, "SUBSPACE_MAX_ITERATIONS", 1)
+    assert factors.iterated_eigenpairs(0.5 * (d + d.T), 12, 0) is None
+    fallback = factors.factor_dense(d, 12)
+    assert torch.equal(fallback.phi, full.phi) and torch.equal(fallback.lam, full.lam)
+
+
 def test_objective_equals_dense_gw_loss_of_the_plan(rng):
     n, k = 40, 33
     ds, dt = random_distances(rng, n), random_distances(rng, k, dim=2)

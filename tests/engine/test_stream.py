@@ -282,9 +282,12 @@ def test_sinkhorn_batch_equals_separate_solves(rho, anderson):
         # The error is a difference of near-equal masses: ulp-level differences in exp() between
         # batch shapes (vectorised vs scalar tails) are amplified, hence the looser tolerance.
         assert got.error == pytest.approx(alone.error, rel=1e-6, abs=1e-15)
+        # Anderson mixing solves a small least-squares problem each iteration, which amplifies
+        # those ulp-level differences over 60 iterations (measured up to 3e-12 on potentials of ~5).
+        atol = 1e-10 if anderson else 1e-13
         for name in ("f", "g"):
-            assert torch.allclose(getattr(got, name), getattr(alone, name), rtol=1e-12, atol=1e-13), name
-        assert torch.allclose(got.plan.q, alone.plan.q, rtol=1e-12, atol=1e-13)
+            assert torch.allclose(getattr(got, name), getattr(alone, name), rtol=1e-12, atol=atol), name
+        assert torch.allclose(got.plan.q, alone.plan.q, rtol=1e-12, atol=atol)
         assert (got.col_mass is None) == (alone.col_mass is None)
         iterations.add(got.n_iter)
     assert len(iterations) > 1, "the problems should converge at different iterations"

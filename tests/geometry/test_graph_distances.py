@@ -301,3 +301,24 @@ def test_overlapped_landmark_paths_equal_one_call_and_dijkstra(rng, monkeypatch,
         assert np.allclose(table, dijkstra(graph.matrix, directed=False, indices=landmarks))
     _, none = graphs_and_paths(points, (700, 500), config, "dijkstra", overlap=overlap)
     assert none.result() == [None, None]
+
+
+def test_all_pairs_paths_of_both_sides_equal_dijkstra(rng, monkeypatch):
+    """Exact runs search both sides' all-pairs paths in the worker pool: the tables equal one
+    Dijkstra per graph; a side with given distances, or above precomputed_max_points, gets none."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from gwalign.geometry import shortest_paths
+    from gwalign.geometry.build import all_pairs_paths
+
+    monkeypatch.setattr(shortest_paths, "PARALLEL_MIN_WORK", 0)     # use the worker pool
+    xs, _, xt, _ = spiral_and_roll(300, 200, seed=int(rng.integers(1 << 30)))
+    graphs = (knn_graph(torch.tensor(xs), 10), knn_graph(torch.tensor(xt), 10))
+    config = gwalign.GWConfig(device="cpu")
+    tables = all_pairs_paths(graphs, (None, None), config)
+    for graph, table in zip(graphs, tables):
+        assert np.array_equal(table, dijkstra(graph.matrix, directed=True))
+    given = np.zeros((200, 200))
+    assert all_pairs_paths(graphs, (None, given), config)[1] is None
+    small = gwalign.GWConfig(device="cpu", precomputed_max_points=250)
+    assert [table is None for table in all_pairs_paths(graphs, (None, None), small)] == [True, False]
