@@ -255,7 +255,7 @@ class ComputeConfig(Stage):
     seed: int = bounded(0, low=0)
     block_rows: Optional[int] = bounded(None, low=1)
     block_cols: Optional[int] = bounded(None, low=1)
-    block_elements: int = bounded(1 << 22, low=1024)
+    block_elements: int = bounded(1 << 20, low=1024)
     dense_limit: int = bounded(25_000_000, low=1)
 
     def check(self) -> None:
