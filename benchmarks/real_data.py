@@ -244,7 +244,7 @@ def run_cli(data: Dataset, folder: Path, device: str) -> dict[str, float]:
     import anndata as ad
     import pandas as pd
 
-    command = [sys.executable, "-c", "from gwalign.cli import app; app()"]
+    command = [sys.executable, "-c", "from gwalign.cli import main; main()"]
     with tempfile.TemporaryDirectory(prefix="gwalign-real-") as tmp:
         files = []
         for side, labels in zip((data.source, data.target), load_labels(data, folder)):

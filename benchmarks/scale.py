@@ -150,7 +150,7 @@ def run_other(tool: str, n: int, k: int, device: str, shape: str = "spiral") -> 
 
 # CLI mode (--cli): gwalign's commands on the example pair, each as its own process.
 
-COMMAND = [sys.executable, "-c", "from gwalign.cli import app; app()"]
+COMMAND = [sys.executable, "-c", "from gwalign.cli import main; main()"]
 
 
 def timed_command(args: list[str]) -> tuple[float, str]:

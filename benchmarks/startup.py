@@ -1,7 +1,11 @@
 """What a user waits for: ``gwalign --help``, the imports of a run, and the README's example command
-(``gwalign run`` on the example pair at every default, with ``--transfer-labels cell_type``).
+(``gwalign run`` on the example pair at every default, with ``--transfer-labels cell_type``), or
+``gwalign run`` on SNARE-seq given its representations (``--pair snareseq``: the arrays of
+``tests/data/snareseq`` in ``obsm["X_rep"]``, ``--rep-source X_rep --rep-target X_rep
+--transfer-labels label``, figures on).
 
     python benchmarks/startup.py --repeats 3
+    python benchmarks/startup.py --repeats 3 --pair snareseq
     python benchmarks/startup.py --repeats 3 --fresh-numba-cache
     python benchmarks/startup.py --repeats 3 --code . --code ../other-checkout   # A, B, A, B
 
@@ -50,14 +54,34 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - tick
 
 
-def one_run(code: Path, pair: tuple[Path, Path], out: Path, fresh_cache: bool) -> dict:
-    """``gwalign --help`` and the example command, from ``code``."""
+def snareseq_files(folder: Path) -> tuple[Path, Path]:
+    """SNARE-seq's arrays written as two .h5ad files, each in ``obsm["X_rep"]`` (and ``X``), with
+    the cell lines in ``obs["label"]``."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    data = REPO / "tests" / "data" / "snareseq"
+    labels = np.load(data / "rna_labels.npy").astype(str)
+    files = []
+    for side in ("rna", "atac"):
+        x = np.load(data / f"{side}.npy")
+        names = [f"cell{i}" for i in range(len(x))]
+        adata = ad.AnnData(X=x, obs=pd.DataFrame({"label": labels}, index=names))
+        adata.obsm["X_rep"] = x
+        files.append(folder / f"{side}.h5ad")
+        adata.write_h5ad(files[-1])
+    return files[0], files[1]
+
+
+def one_run(code: Path, pair: tuple[Path, Path], out: Path, fresh_cache: bool, options: list[str]) -> dict:
+    """``gwalign --help`` and ``gwalign run`` on ``pair`` with ``options``, from ``code``."""
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
         env = environment(code, Path(cache) if fresh_cache else None)
         cli = [sys.executable, "-m", "gwalign.cli"]
         help_s = timed([*cli, "--help"], env, Path(cache))
         run_s = timed([*cli, "run", str(pair[0].resolve()), str(pair[1].resolve()), "--out-dir", str(out),
-                       "--overwrite", "--transfer-labels", "cell_type", "--quiet"], env, Path(cache))
+                       "--overwrite", "--quiet", *options], env, Path(cache))
     report = json.loads((out / "report.json").read_text())
     stages = {key: float(report["timings_s"].get(key, float("nan"))) for key in STAGES}
     return {"help_s": help_s, "run_s": run_s, **stages, "outside_s": run_s - stages["total"]}
@@ -77,6 +101,8 @@ def main() -> None:
     parser.add_argument("--fresh-numba-cache", action="store_true", help="an empty numba cache for every run")
     parser.add_argument("--source", type=Path, default=REPO / "example_data" / "rna.h5ad")
     parser.add_argument("--target", type=Path, default=REPO / "example_data" / "atac.h5ad")
+    parser.add_argument("--pair", choices=("example", "snareseq"), default="example",
+                        help="the example command (--source, --target) or SNARE-seq given its representations")
     args = parser.parse_args()
     codes = [path.resolve() for path in (args.code or [REPO])]
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
@@ -85,9 +111,14 @@ def main() -> None:
           + " | ".join(f"{stage} (s)" for stage in STAGES) + " | outside the stages (s) |")
     print("|---|---|---|---|" + "---|" * len(STAGES) + "---|")
     with tempfile.TemporaryDirectory(prefix="gwalign-startup-") as folder:
+        if args.pair == "snareseq":
+            pair = snareseq_files(Path(folder))
+            options = ["--rep-source", "X_rep", "--rep-target", "X_rep", "--transfer-labels", "label"]
+        else:
+            pair, options = (args.source, args.target), ["--transfer-labels", "cell_type"]
         for repeat in range(args.repeats):
             for code in codes:
-                row = one_run(code, (args.source, args.target), Path(folder) / "out", args.fresh_numba_cache)
+                row = one_run(code, pair, Path(folder) / "out", args.fresh_numba_cache, options)
                 print(f"| {code.name} | {repeat + 1} | {row['help_s']:.2f} | {row['run_s']:.2f} | "
                       + " | ".join(f"{row[stage]:.2f}" for stage in STAGES) + f" | {row['outside_s']:.2f} |",
                       flush=True)

@@ -499,6 +499,8 @@ def test_a_run_imports_only_what_it_uses(small_pair, tmp_path):
     assert imported["--no-figures"] == "[]"
     assert "umap" not in imported["--figures"] and "pynndescent" not in imported["--figures"]
     assert "matplotlib" in imported["--figures"]
+    # The figures are drawn with matplotlib alone: given representations never need scanpy.
+    assert "scanpy" not in imported["--figures"]
 
 
 def test_umap_figure_draws_a_subsample_of_large_runs(tmp_path):

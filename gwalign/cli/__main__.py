@@ -1,5 +1,5 @@
 """``python -m gwalign.cli``: the ``gwalign`` command."""
 
-from gwalign.cli import app
+from gwalign.cli import main
 
-app()
+main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import warnings
@@ -112,7 +113,12 @@ def execute(source: Path, target: Path, out_dir: Path, run_config: RunConfig, ov
     in its alignment (:mod:`gwalign.distributed`), then return ``None``."""
     from gwalign.align_arrays import align_call
     from gwalign.distributed.launch import launched, serve
+    from gwalign.pipeline import run_pair  # noqa: F401 - imported before the freeze below
 
+    # The imported modules' objects (torch's, anndata's: most of the process's) are frozen out of
+    # the garbage collector's reach for the run: its full collections would walk them hundreds of
+    # times, about 0.5 s of a SNARE-seq run on 2 CPU cores (docs/performance.md).
+    gc.freeze()
     try:
         with launched(run_config.engine.compute.device) as group:
             if group is not None and group.rank > 0:
@@ -121,6 +127,8 @@ def execute(source: Path, target: Path, out_dir: Path, run_config: RunConfig, ov
             return _execute(source, target, out_dir, run_config, overwrite, quiet)
     except DistributedError as error:
         fail(str(error), code=1)
+    finally:
+        gc.unfreeze()
 
 
 def _execute(source: Path, target: Path, out_dir: Path, run_config: RunConfig, overwrite: bool, quiet: bool):
