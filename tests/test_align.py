@@ -179,6 +179,9 @@ def test_tf32_sinkhorn_passes_run_on_rounded_features(monkeypatch):
         return reference(*args, **kwargs)
 
     monkeypatch.setattr(ops, "lse_rows", recording)
+    # The precision reaches the GPU's passes; the CPU's fused sweep (ops.lse_sweep) has none and
+    # is never taken there, so the passes go through lse_rows here as on the GPU.
+    monkeypatch.setattr(ops, "sweep_fusable", lambda *args: False)
     xs, _, xt, _ = spiral_and_roll(120, 150, seed=3)
     config = gwalign.GWConfig(max_iter=4, min_iter=0, n_starts=1, gradient="sampled",
                               distance="precomputed", **CPU)

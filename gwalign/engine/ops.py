@@ -98,6 +98,28 @@ def _lse_rows_local(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
                         for s in range(n_batch)])
 
 
+def sweep_fusable(x: torch.Tensor, y: torch.Tensor, extra: Optional[torch.Tensor], block_cols: int) -> bool:
+    """Whether :func:`lse_sweep` takes these operands: the reference path on one process, no
+    dense extra cost, and row tiles that hold every column (``block_cols`` ≥ K)."""
+    return extra is None and block_cols >= y.shape[-2] and distributed.active() is None and not triton_enabled(x)
+
+
+def lse_sweep(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor, eps: float,
+              col_bias_of: Callable[[int, slice, torch.Tensor], torch.Tensor], block_rows: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Sinkhorn iteration's row and column log-sum-exps from one product per tile
+    (:func:`gwalign.engine.stream.lse_sweep_reference`), for operands :func:`sweep_fusable` takes.
+
+    ``x`` (N×d, or S×N×d), ``y`` (S×K×d) and ``row_bias`` (S×K) hold S problems;
+    ``col_bias_of(s, rows, r_rows)`` gives problem ``s``'s column-pass bias of ``rows`` from their
+    row log-sum-exp. Returns ``r`` (S×N) and ``c`` (S×K).
+    """
+    parts = [stream.lse_sweep_reference(_problem(x, s, 2), y[s], row_bias[s], eps,
+                                        lambda rows, r_rows, s=s: col_bias_of(s, rows, r_rows), block_rows)
+             for s in range(y.shape[0])]
+    return torch.stack([r for r, _ in parts]), torch.stack([c for _, c in parts])
+
+
 def _problem(operand: torch.Tensor, index: int, unbatched_dim: int) -> torch.Tensor:
     """Problem ``index`` of an operand that is either shared (``unbatched_dim`` dims) or batched."""
     return operand if operand.dim() == unbatched_dim else operand[index]

@@ -181,7 +181,10 @@ class _BatchSinkhorn:
 
     def _row_update(self, plain: bool = False) -> None:
         r = self._lse(self.u, self.v, self.q, True)
-        factors = [1.0 if plain else self._factor(i) for i in self.running]
+        self._set_rows(r, [1.0 if plain else self._factor(i) for i in self.running])
+
+    def _set_rows(self, r: torch.Tensor, factors: list[float]) -> None:
+        """The row potentials ``f`` and ``p`` after a row update whose log-sum-exp is ``r``."""
         if all(factor == 1.0 for factor in factors):
             self.f = torch.add(self.alpha, r, alpha=-self.eps)
             self.p = torch.add(self.eps_log_a, r, alpha=-self.eps)   # f − α + ε log a, no α round trip
@@ -189,17 +192,38 @@ class _BatchSinkhorn:
             self.f = torch.lerp(self.f, torch.add(self.alpha, r, alpha=-self.eps), self._weights(factors))
             self.p = self.f - self.row_shift
 
+    def _rows_p(self, s: int, rows: slice, r_rows: torch.Tensor, factor: float) -> torch.Tensor:
+        """``p`` of problem ``s``'s ``rows`` after a row update: :meth:`_set_rows` on those rows."""
+        if factor == 1.0:
+            return torch.add(self.eps_log_a[rows], r_rows, alpha=-self.eps)
+        alpha = self.alpha if self.alpha.dim() == 1 else self.alpha[s]
+        shift = self.row_shift if self.row_shift.dim() == 1 else self.row_shift[s]
+        f = torch.lerp(self.f[s, rows], torch.add(alpha[rows], r_rows, alpha=-self.eps), factor)
+        return f - shift[rows]
+
     def _col_lse(self) -> torch.Tensor:
         """Column log-sum-exp; sets the column marginal of the current plan."""
         c = self._lse(self.v, self.u, self.p, False)
         self.mass = torch.exp(torch.add(c, self.q, alpha=1.0 / self.eps))
         return c
 
+    def _sweep(self) -> torch.Tensor:
+        """The row update, then :meth:`_col_lse`: from one product per tile
+        (:func:`gwalign.engine.ops.lse_sweep`) where the operands allow, else as two passes."""
+        if not ops.sweep_fusable(self.u, self.v, self.extra, self.blocks[1]):
+            self._row_update()
+            return self._col_lse()
+        factors = [self._factor(i) for i in self.running]
+        r, c = ops.lse_sweep(self.u, self.v, self.q, self.eps,
+                             lambda s, rows, r_rows: self._rows_p(s, rows, r_rows, factors[s]), self.blocks[0])
+        self._set_rows(r, factors)
+        self.mass = torch.exp(torch.add(c, self.q, alpha=1.0 / self.eps))
+        return c
+
     def solve(self, max_iter: int, tol: float) -> list[SinkhornResult]:
         for it in range(1, max_iter + 1):
             follow_load()   # other jobs may have started on these cores since the run began
-            self._row_update()
-            c = self._col_lse()
+            c = self._sweep()
             if self.rho is None:
                 measured = self._l1(self.mass, self.b)
             elif self.previous_mass is not None:

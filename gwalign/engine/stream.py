@@ -8,7 +8,8 @@ Column operations are row operations on the transposed plan (``plan.T``).
 
 from __future__ import annotations
 
-from typing import Optional
+import threading
+from typing import Callable, Optional
 
 import torch
 
@@ -42,12 +43,33 @@ def _exp2_(t: torch.Tensor) -> torch.Tensor:
     return t.clamp_min_(EXP2_FLOOR).exp2_()
 
 
+_workspace = threading.local()
+
+
+def _scratch(slot: int, rows: int, cols: int, like: torch.Tensor) -> Optional[torch.Tensor]:
+    """A ``rows × cols`` CPU tile kept between calls (one per thread and ``slot``; ``None`` off
+    the CPU, where the caching allocator keeps memory). A tile of megabytes allocated and freed
+    at every pass lets glibc hand the memory back to the system and fault it in again: in some
+    processes that doubled a Sinkhorn iteration's time on 2 CPU cores (docs/how-it-works/gpu-kernels.md)."""
+    if like.device.type != "cpu":
+        return None
+    tiles = getattr(_workspace, "tiles", None)
+    if tiles is None:
+        tiles = _workspace.tiles = {}
+    key = (slot, like.dtype)
+    tile = tiles.get(key)
+    if tile is None or tile.numel() < rows * cols:
+        tile = tiles[key] = torch.empty(rows * cols, dtype=like.dtype)
+    return tile[:rows * cols].view(rows, cols)
+
+
 def _tile_logits(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
-                 extra: Optional[torch.Tensor], scale: float = 1.0) -> torch.Tensor:
+                 extra: Optional[torch.Tensor], scale: float = 1.0, out: Optional[torch.Tensor] = None
+                 ) -> torch.Tensor:
     """``scale`` · (bias_j + 2⟨x_i, y_j⟩ − extra_ij) / ε for one tile, in one fused multiply-add
-    (``scale`` ``LOG2_E``: the same logits in base 2)."""
+    (``scale`` ``LOG2_E``: the same logits in base 2), into ``out`` when given."""
     factor = scale / eps
-    logits = torch.addmm(bias.unsqueeze(0) * factor, x, y.T, alpha=2.0 * factor)
+    logits = torch.addmm(bias.unsqueeze(0) * factor, x, y.T, alpha=2.0 * factor, out=out)
     if extra is not None:
         logits.sub_(extra * factor)
     return logits
@@ -85,7 +107,8 @@ def lse_rows_reference(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps
         for j0 in range(0, n_cols, block_cols):
             j1 = min(j0 + block_cols, n_cols)
             tile = _tile_logits(x[i0:i1], y[j0:j1], bias[j0:j1], eps,
-                                None if extra is None else extra[i0:i1, j0:j1], LOG2_E)
+                                None if extra is None else extra[i0:i1, j0:j1], LOG2_E,
+                                _scratch(0, i1 - i0, j1 - j0, x))
             tile_max = tile.amax(dim=1)
             new_max = torch.maximum(running_max, tile_max)
             # 2^(-inf - finite) = 0 keeps empty history harmless.
@@ -94,6 +117,48 @@ def lse_rows_reference(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps
             running_max = new_max
         out[i0:i1] = (running_max + torch.log2(running_sum)) * LN_2
     return out
+
+
+def lse_sweep_reference(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor, eps: float,
+                        col_bias_of: Callable[[slice, torch.Tensor], torch.Tensor], block_rows: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both log-sum-exps of a Sinkhorn iteration from one product ``x yᵀ`` per tile.
+
+    The row log-sum-exp ``r_i = log Σ_j exp((row_bias_j + 2⟨x_i, y_j⟩)/ε)`` comes first; then
+    ``col_bias_of(rows, r[rows])`` gives those rows' column-pass bias (the updated row
+    potential), and the column log-sum-exp ``c_j = log Σ_i exp((col_bias_i + 2⟨x_i, y_j⟩)/ε)``
+    is accumulated over the row blocks (online, as :func:`lse_rows_reference` accumulates over
+    column blocks). Tiles hold whole rows, so each row's ``r_i`` is final before its column terms
+    are added: the result is that of :func:`lse_rows_reference` on ``(x, y)`` followed by it on
+    ``(y, x)``, to rounding, at half the products (on 2 CPU cores the product is about half of a
+    pass's time; docs/how-it-works/gpu-kernels.md).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``r`` (length N) and ``c`` (length K), natural-log units without the ε factor.
+    """
+    n_rows, n_cols = x.shape[0], y.shape[0]
+    factor = LOG2_E / eps
+    scaled_x = x * (2.0 * factor)             # N×d: the tiles' products come out in base-2 logits
+    row_term = (row_bias * factor).unsqueeze(0)
+    r = torch.empty(n_rows, dtype=x.dtype, device=x.device)
+    col_max = torch.full((n_cols,), -torch.inf, dtype=x.dtype, device=x.device)
+    col_sum = torch.zeros(n_cols, dtype=x.dtype, device=x.device)
+    for i0 in range(0, n_rows, block_rows):
+        rows = slice(i0, min(i0 + block_rows, n_rows))
+        block = scaled_x[rows]
+        cross = torch.mm(block, y.T, out=_scratch(0, block.shape[0], n_cols, x))
+        logits = torch.add(cross, row_term, out=_scratch(1, block.shape[0], n_cols, x))
+        row_max = logits.amax(dim=1)
+        row_sum = _exp2_(logits.sub_(row_max.unsqueeze(1))).sum(dim=1)
+        r[rows] = (row_max + torch.log2(row_sum)) * LN_2
+        logits = cross.add_((col_bias_of(rows, r[rows]) * factor).unsqueeze(1))
+        new_max = torch.maximum(col_max, logits.amax(dim=0))
+        # 2^(-inf - finite) = 0 keeps empty history harmless.
+        col_sum = col_sum * torch.exp2(col_max - new_max) + _exp2_(logits.sub_(new_max.unsqueeze(0))).sum(dim=0)
+        col_max = new_max
+    return r, (col_max + torch.log2(col_sum)) * LN_2
 
 
 def _plan_tiles(plan: FactoredPlan, scale: float = 1.0):
