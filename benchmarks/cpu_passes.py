@@ -4,7 +4,10 @@ log-sum-exp of :mod:`gwalign.engine.stream` (one Sinkhorn half-step) with its pa
 For each size N (= K) and feature width d: the seconds of ``exp_`` and ``exp2_`` on an N × N float32
 tile of logits in the range the log-sum-exp sees (its row maximum subtracted), of the tile's GEMM
 (``addmm``), and of the whole ``lse_rows_reference``, in one tile (as ``choose_blocks`` tiles
-these sizes) and in 256-row tiles; median of ``--repeats`` rounds of 20 calls, in ns per entry. Runs on the cores and threads torch has (``--threads`` to set them).
+these sizes) and in 256-row tiles; and a whole Sinkhorn iteration in the tiles ``choose_blocks``
+gives, as a row pass then a column pass (two products per tile) and as one sweep
+(``lse_sweep_reference``, one product per tile); median of ``--repeats`` rounds of 20 calls, in ns
+per entry. Runs on the cores and threads torch has (``--threads`` to set them).
 
     python benchmarks/cpu_passes.py
     python benchmarks/cpu_passes.py --sizes 1047 2000 --dims 32 --threads 2
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 
 from gwalign.engine import stream
+from gwalign.engine.plan import choose_blocks
 
 
 def per_entry(run, entries: int, repeats: int, calls: int = 20) -> float:
@@ -45,8 +49,8 @@ def main() -> None:
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}")
     print("| N = K | d | exp_ (ns/entry) | exp2_ (ns/entry) | addmm (ns/entry) | row log-sum-exp, one tile "
-          "(ns/entry) | in 256-row tiles (ns/entry) |")
-    print("|---|---|---|---|---|---|---|")
+          "(ns/entry) | in 256-row tiles (ns/entry) | iteration, two passes (ns/entry) | iteration, one sweep (ns/entry) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     gen = torch.Generator().manual_seed(0)
     for n in args.sizes:
         for d in args.dims:
@@ -64,8 +68,17 @@ def main() -> None:
             gemm = per_entry(lambda: torch.addmm(bias[None], x, y.T, alpha=2.0 / eps, out=tile), n * n, args.repeats)
             lse = per_entry(lambda: stream.lse_rows_reference(x, y, bias, eps, None, n, n), n * n, args.repeats)
             rows = per_entry(lambda: stream.lse_rows_reference(x, y, bias, eps, None, 256, n), n * n, args.repeats)
-            print(f"| {n:,} | {d} | {exp_e - copy:.2f} | {exp_2 - copy:.2f} | {gemm:.2f} | {lse:.2f} | {rows:.2f} |",
-                  flush=True)
+            block_rows, block_cols = choose_blocks(n, n, 2 ** 20)
+
+            def two_passes():
+                r = stream.lse_rows_reference(x, y, bias, eps, None, block_rows, block_cols)
+                return stream.lse_rows_reference(y, x, -eps * r, eps, None, block_cols, block_rows)
+
+            passes = per_entry(two_passes, n * n, args.repeats)
+            sweep = per_entry(lambda: stream.lse_sweep_reference(x, y, bias, eps, lambda rows, r: -eps * r, block_rows),
+                              n * n, args.repeats)
+            print(f"| {n:,} | {d} | {exp_e - copy:.2f} | {exp_2 - copy:.2f} | {gemm:.2f} | {lse:.2f} | {rows:.2f} "
+                  f"| {passes:.2f} | {sweep:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
