@@ -111,14 +111,19 @@ def execute(source: Path, target: Path, out_dir: Path, run_config: RunConfig, ov
 
     Launched as several processes (torchrun, srun), rank 0 does this and the other ranks take part
     in its alignment (:mod:`gwalign.distributed`), then return ``None``."""
-    from gwalign.align_arrays import align_call
-    from gwalign.distributed.launch import launched, serve
-    from gwalign.pipeline import run_pair  # noqa: F401 - imported before the freeze below
-
-    # The imported modules' objects (torch's, anndata's: most of the process's) are frozen out of
-    # the garbage collector's reach for the run: its full collections would walk them hundreds of
-    # times, about 0.5 s of a SNARE-seq run on 2 CPU cores (docs/performance.md).
-    gc.freeze()
+    # Importing torch and anndata creates most of the process's objects, all long-lived: the
+    # garbage collector is off while they load, and they are then frozen out of its reach for the
+    # run. Its full collections over them took about 0.3 s during the imports and 0.3 s during a
+    # SNARE-seq run on 2 CPU cores (docs/performance.md).
+    gc.disable()
+    try:
+        from gwalign.align_arrays import align_call
+        from gwalign.distributed.launch import launched, serve
+        from gwalign.pipeline import run_pair  # noqa: F401 - loaded before the freeze
+        import anndata  # noqa: F401 - read_h5ad loads it on first use
+    finally:
+        gc.freeze()
+        gc.enable()
     try:
         with launched(run_config.engine.compute.device) as group:
             if group is not None and group.rank > 0:
