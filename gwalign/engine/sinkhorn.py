@@ -196,10 +196,8 @@ class _BatchSinkhorn:
         """``p`` of problem ``s``'s ``rows`` after a row update: :meth:`_set_rows` on those rows."""
         if factor == 1.0:
             return torch.add(self.eps_log_a[rows], r_rows, alpha=-self.eps)
-        alpha = self.alpha if self.alpha.dim() == 1 else self.alpha[s]
-        shift = self.row_shift if self.row_shift.dim() == 1 else self.row_shift[s]
-        f = torch.lerp(self.f[s, rows], torch.add(alpha[rows], r_rows, alpha=-self.eps), factor)
-        return f - shift[rows]
+        alpha, shift, f = (t if t.dim() == 1 else t[s] for t in (self.alpha, self.row_shift, self.f))
+        return torch.lerp(f[rows], torch.add(alpha[rows], r_rows, alpha=-self.eps), factor) - shift[rows]
 
     def _col_lse(self) -> torch.Tensor:
         """Column log-sum-exp; sets the column marginal of the current plan."""

@@ -327,11 +327,12 @@ def test_sinkhorn_with_fused_sweeps_equals_two_passes(monkeypatch, rho, anderson
     a = torch.rand(n, generator=gen, dtype=torch.float64) + 0.5
     a /= a.sum()
     b = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    f0 = torch.randn(n, generator=gen, dtype=torch.float64) * 0.1     # one warm start shared by all
     settings = dict(rho=rho, max_iter=80, tol=1e-7, block_rows=16, block_cols=k, omega=1.6, anderson=anderson)
     assert ops.sweep_fusable(u, v, None, k)
-    fused = sinkhorn_batch(u, v, a, b, 0.3, **settings)
+    fused = sinkhorn_batch(u, v, a, b, 0.3, f0, **settings)
     monkeypatch.setattr(ops, "sweep_fusable", lambda *args: False)
-    two_passes = sinkhorn_batch(u, v, a, b, 0.3, **settings)
+    two_passes = sinkhorn_batch(u, v, a, b, 0.3, f0, **settings)
     for got, expected in zip(fused, two_passes):
         assert (got.n_iter, got.converged) == (expected.n_iter, expected.converged)
         for name in ("f", "g"):
