@@ -11,9 +11,10 @@
 
 Every command runs in a new process. Prints the load average, then one row per run: the wall time
 of ``gwalign --help`` and of ``gwalign run``, the run's own stages from ``report.json``
-(``timings_s``: preprocess, graph, solve, write_figures, total) and the seconds outside them (the
-interpreter's start, the imports before the first stage, the exit); then the import time of each
-heavy library in a new process.
+(``timings_s``: preprocess, graph, solve, write_figures, total), the seconds outside them (the
+interpreter's start, the imports before the first stage, the exit), the garbage collector's full
+collections until the exit handlers ran (count and seconds) and the seconds after them (the
+interpreter's shutdown); then the import time of each heavy library in a new process.
 
 ``--fresh-numba-cache`` gives every run an empty numba cache folder (``NUMBA_CACHE_DIR``): the first
 run after installation, when numba compiles and caches what scanpy (and umap-learn) use; pip has
@@ -34,6 +35,27 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: Runs ``python -m gwalign.cli`` of whichever code is first on the path, counting the garbage
+#: collector's full collections; at exit it writes them, and the seconds since its start, to the
+#: file ``$GWALIGN_PROBE_OUT``.
+PROBE = """
+import atexit, gc, json, os, runpy, sys, time
+start, full = time.perf_counter(), [0, 0.0, 0.0]
+def watch(phase, info):
+    if info["generation"] == 2:
+        if phase == "start":
+            full[2] = time.perf_counter()
+        else:
+            full[0] += 1
+            full[1] += time.perf_counter() - full[2]
+def report():
+    with open(os.environ["GWALIGN_PROBE_OUT"], "w") as out:
+        json.dump({"collections": full[0], "collections_s": full[1], "handlers_at_s": time.perf_counter() - start}, out)
+gc.callbacks.append(watch)
+atexit.register(report)
+runpy.run_module("gwalign.cli", run_name="__main__")
+"""
 LIBRARIES = ("torch", "anndata", "scanpy", "sklearn.neighbors", "matplotlib.pyplot", "numba", "umap")
 STAGES = ("preprocess", "graph", "solve", "write_figures", "total")
 
@@ -52,6 +74,13 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
     tick = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True, text=True, cwd=cwd)
     return time.perf_counter() - tick
+
+
+def probed(arguments: list[str], env: dict[str, str], cwd: Path) -> tuple[float, dict]:
+    """Wall seconds of ``gwalign ARGUMENTS`` run through :data:`PROBE`, and what the probe wrote."""
+    out = cwd / "probe.json"
+    seconds = timed([sys.executable, "-c", PROBE, *arguments], {**env, "GWALIGN_PROBE_OUT": str(out)}, cwd)
+    return seconds, json.loads(out.read_text())
 
 
 def snareseq_files(folder: Path) -> tuple[Path, Path]:
@@ -78,13 +107,14 @@ def one_run(code: Path, pair: tuple[Path, Path], out: Path, fresh_cache: bool, o
     """``gwalign --help`` and ``gwalign run`` on ``pair`` with ``options``, from ``code``."""
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
         env = environment(code, Path(cache) if fresh_cache else None)
-        cli = [sys.executable, "-m", "gwalign.cli"]
-        help_s = timed([*cli, "--help"], env, Path(cache))
-        run_s = timed([*cli, "run", str(pair[0].resolve()), str(pair[1].resolve()), "--out-dir", str(out),
-                       "--overwrite", "--quiet", *options], env, Path(cache))
+        help_s = timed([sys.executable, "-m", "gwalign.cli", "--help"], env, Path(cache))
+        run_s, probe = probed(["run", str(pair[0].resolve()), str(pair[1].resolve()), "--out-dir", str(out),
+                               "--overwrite", "--quiet", *options], env, Path(cache))
     report = json.loads((out / "report.json").read_text())
     stages = {key: float(report["timings_s"].get(key, float("nan"))) for key in STAGES}
-    return {"help_s": help_s, "run_s": run_s, **stages, "outside_s": run_s - stages["total"]}
+    return {"help_s": help_s, "run_s": run_s, **stages, "outside_s": run_s - stages["total"],
+            "collections": probe["collections"], "collections_s": probe["collections_s"],
+            "shutdown_s": run_s - probe["handlers_at_s"]}
 
 
 def import_seconds(library: str) -> float:
@@ -108,8 +138,9 @@ def main() -> None:
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
           f"numba cache: {'empty for every run' if args.fresh_numba_cache else 'as installed'}")
     print("| code | repeat | `gwalign --help` (s) | `gwalign run` (s) | "
-          + " | ".join(f"{stage} (s)" for stage in STAGES) + " | outside the stages (s) |")
-    print("|---|---|---|---|" + "---|" * len(STAGES) + "---|")
+          + " | ".join(f"{stage} (s)" for stage in STAGES)
+          + " | outside the stages (s) | full collections | their time (s) | shutdown (s) |")
+    print("|---|---|---|---|" + "---|" * len(STAGES) + "---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="gwalign-startup-") as folder:
         if args.pair == "snareseq":
             pair = snareseq_files(Path(folder))
@@ -120,7 +151,9 @@ def main() -> None:
             for code in codes:
                 row = one_run(code, pair, Path(folder) / "out", args.fresh_numba_cache, options)
                 print(f"| {code.name} | {repeat + 1} | {row['help_s']:.2f} | {row['run_s']:.2f} | "
-                      + " | ".join(f"{row[stage]:.2f}" for stage in STAGES) + f" | {row['outside_s']:.2f} |",
+                      + " | ".join(f"{row[stage]:.2f}" for stage in STAGES)
+                      + f" | {row['outside_s']:.2f} | {row['collections']} | {row['collections_s']:.2f} "
+                      f"| {row['shutdown_s']:.2f} |",
                       flush=True)
     print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print()
