@@ -75,6 +75,17 @@ def _tile_logits(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: floa
     return logits
 
 
+def _online_lse(running_max: torch.Tensor, running_sum: torch.Tensor, logits: torch.Tensor, dim: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One tile's step of a streamed base-2 log-sum-exp along ``dim`` of ``logits`` (consumed in
+    place): the running maximum and the sum rescaled to it (the FlashAttention pattern)."""
+    new_max = torch.maximum(running_max, logits.amax(dim=dim))
+    # 2^(-inf - finite) = 0 keeps empty history harmless.
+    running_sum = running_sum * torch.exp2(running_max - new_max) + \
+        _exp2_(logits.sub_(new_max.unsqueeze(dim))).sum(dim=dim)
+    return new_max, running_sum
+
+
 def lse_rows_reference(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
                        extra: Optional[torch.Tensor] = None, block_rows: int = 512,
                        block_cols: int = 2048) -> torch.Tensor:
@@ -109,12 +120,7 @@ def lse_rows_reference(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps
             tile = _tile_logits(x[i0:i1], y[j0:j1], bias[j0:j1], eps,
                                 None if extra is None else extra[i0:i1, j0:j1], LOG2_E,
                                 _scratch(0, i1 - i0, j1 - j0, x))
-            tile_max = tile.amax(dim=1)
-            new_max = torch.maximum(running_max, tile_max)
-            # 2^(-inf - finite) = 0 keeps empty history harmless.
-            running_sum = running_sum * torch.exp2(running_max - new_max) + \
-                _exp2_(tile.sub_(new_max.unsqueeze(1))).sum(dim=1)
-            running_max = new_max
+            running_max, running_sum = _online_lse(running_max, running_sum, tile, 1)
         out[i0:i1] = (running_max + torch.log2(running_sum)) * LN_2
     return out
 
@@ -149,15 +155,12 @@ def lse_sweep_reference(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor
         rows = slice(i0, min(i0 + block_rows, n_rows))
         block = scaled_x[rows]
         cross = torch.mm(block, y.T, out=_scratch(0, block.shape[0], n_cols, x))
-        logits = torch.add(cross, row_term, out=_scratch(1, block.shape[0], n_cols, x))
-        row_max = logits.amax(dim=1)
-        row_sum = _exp2_(logits.sub_(row_max.unsqueeze(1))).sum(dim=1)
+        row_logits = torch.add(cross, row_term, out=_scratch(1, block.shape[0], n_cols, x))
+        empty = torch.full((block.shape[0],), -torch.inf, dtype=x.dtype, device=x.device)
+        row_max, row_sum = _online_lse(empty, torch.zeros_like(empty), row_logits, 1)
         r[rows] = (row_max + torch.log2(row_sum)) * LN_2
-        logits = cross.add_((col_bias_of(rows, r[rows]) * factor).unsqueeze(1))
-        new_max = torch.maximum(col_max, logits.amax(dim=0))
-        # 2^(-inf - finite) = 0 keeps empty history harmless.
-        col_sum = col_sum * torch.exp2(col_max - new_max) + _exp2_(logits.sub_(new_max.unsqueeze(0))).sum(dim=0)
-        col_max = new_max
+        col_logits = cross.add_((col_bias_of(rows, r[rows]) * factor).unsqueeze(1))
+        col_max, col_sum = _online_lse(col_max, col_sum, col_logits, 0)
     return r, (col_max + torch.log2(col_sum)) * LN_2
 
 

@@ -97,7 +97,7 @@ def draw_joint(work, colours: list[str], axes, basis: str = "umap", note: str = 
             ax.scatter(xy[:, 0], xy[:, 1], s=8, facecolors="none", edgecolors="black", linewidths=0.3)
 
 
-#: Cells a 4-inch panel can show as dots of scanpy's default size, ``120,000 / cells`` points².
+#: scanpy's default dot area in points² is this over the number of cells drawn.
 DOT_AREA = 120_000
 
 
