@@ -105,17 +105,19 @@ def sweep_fusable(x: torch.Tensor, y: torch.Tensor, extra: Optional[torch.Tensor
 
 
 def lse_sweep(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor, eps: float,
-              col_bias_of: Callable[[int, slice, torch.Tensor], torch.Tensor], block_rows: int
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              col_bias_of: Callable[[int, slice, torch.Tensor], torch.Tensor], block_rows: int,
+              guess: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A Sinkhorn iteration's row and column log-sum-exps from one product per tile
     (:func:`gwalign.engine.stream.lse_sweep_reference`), for operands :func:`sweep_fusable` takes.
 
     ``x`` (N×d, or S×N×d), ``y`` (S×K×d) and ``row_bias`` (S×K) hold S problems;
     ``col_bias_of(s, rows, r_rows)`` gives problem ``s``'s column-pass bias of ``rows`` from their
-    row log-sum-exp. Returns ``r`` (S×N) and ``c`` (S×K).
+    row log-sum-exp; ``guess`` (N or S×N, optional) estimates the row log-sum-exps.
+    Returns ``r`` (S×N) and ``c`` (S×K).
     """
     parts = [stream.lse_sweep_reference(_problem(x, s, 2), y[s], row_bias[s], eps,
-                                        lambda rows, r_rows, s=s: col_bias_of(s, rows, r_rows), block_rows)
+                                        lambda rows, r_rows, s=s: col_bias_of(s, rows, r_rows), block_rows,
+                                        None if guess is None else _problem(guess, s, 1))
              for s in range(y.shape[0])]
     return torch.stack([r for r, _ in parts]), torch.stack([c for _, c in parts])
 

@@ -212,8 +212,13 @@ class _BatchSinkhorn:
             self._row_update()
             return self._col_lse()
         factors = [self._factor(i) for i in self.running]
+        # The row log-sum-exp a plain update would have given the current p (p = ε log a − ε r)
+        # guesses the next one: the sweep exponentiates relative to it.
+        previous_p = self.f - self.row_shift if self.p is None else self.p
+        guess = (self.eps_log_a - previous_p) / self.eps
         r, c = ops.lse_sweep(self.u, self.v, self.q, self.eps,
-                             lambda s, rows, r_rows: self._rows_p(s, rows, r_rows, factors[s]), self.blocks[0])
+                             lambda s, rows, r_rows: self._rows_p(s, rows, r_rows, factors[s]), self.blocks[0],
+                             guess)
         self._set_rows(r, factors)
         self.mass = torch.exp(torch.add(c, self.q, alpha=1.0 / self.eps))
         return c

@@ -125,19 +125,31 @@ def lse_rows_reference(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps
     return out
 
 
+#: The fused sweep exponentiates each tile relative to a guess of its rows' log-sum-exps instead
+#: of their maxima (no pass for the maxima, none to subtract them). A row whose sum then lies
+#: outside 2^±GUESS_RANGE (a stale guess: a new cost, a cold start) is redone relative to its
+#: maximum, so no entry overflows and entries lost below the floor weigh under K · 2^-65 of a sum.
+GUESS_RANGE = 50.0
+
+
 def lse_sweep_reference(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor, eps: float,
-                        col_bias_of: Callable[[slice, torch.Tensor], torch.Tensor], block_rows: int
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+                        col_bias_of: Callable[[slice, torch.Tensor], torch.Tensor], block_rows: int,
+                        guess: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Both log-sum-exps of a Sinkhorn iteration from one product ``x yᵀ`` per tile.
 
     The row log-sum-exp ``r_i = log Σ_j exp((row_bias_j + 2⟨x_i, y_j⟩)/ε)`` comes first; then
     ``col_bias_of(rows, r[rows])`` gives those rows' column-pass bias (the updated row
     potential), and the column log-sum-exp ``c_j = log Σ_i exp((col_bias_i + 2⟨x_i, y_j⟩)/ε)``
-    is accumulated over the row blocks (online, as :func:`lse_rows_reference` accumulates over
-    column blocks). Tiles hold whole rows, so each row's ``r_i`` is final before its column terms
-    are added: the result is that of :func:`lse_rows_reference` on ``(x, y)`` followed by it on
-    ``(y, x)``, to rounding, at half the products (on 2 CPU cores the product is about half of a
-    pass's time; docs/how-it-works/gpu-kernels.md).
+    follows from the same exponentiated tile: its entries differ from the row pass's by a factor
+    per row and one per column, so the column sums are one matrix-vector product per tile. Tiles
+    hold whole rows, so each row's ``r_i`` is final before its column terms are added. The result
+    is that of :func:`lse_rows_reference` on ``(x, y)`` followed by it on ``(y, x)``, to rounding,
+    at half the products and a third of the passes over each tile (docs/how-it-works/gpu-kernels.md).
+
+    ``guess`` (length N, optional) estimates ``r`` (the previous iteration's): tiles are
+    exponentiated relative to it (:data:`GUESS_RANGE`); without it, relative to each row's maximum.
+    A column whose sum is too small for the exponent floor's error to be negligible is summed
+    again on its own.
 
     Returns
     -------
@@ -146,22 +158,74 @@ def lse_sweep_reference(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor
     """
     n_rows, n_cols = x.shape[0], y.shape[0]
     factor = LOG2_E / eps
-    scaled_x = x * (2.0 * factor)             # N×d: the tiles' products come out in base-2 logits
-    row_term = (row_bias * factor).unsqueeze(0)
+    shift = torch.zeros(n_rows, dtype=x.dtype, device=x.device) if guess is None else guess * LOG2_E
+    # One product gives base-2 row logits less each row's shift: ⟨[2x/ε', −shift, 1], [y, 1, bias/ε']⟩.
+    ones = torch.ones(max(n_rows, n_cols), 1, dtype=x.dtype, device=x.device)
+    x_aug = torch.cat([x * (2.0 * factor), -shift[:, None], ones[:n_rows]], dim=1)
+    y_aug = torch.cat([y, ones[:n_cols], (row_bias * factor)[:, None]], dim=1)
     r = torch.empty(n_rows, dtype=x.dtype, device=x.device)
-    col_max = torch.full((n_cols,), -torch.inf, dtype=x.dtype, device=x.device)
-    col_sum = torch.zeros(n_cols, dtype=x.dtype, device=x.device)
+    col_bias = torch.empty(n_rows, dtype=x.dtype, device=x.device)
+    col_sums = _WeightedSums(n_cols, x)
     for i0 in range(0, n_rows, block_rows):
         rows = slice(i0, min(i0 + block_rows, n_rows))
-        block = scaled_x[rows]
-        cross = torch.mm(block, y.T, out=_scratch(0, block.shape[0], n_cols, x))
-        row_logits = torch.add(cross, row_term, out=_scratch(1, block.shape[0], n_cols, x))
-        empty = torch.full((block.shape[0],), -torch.inf, dtype=x.dtype, device=x.device)
-        row_max, row_sum = _online_lse(empty, torch.zeros_like(empty), row_logits, 1)
-        r[rows] = (row_max + torch.log2(row_sum)) * LN_2
-        col_logits = cross.add_((col_bias_of(rows, r[rows]) * factor).unsqueeze(1))
-        col_max, col_sum = _online_lse(col_max, col_sum, col_logits, 0)
-    return r, (col_max + torch.log2(col_sum)) * LN_2
+        tile, row_shift, log_sums = _shifted_exp2(x_aug[rows], y_aug, shift[rows], trusted=guess is not None)
+        r[rows] = (row_shift + log_sums) * LN_2
+        col_bias[rows] = col_bias_of(rows, r[rows])
+        # The column pass's entry is the tile's times 2^(row_shift_i + col_bias_i/ε') 2^(−row_bias_j/ε').
+        col_sums.add(tile, row_shift + col_bias[rows] * factor)
+    c = col_sums.log2() * LN_2 - row_bias / eps
+    unsure = col_sums.unsure()
+    if unsure.numel():
+        c[unsure] = lse_rows_reference(y[unsure], x, col_bias, eps, block_rows=max(1, len(unsure)),
+                                       block_cols=block_rows)
+    return r, c
+
+
+def _shifted_exp2(x_aug: torch.Tensor, y_aug: torch.Tensor, shift: torch.Tensor, trusted: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One row block's tile ``2^(logit − shift_i)`` (floored), its rows' shift and log2 row sums:
+    relative to ``shift`` when ``trusted`` and every row sum lands within :data:`GUESS_RANGE`,
+    else relative to the rows' maxima."""
+    out = _scratch(0, x_aug.shape[0], y_aug.shape[0], x_aug)
+    if trusted:
+        tile = _exp2_(torch.mm(x_aug, y_aug.T, out=out))
+        log_sums = torch.log2(tile.sum(dim=1))
+        if bool(((log_sums > -GUESS_RANGE) & (log_sums < GUESS_RANGE)).all()):
+            return tile, shift, log_sums
+    logits = torch.mm(x_aug, y_aug.T, out=out)
+    top = logits.amax(dim=1)
+    tile = _exp2_(logits.sub_(top.unsqueeze(1)))
+    return tile, shift + top, torch.log2(tile.sum(dim=1))
+
+
+class _WeightedSums:
+    """Column sums ``Σ_i w_i tile_ij`` over row blocks, with ``log2 w`` given per block and the
+    sums kept relative to the largest ``w`` so far (no overflow, however far the weights range)."""
+
+    def __init__(self, n_cols: int, like: torch.Tensor) -> None:
+        self.sums = torch.zeros(n_cols, dtype=like.dtype, device=like.device)
+        self.total = torch.zeros((), dtype=like.dtype, device=like.device)     # Σ_i w_i, same scale
+        self.offset = -torch.inf
+
+    def add(self, tile: torch.Tensor, log_w: torch.Tensor) -> None:
+        top = float(log_w.max())
+        if top > self.offset:
+            rescale = 2.0 ** (self.offset - top)
+            self.sums.mul_(rescale)
+            self.total.mul_(rescale)
+            self.offset = top
+        w = torch.exp2(log_w - self.offset)
+        self.sums.addmv_(tile.T, w)
+        self.total += w.sum()
+
+    def log2(self) -> torch.Tensor:
+        return torch.log2(self.sums) + self.offset
+
+    def unsure(self) -> torch.Tensor:
+        """Columns whose sum is below ``2^(EXP2_FLOOR + GUESS_RANGE)`` of the weights' total (or
+        not finite): there the entries floored at ``2^EXP2_FLOOR`` could weigh in the sum."""
+        floor = self.total * 2.0 ** (EXP2_FLOOR + GUESS_RANGE)
+        return torch.nonzero(~(self.sums >= floor)).flatten()
 
 
 def _plan_tiles(plan: FactoredPlan, scale: float = 1.0):

@@ -314,6 +314,33 @@ def test_sweep_equals_a_row_pass_then_a_column_pass():
     assert torch.allclose(c, c_two, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("guess_error", [0.0, 0.3, 1000.0, -1000.0])
+def test_sweep_from_guessed_row_sums_equals_two_passes(guess_error):
+    """Tiles exponentiated relative to guessed row log-sum-exps give the two passes' result,
+    close guesses and stale ones alike (a guess 1000 off overflows or underflows every entry of
+    its rows, which are then redone from their maxima); so does a column whose entries all lie
+    below the exponent floor relative to their rows (summed again on its own)."""
+    from gwalign.engine.stream import lse_rows_reference, lse_sweep_reference
+
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(53, 6, generator=gen, dtype=torch.float64)
+    y = torch.randn(41, 6, generator=gen, dtype=torch.float64)
+    q = torch.randn(41, generator=gen, dtype=torch.float64)
+    q[7] = -200.0      # column 7: 2^-1400 of each row's sum in the row pass
+    shift = torch.randn(53, generator=gen, dtype=torch.float64)
+
+    def bias_of(rows, r_rows):
+        return shift[rows] - 0.2 * r_rows
+
+    r_two = lse_rows_reference(x, y, q, 0.2, block_rows=16, block_cols=41)
+    c_two = lse_rows_reference(y, x, bias_of(slice(None), r_two), 0.2, block_rows=41, block_cols=16)
+    guess = r_two + torch.randn(53, generator=gen, dtype=torch.float64) * 0.1
+    guess[20:30] += guess_error
+    r, c = lse_sweep_reference(x, y, q, 0.2, bias_of, block_rows=16, guess=guess)
+    assert torch.allclose(r, r_two, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(c, c_two, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("rho, anderson", [(None, 0), (None, 5), (0.5, 0)])
 def test_sinkhorn_with_fused_sweeps_equals_two_passes(monkeypatch, rho, anderson):
     """Batched Sinkhorn (plain, over-relaxed, Anderson, semi-relaxed) ends where it ends with a
