@@ -23,7 +23,7 @@ import argparse
 import torch
 import triton
 
-from gwalign.engine import stream
+from gwalign.engine import logsumexp, stream
 from gwalign.engine.plan import FactoredPlan
 from gwalign.engine.precision import round_to_tf32
 from gwalign.kernels.lse import launch_config, lse_rows_triton
@@ -68,7 +68,7 @@ def main() -> None:
             eps = 0.05
             tiles = "+".join(str(w) for w in feature_split(d) if w)
             check = slice(0, 2048)
-            ref = stream.lse_rows_reference(x[check].double(), y.double(), bias.double(), eps, None, 512, 65536)
+            ref = logsumexp.lse_rows_reference(x[check].double(), y.double(), bias.double(), eps, None, 512, 65536)
             # A normalised plan for apply / cost: rows sum to 1/n.
             p = -eps * lse_rows_triton(x, y, bias, eps, "tf32x3") - eps * torch.log(torch.tensor(float(n)))
             plan64 = FactoredPlan(u=x[check].double(), v=y.double(), p=p[check].double(), q=bias.double(), eps=eps,

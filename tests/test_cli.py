@@ -148,7 +148,7 @@ def test_same_seed_same_embedding(example, tmp_path):
     embeddings = []
     for name in ("a", "b"):
         result = runner.invoke(app, ["run", str(rna), str(atac), "-o", str(tmp_path / name), *FAST,
-                                     "--max-iter", "8", "--seed", "5"])
+                                     "--max-iter", "8", "--seed", "5", "--threads", "2"])
         assert result.exit_code == 0, result.output
         embeddings.append(ad.read_h5ad(tmp_path / name / "atac.gwalign.h5ad").obsm["X_gw"])
     assert np.array_equal(embeddings[0], embeddings[1])
@@ -588,7 +588,7 @@ def test_cca_diffusion_option(small_pair, tmp_path):
     embeddings, couplings = [], []
     for steps in ("0", "4"):
         result = runner.invoke(app, ["run", str(small_pair[2]), str(small_pair[3]), "-o", str(tmp_path / steps), *FAST,
-                                     "--max-iter", "8", "--cca-diffusion", steps])
+                                     "--max-iter", "8", "--cca-diffusion", steps, "--threads", "2"])
         assert result.exit_code == 0, result.output
         out = ad.read_h5ad(tmp_path / steps / "atac.gwalign.h5ad")
         embeddings.append(out.obsm["X_gw"])

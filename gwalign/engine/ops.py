@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from gwalign import distributed
-from gwalign.engine import stream
+from gwalign.engine import logsumexp, stream
 from gwalign.engine.plan import FactoredPlan
 
 #: Rows of a shard are whole multiples of this on the GPU: every kernel's row tile divides it, so
@@ -46,24 +46,26 @@ def triton_enabled(tensor: torch.Tensor) -> bool:
 
 def lse_rows(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
              extra: Optional[torch.Tensor], block_rows: int, block_cols: int,
-             precision: Optional[str] = None) -> torch.Tensor:
+             precision: Optional[str] = None, guess: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Row log-sum-exp of ``(bias_j + 2⟨x_i, y_j⟩ − extra_ij)/ε`` on the best backend.
 
     ``x`` (N×d), ``y`` (K×d) and ``bias`` (K) may carry a leading batch dimension S (then the
     result is S×N and an unbatched operand is shared by every problem; ``extra`` must then be
     ``None``). ``precision`` (tf32, tf32x3, ieee) is the GPU kernel's dot precision; ``None`` →
-    ``$GWALIGN_PRECISION`` or tf32x3. The CPU reference always computes in the tensors' dtype.
+    ``$GWALIGN_PRECISION`` or tf32x3. The CPU reference always computes in the tensors' dtype and
+    exponentiates relative to ``guess`` (N or S×N: an estimate of the result) when given.
     """
     group = distributed.active()
     if group is None:
-        return _lse_rows_local(x, y, bias, eps, extra, block_rows, block_cols, precision)
+        return _lse_rows_local(x, y, bias, eps, extra, block_rows, block_cols, precision, guess=guess)
     n_rows = x.shape[-2]
     n_batch = max(x.shape[0] if x.dim() == 3 else 1, y.shape[0] if y.dim() == 3 else 1,
                   bias.shape[0] if bias.dim() == 2 else 1)
 
     def shard(lo: int, hi: int) -> torch.Tensor:
         part = _lse_rows_local(x[..., lo:hi, :], y, bias, eps, None if extra is None else extra[lo:hi],
-                               block_rows, block_cols, precision, total_rows=n_rows)
+                               block_rows, block_cols, precision, total_rows=n_rows,
+                               guess=None if guess is None else guess[..., lo:hi])
         return part.movedim(-1, 0)     # rows first, for the gather
 
     unit = _row_unit(x, block_rows)
@@ -78,7 +80,8 @@ def _row_unit(x: torch.Tensor, block_rows: int) -> int:
 
 def _lse_rows_local(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
                     extra: Optional[torch.Tensor], block_rows: int, block_cols: int,
-                    precision: Optional[str] = None, total_rows: Optional[int] = None) -> torch.Tensor:
+                    precision: Optional[str] = None, total_rows: Optional[int] = None,
+                    guess: Optional[torch.Tensor] = None) -> torch.Tensor:
     """:func:`lse_rows` on this process; ``total_rows``: rows of the whole pass when these are a
     shard of it (the kernel's tiles follow the whole pass)."""
     if extra is None and triton_enabled(x):
@@ -87,14 +90,15 @@ def _lse_rows_local(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
         if supports(x):
             chosen = precision or os.environ.get("GWALIGN_PRECISION", "tf32x3")
             return lse_rows_triton(x, y, bias, eps, precision=chosen, total_rows=total_rows)
-    if x.dim() == 2 and y.dim() == 2 and bias.dim() == 1:
-        return stream.lse_rows_reference(x, y, bias, eps, extra, block_rows, block_cols)
+    if x.dim() == 2 and y.dim() == 2 and bias.dim() == 1 and (guess is None or guess.dim() == 1):
+        return logsumexp.lse_rows_reference(x, y, bias, eps, extra, block_rows, block_cols, guess)
     if extra is not None:
         raise ValueError("a dense extra cost is not supported for a batch of problems")
-    operands = ((x, 2), (y, 2), (bias, 1))
+    operands = ((x, 2), (y, 2), (bias, 1)) + (() if guess is None else ((guess, 1),))
     n_batch = max(t.shape[0] for t, dim in operands if t.dim() > dim)
-    return torch.stack([stream.lse_rows_reference(*(_problem(t, s, dim) for t, dim in operands), eps,
-                                                  None, block_rows, block_cols)
+    return torch.stack([logsumexp.lse_rows_reference(*(_problem(x, s, 2), _problem(y, s, 2), _problem(bias, s, 1)),
+                                                     eps, None, block_rows, block_cols,
+                                                     None if guess is None else _problem(guess, s, 1))
                         for s in range(n_batch)])
 
 
@@ -108,14 +112,14 @@ def lse_sweep(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor, eps: flo
               col_bias_of: Callable[[int, slice, torch.Tensor], torch.Tensor], block_rows: int,
               guess: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A Sinkhorn iteration's row and column log-sum-exps from one product per tile
-    (:func:`gwalign.engine.stream.lse_sweep_reference`), for operands :func:`sweep_fusable` takes.
+    (:func:`gwalign.engine.logsumexp.lse_sweep_reference`), for operands :func:`sweep_fusable` takes.
 
     ``x`` (N×d, or S×N×d), ``y`` (S×K×d) and ``row_bias`` (S×K) hold S problems;
     ``col_bias_of(s, rows, r_rows)`` gives problem ``s``'s column-pass bias of ``rows`` from their
     row log-sum-exp; ``guess`` (N or S×N, optional) estimates the row log-sum-exps.
     Returns ``r`` (S×N) and ``c`` (S×K).
     """
-    parts = [stream.lse_sweep_reference(_problem(x, s, 2), y[s], row_bias[s], eps,
+    parts = [logsumexp.lse_sweep_reference(_problem(x, s, 2), y[s], row_bias[s], eps,
                                         lambda rows, r_rows, s=s: col_bias_of(s, rows, r_rows), block_rows,
                                         None if guess is None else _problem(guess, s, 1))
              for s in range(y.shape[0])]

@@ -127,6 +127,7 @@ class _BatchSinkhorn:
         n_batch = v.shape[0]
         self.eps, self.rho, self.extra, self.precision = eps, rho, extra, precision
         self.blocks = (block_rows, block_cols)
+        self.guesses = not ops.triton_enabled(u)
         self.b = b
         self.u, self.v = u, v
         self.alpha = (u * u).sum(dim=-1) if row_cost is None else row_cost
@@ -134,8 +135,8 @@ class _BatchSinkhorn:
         # Loop-invariant parts of p = f − α + ε log a and q = g − β + ε log b, and fused forms
         # (torch.add with alpha=, lerp): each small op is a kernel launch, and on the GPU
         # launches, not arithmetic, bound small solves.
-        self.eps_log_a, eps_log_b = eps * torch.log(a), eps * torch.log(b)
-        self.row_shift, self.col_shift = self.alpha - self.eps_log_a, self.beta - eps_log_b
+        self.eps_log_a, self.eps_log_b = eps * torch.log(a), eps * torch.log(b)
+        self.row_shift, self.col_shift = self.alpha - self.eps_log_a, self.beta - self.eps_log_b
         self.f = torch.zeros(n_batch, a.shape[0], dtype=u.dtype, device=u.device) if f is None else f
         self.g = torch.zeros_like(self.beta) if g is None else g
         self.q = self.g - self.col_shift
@@ -161,13 +162,28 @@ class _BatchSinkhorn:
         self.running = list(range(n_batch))                        # original index of each batch row
         self.results: list[Optional[SinkhornResult]] = [None] * n_batch
 
-    def _lse(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, rows_first: bool) -> torch.Tensor:
+    def _lse(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, rows_first: bool,
+             guess: Optional[torch.Tensor]) -> torch.Tensor:
         rows, cols = self.blocks if rows_first else self.blocks[::-1]
         if bias.shape[0] == 1:   # the single-problem path, with the dense extra cost if any
             extra = self.extra if rows_first or self.extra is None else self.extra.T
             return ops.lse_rows(x[0] if x.dim() == 3 else x, y[0] if y.dim() == 3 else y, bias[0], self.eps,
-                                extra, rows, cols, self.precision)[None]
-        return ops.lse_rows(x, y, bias, self.eps, None, rows, cols, self.precision)
+                                extra, rows, cols, self.precision,
+                                guess[0] if guess is not None and guess.dim() == 2 else guess)[None]
+        return ops.lse_rows(x, y, bias, self.eps, None, rows, cols, self.precision, guess)
+
+    def _row_guess(self) -> Optional[torch.Tensor]:
+        """The row log-sum-exp a plain update would have given the current ``p`` (``p = ε log a −
+        ε r``): the next one differs little, so the CPU passes exponentiate relative to it (the
+        kernels keep running maxima; on the GPU the guess would only add launches)."""
+        if not self.guesses:
+            return None
+        previous_p = self.f - self.row_shift if self.p is None else self.p
+        return (self.eps_log_a - previous_p) / self.eps
+
+    def _col_guess(self) -> Optional[torch.Tensor]:
+        """The column log-sum-exp at balance, where the column mass ``exp(c + q/ε)`` is ``b``."""
+        return (self.eps_log_b - self.q) / self.eps if self.guesses else None
 
     def _weights(self, factors: list[float]) -> torch.Tensor:
         return torch.tensor(factors, dtype=self.u.dtype).to(self.u.device, non_blocking=True)[:, None]
@@ -180,7 +196,7 @@ class _BatchSinkhorn:
         return distributed.agree(torch.linalg.vector_norm(mass - reference, 1, dim=-1).tolist())   # one host sync
 
     def _row_update(self, plain: bool = False) -> None:
-        r = self._lse(self.u, self.v, self.q, True)
+        r = self._lse(self.u, self.v, self.q, True, self._row_guess())
         self._set_rows(r, [1.0 if plain else self._factor(i) for i in self.running])
 
     def _set_rows(self, r: torch.Tensor, factors: list[float]) -> None:
@@ -201,7 +217,7 @@ class _BatchSinkhorn:
 
     def _col_lse(self) -> torch.Tensor:
         """Column log-sum-exp; sets the column marginal of the current plan."""
-        c = self._lse(self.v, self.u, self.p, False)
+        c = self._lse(self.v, self.u, self.p, False, self._col_guess())
         self.mass = torch.exp(torch.add(c, self.q, alpha=1.0 / self.eps))
         return c
 
@@ -212,13 +228,9 @@ class _BatchSinkhorn:
             self._row_update()
             return self._col_lse()
         factors = [self._factor(i) for i in self.running]
-        # The row log-sum-exp a plain update would have given the current p (p = ε log a − ε r)
-        # guesses the next one: the sweep exponentiates relative to it.
-        previous_p = self.f - self.row_shift if self.p is None else self.p
-        guess = (self.eps_log_a - previous_p) / self.eps
         r, c = ops.lse_sweep(self.u, self.v, self.q, self.eps,
                              lambda s, rows, r_rows: self._rows_p(s, rows, r_rows, factors[s]), self.blocks[0],
-                             guess)
+                             self._row_guess())
         self._set_rows(r, factors)
         self.mass = torch.exp(torch.add(c, self.q, alpha=1.0 / self.eps))
         return c

@@ -1,15 +1,15 @@
 """Streamed operations on implicit plans: the PyTorch reference, and the CPU path.
 
 Every function walks row blocks × column blocks and never allocates more than one tile
-(``block_rows × block_cols``) plus O((N+K)·d) vectors. Reductions over columns use an online
-log-sum-exp (running max and rescaled sum), the FlashAttention pattern.
-Column operations are row operations on the transposed plan (``plan.T``).
+(``block_rows × block_cols``) plus O((N+K)·d) vectors; Sinkhorn's log-sum-exps over such tiles are
+in :mod:`gwalign.engine.logsumexp`. Column operations are row operations on the transposed plan
+(``plan.T``).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -21,7 +21,7 @@ from gwalign.engine.plan import FactoredPlan
 EXP_FLOOR = -80.0
 
 
-def _exp_(t: torch.Tensor) -> torch.Tensor:
+def exp_floored(t: torch.Tensor) -> torch.Tensor:
     """exp with the argument floored at ``EXP_FLOOR`` (no denormals), in place: callers pass
     tiles nothing else reads. On 2 CPU cores a streamed log-sum-exp is bound by passes over the
     tile, and every copy is one more (docs/how-it-works/gpu-kernels.md)."""
@@ -38,15 +38,15 @@ LN_2 = 0.6931471805599453
 EXP2_FLOOR = EXP_FLOOR * LOG2_E
 
 
-def _exp2_(t: torch.Tensor) -> torch.Tensor:
-    """:func:`_exp_` in base 2: ``2^t`` with ``t`` floored at ``EXP2_FLOOR``, in place."""
+def exp2_floored(t: torch.Tensor) -> torch.Tensor:
+    """:func:`exp_floored` in base 2: ``2^t`` with ``t`` floored at ``EXP2_FLOOR``, in place."""
     return t.clamp_min_(EXP2_FLOOR).exp2_()
 
 
 _workspace = threading.local()
 
 
-def _scratch(slot: int, rows: int, cols: int, like: torch.Tensor) -> Optional[torch.Tensor]:
+def scratch_tile(slot: int, rows: int, cols: int, like: torch.Tensor) -> Optional[torch.Tensor]:
     """A ``rows × cols`` CPU tile kept between calls (one per thread and ``slot``; ``None`` off
     the CPU, where the caching allocator keeps memory). A tile of megabytes allocated and freed
     at every pass lets glibc hand the memory back to the system and fault it in again: in some
@@ -63,7 +63,7 @@ def _scratch(slot: int, rows: int, cols: int, like: torch.Tensor) -> Optional[to
     return tile[:rows * cols].view(rows, cols)
 
 
-def _tile_logits(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
+def tile_logits(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
                  extra: Optional[torch.Tensor], scale: float = 1.0, out: Optional[torch.Tensor] = None
                  ) -> torch.Tensor:
     """``scale`` · (bias_j + 2⟨x_i, y_j⟩ − extra_ij) / ε for one tile, in one fused multiply-add
@@ -75,159 +75,6 @@ def _tile_logits(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: floa
     return logits
 
 
-def _online_lse(running_max: torch.Tensor, running_sum: torch.Tensor, logits: torch.Tensor, dim: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One tile's step of a streamed base-2 log-sum-exp along ``dim`` of ``logits`` (consumed in
-    place): the running maximum and the sum rescaled to it (the FlashAttention pattern)."""
-    new_max = torch.maximum(running_max, logits.amax(dim=dim))
-    # 2^(-inf - finite) = 0 keeps empty history harmless.
-    running_sum = running_sum * torch.exp2(running_max - new_max) + \
-        _exp2_(logits.sub_(new_max.unsqueeze(dim))).sum(dim=dim)
-    return new_max, running_sum
-
-
-def lse_rows_reference(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
-                       extra: Optional[torch.Tensor] = None, block_rows: int = 512,
-                       block_cols: int = 2048) -> torch.Tensor:
-    """Row log-sum-exp ``r_i = log Σ_j exp((bias_j + 2⟨x_i, y_j⟩ − extra_ij)/ε)``, streamed.
-
-    Parameters
-    ----------
-    x, y
-        Row features (N×d) and column features (K×d).
-    bias
-        Column bias (length K), in cost units.
-    eps
-        Absolute regularisation.
-    extra
-        Optional dense N×K extra cost.
-    block_rows, block_cols
-        Tile sizes.
-
-    Returns
-    -------
-    torch.Tensor
-        Length-N vector (no ε factor: natural-log units).
-    """
-    n_rows, n_cols = x.shape[0], y.shape[0]
-    out = torch.empty(n_rows, dtype=x.dtype, device=x.device)
-    for i0 in range(0, n_rows, block_rows):
-        i1 = min(i0 + block_rows, n_rows)
-        running_max = torch.full((i1 - i0,), -torch.inf, dtype=x.dtype, device=x.device)
-        running_sum = torch.zeros(i1 - i0, dtype=x.dtype, device=x.device)
-        for j0 in range(0, n_cols, block_cols):
-            j1 = min(j0 + block_cols, n_cols)
-            tile = _tile_logits(x[i0:i1], y[j0:j1], bias[j0:j1], eps,
-                                None if extra is None else extra[i0:i1, j0:j1], LOG2_E,
-                                _scratch(0, i1 - i0, j1 - j0, x))
-            running_max, running_sum = _online_lse(running_max, running_sum, tile, 1)
-        out[i0:i1] = (running_max + torch.log2(running_sum)) * LN_2
-    return out
-
-
-#: The fused sweep exponentiates each tile relative to a guess of its rows' log-sum-exps instead
-#: of their maxima (no pass for the maxima, none to subtract them). A row whose sum then lies
-#: outside 2^±GUESS_RANGE (a stale guess: a new cost, a cold start) is redone relative to its
-#: maximum, so no entry overflows and entries lost below the floor weigh under K · 2^-65 of a sum.
-GUESS_RANGE = 50.0
-
-
-def lse_sweep_reference(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor, eps: float,
-                        col_bias_of: Callable[[slice, torch.Tensor], torch.Tensor], block_rows: int,
-                        guess: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both log-sum-exps of a Sinkhorn iteration from one product ``x yᵀ`` per tile.
-
-    The row log-sum-exp ``r_i = log Σ_j exp((row_bias_j + 2⟨x_i, y_j⟩)/ε)`` comes first; then
-    ``col_bias_of(rows, r[rows])`` gives those rows' column-pass bias (the updated row
-    potential), and the column log-sum-exp ``c_j = log Σ_i exp((col_bias_i + 2⟨x_i, y_j⟩)/ε)``
-    follows from the same exponentiated tile: its entries differ from the row pass's by a factor
-    per row and one per column, so the column sums are one matrix-vector product per tile. Tiles
-    hold whole rows, so each row's ``r_i`` is final before its column terms are added. The result
-    is that of :func:`lse_rows_reference` on ``(x, y)`` followed by it on ``(y, x)``, to rounding,
-    at half the products and a third of the passes over each tile (docs/how-it-works/gpu-kernels.md).
-
-    ``guess`` (length N, optional) estimates ``r`` (the previous iteration's): tiles are
-    exponentiated relative to it (:data:`GUESS_RANGE`); without it, relative to each row's maximum.
-    A column whose sum is too small for the exponent floor's error to be negligible is summed
-    again on its own.
-
-    Returns
-    -------
-    tuple of torch.Tensor
-        ``r`` (length N) and ``c`` (length K), natural-log units without the ε factor.
-    """
-    n_rows, n_cols = x.shape[0], y.shape[0]
-    factor = LOG2_E / eps
-    shift = torch.zeros(n_rows, dtype=x.dtype, device=x.device) if guess is None else guess * LOG2_E
-    # One product gives base-2 row logits less each row's shift: ⟨[2x/ε', −shift, 1], [y, 1, bias/ε']⟩.
-    ones = torch.ones(max(n_rows, n_cols), 1, dtype=x.dtype, device=x.device)
-    x_aug = torch.cat([x * (2.0 * factor), -shift[:, None], ones[:n_rows]], dim=1)
-    y_aug = torch.cat([y, ones[:n_cols], (row_bias * factor)[:, None]], dim=1)
-    r = torch.empty(n_rows, dtype=x.dtype, device=x.device)
-    col_bias = torch.empty(n_rows, dtype=x.dtype, device=x.device)
-    col_sums = _WeightedSums(n_cols, x)
-    for i0 in range(0, n_rows, block_rows):
-        rows = slice(i0, min(i0 + block_rows, n_rows))
-        tile, row_shift, log_sums = _shifted_exp2(x_aug[rows], y_aug, shift[rows], trusted=guess is not None)
-        r[rows] = (row_shift + log_sums) * LN_2
-        col_bias[rows] = col_bias_of(rows, r[rows])
-        # The column pass's entry is the tile's times 2^(row_shift_i + col_bias_i/ε') 2^(−row_bias_j/ε').
-        col_sums.add(tile, row_shift + col_bias[rows] * factor)
-    c = col_sums.log2() * LN_2 - row_bias / eps
-    unsure = col_sums.unsure()
-    if unsure.numel():
-        c[unsure] = lse_rows_reference(y[unsure], x, col_bias, eps, block_rows=max(1, len(unsure)),
-                                       block_cols=block_rows)
-    return r, c
-
-
-def _shifted_exp2(x_aug: torch.Tensor, y_aug: torch.Tensor, shift: torch.Tensor, trusted: bool
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One row block's tile ``2^(logit − shift_i)`` (floored), its rows' shift and log2 row sums:
-    relative to ``shift`` when ``trusted`` and every row sum lands within :data:`GUESS_RANGE`,
-    else relative to the rows' maxima."""
-    out = _scratch(0, x_aug.shape[0], y_aug.shape[0], x_aug)
-    if trusted:
-        tile = _exp2_(torch.mm(x_aug, y_aug.T, out=out))
-        log_sums = torch.log2(tile.sum(dim=1))
-        if bool(((log_sums > -GUESS_RANGE) & (log_sums < GUESS_RANGE)).all()):
-            return tile, shift, log_sums
-    logits = torch.mm(x_aug, y_aug.T, out=out)
-    top = logits.amax(dim=1)
-    tile = _exp2_(logits.sub_(top.unsqueeze(1)))
-    return tile, shift + top, torch.log2(tile.sum(dim=1))
-
-
-class _WeightedSums:
-    """Column sums ``Σ_i w_i tile_ij`` over row blocks, with ``log2 w`` given per block and the
-    sums kept relative to the largest ``w`` so far (no overflow, however far the weights range)."""
-
-    def __init__(self, n_cols: int, like: torch.Tensor) -> None:
-        self.sums = torch.zeros(n_cols, dtype=like.dtype, device=like.device)
-        self.total = torch.zeros((), dtype=like.dtype, device=like.device)     # Σ_i w_i, same scale
-        self.offset = -torch.inf
-
-    def add(self, tile: torch.Tensor, log_w: torch.Tensor) -> None:
-        top = float(log_w.max())
-        if top > self.offset:
-            rescale = 2.0 ** (self.offset - top)
-            self.sums.mul_(rescale)
-            self.total.mul_(rescale)
-            self.offset = top
-        w = torch.exp2(log_w - self.offset)
-        self.sums.addmv_(tile.T, w)
-        self.total += w.sum()
-
-    def log2(self) -> torch.Tensor:
-        return torch.log2(self.sums) + self.offset
-
-    def unsure(self) -> torch.Tensor:
-        """Columns whose sum is below ``2^(EXP2_FLOOR + GUESS_RANGE)`` of the weights' total (or
-        not finite): there the entries floored at ``2^EXP2_FLOOR`` could weigh in the sum."""
-        floor = self.total * 2.0 ** (EXP2_FLOOR + GUESS_RANGE)
-        return torch.nonzero(~(self.sums >= floor)).flatten()
-
-
 def _plan_tiles(plan: FactoredPlan, scale: float = 1.0):
     """Yield (i0, i1, j0, j1, log T tile) over the whole plan (times ``scale``: ``LOG2_E`` gives
     log2 T)."""
@@ -237,7 +84,7 @@ def _plan_tiles(plan: FactoredPlan, scale: float = 1.0):
         for j0 in range(0, n_cols, plan.block_cols):
             j1 = min(j0 + plan.block_cols, n_cols)
             extra = None if plan.extra is None else plan.extra[i0:i1, j0:j1]
-            tile = _tile_logits(plan.u[i0:i1], plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra, scale)
+            tile = tile_logits(plan.u[i0:i1], plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra, scale)
             yield i0, i1, j0, j1, tile.add_((plan.p[i0:i1] * (scale / plan.eps)).unsqueeze(1))
 
 
@@ -247,7 +94,7 @@ def apply_reference(plan: FactoredPlan, z: torch.Tensor) -> torch.Tensor:
     z2 = z.unsqueeze(1) if squeeze else z
     out = torch.zeros(plan.shape[0], z2.shape[1], dtype=plan.u.dtype, device=plan.u.device)
     for i0, i1, j0, j1, tile in _plan_tiles(plan, LOG2_E):
-        out[i0:i1] += _exp2_(tile) @ z2[j0:j1].to(out.dtype)
+        out[i0:i1] += exp2_floored(tile) @ z2[j0:j1].to(out.dtype)
     return out.squeeze(1) if squeeze else out
 
 
@@ -276,7 +123,7 @@ def _cost_tiles(plan: FactoredPlan, cost_u: Optional[torch.Tensor], cost_v: Opti
         cost = alpha[i0:i1, None] + beta[None, j0:j1] - 2.0 * (cu[i0:i1] @ cv[j0:j1].T)
         if own and plan.extra is not None:
             cost = cost + plan.extra[i0:i1, j0:j1]
-        yield (_exp_(tile) * cost).sum(dtype=torch.float64)
+        yield (exp_floored(tile) * cost).sum(dtype=torch.float64)
 
 
 def transport_cost_tiles(plan: FactoredPlan, cost_u: Optional[torch.Tensor] = None,
@@ -312,7 +159,7 @@ def shared_mass_reference(first: FactoredPlan, second: FactoredPlan, rows: torch
         tiles = []
         for plan, (u_rows, p_rows, extra_rows) in zip((first, second), parts):
             extra = None if extra_rows is None else extra_rows[:, j0:j1]
-            tiles.append(_exp_(_tile_logits(u_rows, plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra).add_(p_rows)))
+            tiles.append(exp_floored(tile_logits(u_rows, plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra).add_(p_rows)))
         out += torch.minimum(*tiles).sum(dim=1, dtype=torch.float64)
     return out
 
@@ -333,7 +180,7 @@ def sample_columns_reference(plan: FactoredPlan, rows: torch.Tensor,
     for j0 in range(0, n_cols, plan.block_cols):
         j1 = min(j0 + plan.block_cols, n_cols)
         extra = None if extra_rows is None else extra_rows[:, j0:j1]
-        tile = _tile_logits(u_rows, plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra)
+        tile = tile_logits(u_rows, plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra)
         uniform = torch.rand(tile.shape, dtype=tile.dtype, device=tile.device, generator=generator)
         tiny = torch.finfo(tile.dtype).tiny
         exponential = (-torch.log(uniform.clamp_min(tiny))).clamp_min(tiny)
@@ -358,7 +205,7 @@ def topk_rows_reference(plan: FactoredPlan, k: int) -> tuple[torch.Tensor, torch
         for j0 in range(0, n_cols, plan.block_cols):
             j1 = min(j0 + plan.block_cols, n_cols)
             extra = None if plan.extra is None else plan.extra[i0:i1, j0:j1]
-            tile = _tile_logits(plan.u[i0:i1], plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra)
+            tile = tile_logits(plan.u[i0:i1], plan.v[j0:j1], plan.q[j0:j1], plan.eps, extra)
             kk = min(k, j1 - j0)
             tv, ti = tile.topk(kk, dim=1)
             merged_val = torch.cat([best_val, tv], dim=1)

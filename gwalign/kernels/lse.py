@@ -12,7 +12,7 @@ runs a batch of problems that share one operand (the screened starts of low-rank
 Feature widths: ``tl.dot`` needs power-of-two tiles of at least 16, so a width d is split into a
 main chunk and a tail chunk (:func:`feature_split`): d = 80 (the sampled-GW default at scale)
 runs as 64 + 16 instead of being padded to 128, 37.5% fewer multiply-adds.
-Reference: :func:`gwalign.engine.stream.lse_rows_reference`.
+Reference: :func:`gwalign.engine.logsumexp.lse_rows_reference`.
 """
 
 from __future__ import annotations

@@ -296,7 +296,7 @@ def test_sinkhorn_batch_equals_separate_solves(rho, anderson):
 def test_sweep_equals_a_row_pass_then_a_column_pass():
     """One product per tile gives the row log-sum-exp and, from the rows' new bias, the column
     log-sum-exp, as two streamed passes do (several row blocks, the last one short)."""
-    from gwalign.engine.stream import lse_rows_reference, lse_sweep_reference
+    from gwalign.engine.logsumexp import lse_rows_reference, lse_sweep_reference
 
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(53, 6, generator=gen, dtype=torch.float64)
@@ -320,7 +320,7 @@ def test_sweep_from_guessed_row_sums_equals_two_passes(guess_error):
     close guesses and stale ones alike (a guess 1000 off overflows or underflows every entry of
     its rows, which are then redone from their maxima); so does a column whose entries all lie
     below the exponent floor relative to their rows (summed again on its own)."""
-    from gwalign.engine.stream import lse_rows_reference, lse_sweep_reference
+    from gwalign.engine.logsumexp import lse_rows_reference, lse_sweep_reference
 
     gen = torch.Generator().manual_seed(8)
     x = torch.randn(53, 6, generator=gen, dtype=torch.float64)
@@ -339,6 +339,25 @@ def test_sweep_from_guessed_row_sums_equals_two_passes(guess_error):
     r, c = lse_sweep_reference(x, y, q, 0.2, bias_of, block_rows=16, guess=guess)
     assert torch.allclose(r, r_two, rtol=1e-12, atol=1e-12)
     assert torch.allclose(c, c_two, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("guess_error", [0.3, 1000.0, -1000.0])
+def test_row_pass_from_guessed_sums_equals_running_maxima(guess_error):
+    """A row pass over several column tiles, with a dense extra cost, exponentiated relative to
+    guessed row log-sum-exps, gives the running-maximum pass's result, close guesses and stale
+    ones alike (stale rows are done again)."""
+    from gwalign.engine.logsumexp import lse_rows_reference
+
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(37, 5, generator=gen, dtype=torch.float64)
+    y = torch.randn(50, 5, generator=gen, dtype=torch.float64)
+    bias = torch.randn(50, generator=gen, dtype=torch.float64)
+    extra = torch.rand(37, 50, generator=gen, dtype=torch.float64)
+    expected = lse_rows_reference(x, y, bias, 0.3, extra, block_rows=8, block_cols=16)
+    guess = expected + torch.randn(37, generator=gen, dtype=torch.float64) * 0.3
+    guess[::5] += guess_error
+    got = lse_rows_reference(x, y, bias, 0.3, extra, block_rows=8, block_cols=16, guess=guess)
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("rho, anderson", [(None, 0), (None, 5), (0.5, 0)])

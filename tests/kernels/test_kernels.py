@@ -22,7 +22,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SCRIPT = textwrap.dedent('''
     import os, sys, torch
     from gwalign.kernels.lse import lse_rows_triton
-    from gwalign.engine import stream
+    from gwalign.engine import logsumexp, stream
     torch.set_default_device(sys.argv[2])
     gen = torch.Generator(device=sys.argv[2]).manual_seed(int(sys.argv[1]))
     worst = 0.0
@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent('''
         bias = torch.randn(k, generator=gen)
         for eps in (0.05, 1.0):
             got = lse_rows_triton(x, y, bias, eps)
-            ref = stream.lse_rows_reference(x.double(), y.double(), bias.double(), eps, None, 16, 32)
+            ref = logsumexp.lse_rows_reference(x.double(), y.double(), bias.double(), eps, None, 16, 32)
             err = float((got.double() - ref).norm() / ref.norm())
             assert torch.isfinite(got).all(), (n, k, d)
             worst = max(worst, err)
@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent('''
                            (lse_rows_triton(ys, x, row_bias, 0.3), [(ys[i], x, row_bias[i]) for i in range(s)])):
             assert got.shape == (s, pairs[0][0].shape[0]), got.shape
             for i, (xi, yi, bi) in enumerate(pairs):
-                ref = stream.lse_rows_reference(xi.double(), yi.double(), bi.double(), 0.3, None, 16, 32)
+                ref = logsumexp.lse_rows_reference(xi.double(), yi.double(), bi.double(), 0.3, None, 16, 32)
                 worst = max(worst, float((got[i].double() - ref).norm() / ref.norm()))
     print("worst", worst)
     assert worst < 1e-4, worst
@@ -57,7 +57,7 @@ PLAN_SCRIPT = textwrap.dedent('''
     import sys, torch
     from gwalign.kernels.apply import apply_triton
     from gwalign.kernels.transport_cost import transport_cost_triton
-    from gwalign.engine import stream
+    from gwalign.engine import logsumexp, stream
     from gwalign.engine.plan import FactoredPlan
     from gwalign.engine.precision import round_to_tf32
     torch.set_default_device(sys.argv[2])
@@ -70,7 +70,7 @@ PLAN_SCRIPT = textwrap.dedent('''
         eps = float(torch.rand(1, generator=gen)) + 0.1
         q = torch.randn(k, generator=gen)
         # Row potentials that normalise each row to mass 1/n, as after a Sinkhorn row update.
-        p = -eps * stream.lse_rows_reference(x.double(), y.double(), q.double(), eps, None, 16, 32)
+        p = -eps * logsumexp.lse_rows_reference(x.double(), y.double(), q.double(), eps, None, 16, 32)
         p = (p - eps * torch.log(torch.tensor(float(n), dtype=torch.float64))).float()
         plan = FactoredPlan(u=x.double(), v=y.double(), p=p.double(), q=q.double(), eps=eps,
                             block_rows=16, block_cols=32)
@@ -99,7 +99,7 @@ PLAN_SCRIPT = textwrap.dedent('''
 TOPK_SCRIPT = textwrap.dedent('''
     import sys, torch
     from gwalign.kernels.topk import topk_triton
-    from gwalign.engine import stream
+    from gwalign.engine import logsumexp, stream
     from gwalign.engine.plan import FactoredPlan
     torch.set_default_device(sys.argv[2])
     gen = torch.Generator(device=sys.argv[2]).manual_seed(int(sys.argv[1]))
@@ -109,7 +109,7 @@ TOPK_SCRIPT = textwrap.dedent('''
         y = torch.randn(k, d, generator=gen)
         q = torch.randn(k, generator=gen)
         eps = 0.7
-        p = (-eps * stream.lse_rows_reference(x.double(), y.double(), q.double(), eps, None, 16, 32)).float()
+        p = (-eps * logsumexp.lse_rows_reference(x.double(), y.double(), q.double(), eps, None, 16, 32)).float()
         plan = FactoredPlan(u=x.double(), v=y.double(), p=p.double(), q=q.double(), eps=eps, block_rows=16,
                             block_cols=32)
         ref_values, _ = stream.topk_rows_reference(plan, kk)
