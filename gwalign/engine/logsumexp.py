@@ -92,12 +92,13 @@ def _shifted_factors(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: 
 def _lse_rows_guessed(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
                       extra: Optional[torch.Tensor], block_rows: int, block_cols: int, guess: torch.Tensor
                       ) -> torch.Tensor:
-    """:func:`lse_rows_reference` relative to ``guess``; rows outside :data:`GUESS_RANGE` are
-    done again relative to their maxima."""
+    """:func:`lse_rows_reference` relative to ``guess``. A row block holding a row outside
+    :data:`GUESS_RANGE` is done again, whole and in the same tiles, relative to running maxima:
+    redone rows then round as in one process whichever ranks hold them."""
     n_rows, n_cols = x.shape[0], y.shape[0]
     shift = guess * LOG2_E
     x_aug, y_aug, col_term = _shifted_factors(x, y, bias, eps, shift)
-    log_sums = torch.empty(n_rows, dtype=x.dtype, device=x.device)
+    out = torch.empty(n_rows, dtype=x.dtype, device=x.device)
     for i0 in range(0, n_rows, block_rows):
         i1 = min(i0 + block_rows, n_rows)
         sums = torch.zeros(i1 - i0, dtype=x.dtype, device=x.device)
@@ -108,12 +109,12 @@ def _lse_rows_guessed(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps:
             if extra is not None:
                 tile.sub_(extra[i0:i1, j0:j1] * (LOG2_E / eps))
             sums += exp2_floored(tile).sum(dim=1)
-        log_sums[i0:i1] = torch.log2(sums)
-    out = (shift + log_sums) * LN_2
-    stale = torch.nonzero(~((log_sums > -GUESS_RANGE) & (log_sums < GUESS_RANGE))).flatten()
-    if stale.numel():
-        out[stale] = lse_rows_reference(x[stale], y, bias, eps, None if extra is None else extra[stale],
-                                        block_rows, block_cols)
+        log_sums = torch.log2(sums)
+        if bool(((log_sums > -GUESS_RANGE) & (log_sums < GUESS_RANGE)).all()):
+            out[i0:i1] = (shift[i0:i1] + log_sums) * LN_2
+        else:
+            out[i0:i1] = lse_rows_reference(x[i0:i1], y, bias, eps, None if extra is None else extra[i0:i1],
+                                            i1 - i0, block_cols)
     return out
 
 
@@ -175,10 +176,11 @@ def _shifted_exp2(x_aug: torch.Tensor, y_aug: torch.Tensor, col_term: torch.Tens
         log_sums = torch.log2(tile.sum(dim=1))
         if bool(((log_sums > -GUESS_RANGE) & (log_sums < GUESS_RANGE)).all()):
             return tile, shift, log_sums
-    logits = torch.addmm(col_term, x_aug, y_aug.T, out=out)
+    # Without the shift's column: a stale guess (even infinite) must not enter the logits.
+    logits = torch.addmm(col_term, x_aug[:, :-1], y_aug[:, :-1].T, out=out)
     top = logits.amax(dim=1)
     tile = exp2_floored(logits.sub_(top.unsqueeze(1)))
-    return tile, shift + top, torch.log2(tile.sum(dim=1))
+    return tile, top, torch.log2(tile.sum(dim=1))
 
 
 class _WeightedSums:

@@ -360,6 +360,70 @@ def test_row_pass_from_guessed_sums_equals_running_maxima(guess_error):
     assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("bad", [float("inf"), -float("inf"), float("nan"), 1e4])
+def test_sweep_from_unusable_guesses_keeps_its_float32_accuracy(bad):
+    """Non-finite or far-off guesses (a zero weight makes one NaN) leave the sweep as accurate as
+    two passes in float32: a row block redone from its maxima does not carry the guess."""
+    from gwalign.engine.logsumexp import lse_rows_reference, lse_sweep_reference
+
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(40, 8, generator=gen, dtype=torch.float64) * 3.0
+    y = torch.randn(30, 8, generator=gen, dtype=torch.float64) * 3.0
+    q = torch.randn(30, generator=gen, dtype=torch.float64)
+
+    def bias_of(rows, r_rows):
+        return -0.05 * r_rows
+
+    r64 = lse_rows_reference(x, y, q, 0.05, block_rows=16, block_cols=30)
+    c64 = lse_rows_reference(y, x, bias_of(slice(None), r64), 0.05, block_rows=30, block_cols=16)
+    guess = r64.clone()
+    guess[5] = bad
+    r, c = lse_sweep_reference(x.float(), y.float(), q.float(), 0.05, bias_of, block_rows=16, guess=guess.float())
+    r_two = lse_rows_reference(x.float(), y.float(), q.float(), 0.05, block_rows=16, block_cols=30)
+    tolerance = 4.0 * float((r_two.double() - r64).abs().max()) + 1e-5
+    assert float((r.double() - r64).abs().max()) <= tolerance
+    assert float((c.double() - c64).abs().max()) <= tolerance
+
+
+def test_row_sums_far_below_their_guess_are_redone():
+    """Rows whose entries span far more than the exponent floor's range: relative to a guess 75
+    nats high (row sums near 2^-108), their small entries would sit on the floor and be
+    over-counted, so their block is redone; the result matches the running-maximum pass."""
+    from gwalign.engine.logsumexp import lse_rows_reference
+
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(24, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(200, 3, generator=gen, dtype=torch.float64)
+    bias = torch.linspace(0.0, -3.0, 200, dtype=torch.float64)    # entries over ~90 nats at ε = 0.03
+    expected = lse_rows_reference(x, y, bias, 0.03, block_rows=8, block_cols=64)
+    got = lse_rows_reference(x, y, bias, 0.03, block_rows=8, block_cols=64, guess=expected + 75.0)
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_guessed_row_pass_rounds_alike_in_any_shards_of_row_blocks():
+    """A distributed pass splits rows at row-block boundaries; with stale guesses in several
+    blocks, each shard's result is bit-for-bit the whole pass's (float32, as the engine runs; one
+    thread, where the GEMM's rounding was seen to depend on how many rows a tile holds)."""
+    from gwalign.engine.logsumexp import lse_rows_reference
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        for d in (3, 10, 31):
+            x = torch.randn(512, d, generator=gen)
+            y = torch.randn(800, d, generator=gen)
+            bias = torch.randn(800, generator=gen)
+            guess = lse_rows_reference(x, y, bias, 0.3, block_rows=256, block_cols=256)
+            guess[[7, 300]] += 1000.0
+            whole = lse_rows_reference(x, y, bias, 0.3, block_rows=256, block_cols=256, guess=guess)
+            for lo, hi in [(0, 256), (256, 512)]:
+                part = lse_rows_reference(x[lo:hi], y, bias, 0.3, block_rows=256, block_cols=256, guess=guess[lo:hi])
+                assert torch.equal(part, whole[lo:hi]), d
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("rho, anderson", [(None, 0), (None, 5), (0.5, 0)])
 def test_sinkhorn_with_fused_sweeps_equals_two_passes(monkeypatch, rho, anderson):
     """Batched Sinkhorn (plain, over-relaxed, Anderson, semi-relaxed) ends where it ends with a
