@@ -27,10 +27,10 @@ def _online_lse(running_max: torch.Tensor, running_sum: torch.Tensor, logits: to
 
 
 #: Passes given a guess of their rows' log-sum-exps exponentiate each tile relative to it
-#: instead of the rows' running maxima (no pass for the maxima, none to subtract them). A row whose
-#: sum then lies outside 2^±GUESS_RANGE (a stale guess: a new cost, a cold start) is redone
-#: relative to its maximum, so no entry overflows and entries lost below the floor weigh under
-#: K · 2^-65 of a sum.
+#: instead of the rows' running maxima (no pass for the maxima, none to subtract them). The row
+#: block of a row whose sum then lies outside 2^±GUESS_RANGE (a stale guess: a new cost, a cold
+#: start) is redone relative to its rows' maxima, so no entry overflows and entries lost below the
+#: floor weigh under K · 2^-65 of a sum.
 GUESS_RANGE = 50.0
 
 
