@@ -96,7 +96,7 @@ def _lse_rows_local(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
         raise ValueError("a dense extra cost is not supported for a batch of problems")
     operands = ((x, 2), (y, 2), (bias, 1)) + (() if guess is None else ((guess, 1),))
     n_batch = max(t.shape[0] for t, dim in operands if t.dim() > dim)
-    return torch.stack([logsumexp.lse_rows_reference(*(_problem(x, s, 2), _problem(y, s, 2), _problem(bias, s, 1)),
+    return torch.stack([logsumexp.lse_rows_reference(_problem(x, s, 2), _problem(y, s, 2), _problem(bias, s, 1),
                                                      eps, None, block_rows, block_cols,
                                                      None if guess is None else _problem(guess, s, 1))
                         for s in range(n_batch)])
@@ -120,8 +120,8 @@ def lse_sweep(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor, eps: flo
     Returns ``r`` (S×N) and ``c`` (S×K).
     """
     parts = [logsumexp.lse_sweep_reference(_problem(x, s, 2), y[s], row_bias[s], eps,
-                                        lambda rows, r_rows, s=s: col_bias_of(s, rows, r_rows), block_rows,
-                                        None if guess is None else _problem(guess, s, 1))
+                                           lambda rows, r_rows, s=s: col_bias_of(s, rows, r_rows), block_rows,
+                                           None if guess is None else _problem(guess, s, 1))
              for s in range(y.shape[0])]
     return torch.stack([r for r, _ in parts]), torch.stack([c for _, c in parts])
 
