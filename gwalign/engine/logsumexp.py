@@ -34,6 +34,12 @@ def _online_lse(running_max: torch.Tensor, running_sum: torch.Tensor, logits: to
 GUESS_RANGE = 50.0
 
 
+def _within_guess(log_sums: torch.Tensor) -> bool:
+    """Whether every row's log2 sum relative to its guess lies within ±:data:`GUESS_RANGE` (a NaN
+    does not)."""
+    return bool(((log_sums > -GUESS_RANGE) & (log_sums < GUESS_RANGE)).all())
+
+
 def lse_rows_reference(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: float,
                        extra: Optional[torch.Tensor] = None, block_rows: int = 512,
                        block_cols: int = 2048, guess: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -110,7 +116,7 @@ def _lse_rows_guessed(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps:
                 tile.sub_(extra[i0:i1, j0:j1] * (LOG2_E / eps))
             sums += exp2_floored(tile).sum(dim=1)
         log_sums = torch.log2(sums)
-        if bool(((log_sums > -GUESS_RANGE) & (log_sums < GUESS_RANGE)).all()):
+        if _within_guess(log_sums):
             out[i0:i1] = (shift[i0:i1] + log_sums) * LN_2
         else:
             out[i0:i1] = lse_rows_reference(x[i0:i1], y, bias, eps, None if extra is None else extra[i0:i1],
@@ -174,7 +180,7 @@ def _shifted_exp2(x_aug: torch.Tensor, y_aug: torch.Tensor, col_term: torch.Tens
     if trusted:
         tile = exp2_floored(torch.addmm(col_term, x_aug, y_aug.T, out=out))
         log_sums = torch.log2(tile.sum(dim=1))
-        if bool(((log_sums > -GUESS_RANGE) & (log_sums < GUESS_RANGE)).all()):
+        if _within_guess(log_sums):
             return tile, shift, log_sums
     # Without the shift's column: a stale guess (even infinite) must not enter the logits.
     logits = torch.addmm(col_term, x_aug[:, :-1], y_aug[:, :-1].T, out=out)
