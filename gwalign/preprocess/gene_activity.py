@@ -127,6 +127,18 @@ def shared_projection(rna: np.ndarray, activity: np.ndarray, n_components: int =
     return (sides[0] @ basis).astype(np.float64), (sides[1] @ basis).astype(np.float64)
 
 
+def has_coordinates(rna_var: pd.DataFrame, atac_var: pd.DataFrame) -> bool:
+    """Whether an RNA ``var`` and an ATAC ``var`` carry the coordinates :func:`activity_features`
+    reads (the RNA columns are looked at first: they are rarer, and cheap to check)."""
+    if not ({"chrom", "start", "end"} <= set(rna_var.columns) or "interval" in rna_var.columns):
+        return False
+    try:
+        return regions(rna_var, Path("rna"), use_names=False) is not None and \
+            regions(atac_var, Path("atac"), use_names=True) is not None
+    except InputError:
+        return False
+
+
 def activity_features(rna, atac, rna_path: Path, atac_path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """Shared features of an RNA and an ATAC AnnData from their coordinates: the RNA expression and
     the ATAC gene activity of the genes that some peak reaches (at most :data:`MAX_GENES`, the

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from gwalign.config import RunConfig
+from gwalign.errors import GWAlignWarning
 from gwalign.io.content import numeric_matrix
 from gwalign.io.h5ad import InputError
 
 
 def shared_features(source, target, source_path: Path, target_path: Path, config: RunConfig):
-    """Shared features for fused GW: obsm keys, gene activity, else shared var names (log-normalised)."""
+    """Shared features for fused GW: obsm keys, gene activity, else shared var names
+    (log-normalised); ``None`` for plain GW, with a note when an RNA and an ATAC file carry the
+    coordinates ``--gene-activity`` reads."""
     if config.engine.solver.fgw_alpha == 0:
+        if _coordinates_unused(source, target, config):
+            warnings.warn(f"{source_path} and {target_path} carry genomic coordinates: --gene-activity "
+                          "(gene_activity=True) adds RNA expression against ATAC gene activity as shared features, "
+                          "which settle mirror images and missing cell types that geometry alone cannot",
+                          GWAlignWarning, stacklevel=3)
         return None
     if config.inputs.gene_activity:
         return _gene_activity(source, target, source_path, target_path, config)
@@ -61,3 +70,17 @@ def _gene_activity(source, target, source_path: Path, target_path: Path, config:
         return atac_features, rna_features
     rna_features, atac_features, _ = activity_features(source, target, source_path, target_path)
     return rna_features, atac_features
+
+
+def _coordinates_unused(source, target, config: RunConfig) -> bool:
+    """Whether one file is RNA and the other ATAC (given, or detected from the feature names) and
+    both carry the coordinates gene activity reads."""
+    from gwalign.preprocess.gene_activity import has_coordinates
+    from gwalign.preprocess.representation import detect_modality
+
+    given = (config.inputs.modality_source, config.inputs.modality_target)
+    modalities = [mode if mode != "auto" else detect_modality(adata.var_names) for mode, adata in zip(given, (source, target))]
+    if sorted(modalities) != ["atac", "rna"]:
+        return False
+    rna, atac = (source, target) if modalities[0] == "rna" else (target, source)
+    return has_coordinates(rna.var, atac.var)

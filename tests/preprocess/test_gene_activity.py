@@ -1,5 +1,6 @@
 """Gene activity from genomic coordinates: intervals, overlaps, the shared features and the run option."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,20 @@ def test_gene_activity_takes_its_own_weight_unless_given_one():
     assert RunConfig().engine.solver.fgw_alpha == 0.0
     with pytest.raises(ValueError, match="either gene_activity or joint_rep"):
         RunConfig.from_flat({"gene_activity": True, "joint_rep_source": "a", "joint_rep_target": "b"})
+
+
+def test_a_plain_run_on_files_with_coordinates_suggests_gene_activity():
+    from gwalign.errors import GWAlignWarning
+    from gwalign.preprocess.gene_activity import has_coordinates
+
+    rna, atac = make_linked_pair(n_cells=120, seed=3)
+    plain_rna, plain_atac = make_example_pair(n_cells=120)
+    assert has_coordinates(rna.var, atac.var)
+    assert not has_coordinates(plain_rna.var, atac.var)
+    with pytest.warns(GWAlignWarning, match="carry genomic coordinates: --gene-activity"):
+        gwalign.tl.align(rna, atac, copy=True, device="cpu", n_starts=1, max_iter=5, one_sided_check=False)
+    for pair, settings in (((rna, atac), {"gene_activity": True}), ((plain_rna, plain_atac), {})):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gwalign.tl.align(*pair, copy=True, device="cpu", n_starts=1, max_iter=5, one_sided_check=False, **settings)
+        assert not any("genomic coordinates" in str(w.message) for w in caught)
