@@ -23,7 +23,7 @@ from gwalign.threads import limited_threads, thread_limit
 from gwalign.io.content import same_rows
 from gwalign.io.h5ad import InputError, check_anndata, distinct_inputs, names_checksum, read_h5ad
 from gwalign.io.outputs import check_output_dir, name_limit, staged_outputs, write_json
-from gwalign.results.one_sided import one_sided_groups, suggestion
+from gwalign.results.one_sided import one_sided_groups, size_note, suggestion
 from gwalign.preprocess.representation import Representation, representation
 from gwalign.preprocess.row_scaling import pair_size_factor, scale_rows
 from gwalign.results.anndata_keys import add_outputs, joint_anndata
@@ -346,8 +346,9 @@ def annotate_pair(alignment: Alignment, prepared: PreparedPair, paths: tuple[Whe
                     labels=labels, info={**base, "role": role, "partner_file": paths[1 - side].name,
                                          "partner_obs_names_sha256": names_checksum(partner.obs_names)},
                     one_sided=None if check is None else check[side], kept=kept[side], partner_kept=kept[1 - side])
-    if advice is not None:
-        warnings.warn(advice, GWAlignWarning, stacklevel=3)
+    sizes = (int(kept[0].sum()), int(kept[1].sum()))
+    for note in filter(None, (advice, size_note(sizes, (paths[0].name, paths[1].name)))):
+        warnings.warn(note, GWAlignWarning, stacklevel=3)
     dataset_names = (paths[0].stem, paths[1].stem if paths[1].stem != paths[0].stem else f"{paths[1].stem}_target")
     aligned = tuple(adata if mask.all() else adata[mask] for adata, mask in zip(full, kept))
     joint_ad = joint_anndata(*aligned, dataset_names, label_keys)

@@ -112,3 +112,23 @@ def suggestion(check: tuple[OneSidedSide, OneSidedSide], source_name: str, targe
                   "marginal)" if source_flagged and not check[1].n_flagged else "try `--semi-relaxed`")
     return ("; ".join(parts) + ": they may have no counterpart (obs['gw_one_sided'] marks them); to let them go "
             f"unmatched, {advice}")
+
+
+#: A side with fewer than this share of the other side's cells gets :func:`size_note`. Each of its
+#: cells must then take the mass of several of the other side's, the situation of a sorted
+#: population aligned with a whole tissue; a choice, not a fit (docs/how-it-works/limits.md).
+SMALL_SIDE_SHARE = 0.25
+
+
+def size_note(n_cells: tuple[int, int], names: tuple[str, str]) -> Optional[str]:
+    """One line when one side has under :data:`SMALL_SIDE_SHARE` of the other's aligned cells, else
+    ``None``. Each side's distances are divided by their own mean, so GW matches the smaller side
+    to the whole of the larger at one scale whether it covers all of its cell types or only some;
+    the distances cannot tell which, and the one-sided check cannot either."""
+    small = int(np.argmin(n_cells))
+    if n_cells[small] >= SMALL_SIDE_SHARE * n_cells[1 - small]:
+        return None
+    return (f"{names[small]} has {n_cells[small]} cells against {n_cells[1 - small]} in {names[1 - small]}: GW "
+            f"matches it to the whole of {names[1 - small]}, so if it holds only some of that side's cell types, "
+            "cells of the others are matched (and labelled) as if they were of these; shared features "
+            "(--gene-activity, --fgw-alpha) can tell them apart")

@@ -86,6 +86,24 @@ def test_suggestion_names_the_file_and_the_remedy():
     assert "5 cells of rna.h5ad" in source and "gwalign run atac.h5ad rna.h5ad --semi-relaxed" in source
 
 
+def test_a_much_smaller_side_gets_a_size_note():
+    from gwalign.results.one_sided import size_note
+
+    assert size_note((150, 600), ("a.h5ad", "b.h5ad")) is None
+    note = size_note((600, 149), ("a.h5ad", "b.h5ad"))
+    assert note.startswith("b.h5ad has 149 cells against 600 in a.h5ad") and "--gene-activity" in note
+
+
+def test_twenty_cells_of_one_type_against_every_type_are_flagged_by_size():
+    from gwalign.datasets.example import make_example_pair
+    from gwalign.errors import GWAlignWarning
+
+    rna, atac = make_example_pair(n_cells=150)
+    progenitor = np.flatnonzero((rna.obs["cell_type"] == "progenitor").to_numpy())[:20]
+    with pytest.warns(GWAlignWarning, match="adata_a has 20 cells against 150 in adata_b"):
+        gwalign.tl.align(rna[progenitor].copy(), atac, copy=True, n_starts=1, max_iter=5, k=5, **CPU)
+
+
 def test_counterpart_evidence_lowers_the_confidence_of_the_extra_blob(extra_blob, blob_runs):
     from gwalign.results.transfer import transfer
 
