@@ -104,7 +104,11 @@ class PendingPaths:
         if self._tables is None:
             try:
                 self._waiting.get()
-                self._tables = [np.load(os.path.join(self._folder, f"{j}-out.npy")) for j in range(self._n_jobs)]
+                # Mapped, not read: reading a fresh table out of its file took longer than its
+                # search (docs/how-it-works/distances.md).
+                # Copy-on-write, so a caller may write to it; the mapping outlives the file.
+                self._tables = [np.load(os.path.join(self._folder, f"{j}-out.npy"), mmap_mode="c")
+                                for j in range(self._n_jobs)]
             finally:
                 shutil.rmtree(self._folder, ignore_errors=True)
         return self._tables
