@@ -104,9 +104,10 @@ class PendingPaths:
         if self._tables is None:
             try:
                 self._waiting.get()
-                # Mapped, not read: reading a fresh table out of its file took longer than its
-                # search (docs/how-it-works/distances.md).
-                # Copy-on-write, so a caller may write to it; the mapping outlives the file.
+                # Mapped, not read: a read copies the table into fresh pages (256 × 1,000,000:
+                # 7.5 s against 0.5 s mapped, with the checks that follow; docs/how-it-works/
+                # distances.md). Copy-on-write, so a caller may write to it; the mapping outlives
+                # the file.
                 self._tables = [np.load(os.path.join(self._folder, f"{j}-out.npy"), mmap_mode="c")
                                 for j in range(self._n_jobs)]
             finally:
