@@ -127,6 +127,9 @@ def main() -> None:
             parser.error("--pair bmmc-multiome needs --networkvi-sdist and --celloracle-wheel")
         rna, atac = bmmc_multiome_pair(args.networkvi_sdist, args.celloracle_wheel)
         types = args.types or []
+    unknown = sorted(set(types) - set(rna.obs[LABEL].astype(str)) - set(atac.obs[LABEL].astype(str)))
+    if unknown:
+        parser.error(f"--types: no cell of type {', '.join(map(repr, unknown))} in this pair")
     columns = " | ".join(f"--gene-activity, α = {alpha:g}: transfer (/ FOSCTTM)" for alpha in args.alpha)
     print(f"| removed | from | every default: transfer (/ FOSCTTM) | {columns} |")
     print("|---|---|" + "---|" * (1 + len(args.alpha)))

@@ -20,12 +20,11 @@ from gwalign.threads import limited_threads
 from gwalign.io.arrays import as_linear_cost, as_marginal, as_matrix, as_square_distances
 from gwalign.alignment import Alignment
 from gwalign.errors import GWAlignWarning
-from gwalign.geometry.build import coarse_factors
+from gwalign.geometry.build import CoarseFactors
 from gwalign.geometry.build import all_pairs_paths, distance_provider, graphs_and_paths
 from gwalign.geometry.build import factor_distances
 from gwalign.device import resolve_device
 from gwalign.device import timed_stage
-from gwalign.geometry.factors import CoarseFactors
 from gwalign.geometry.knn import KNNGraph
 from gwalign.distributed import Group, activated, share
 from gwalign.distributed.launch import lead
@@ -195,7 +194,7 @@ def _geometry(problem: _Problem, config: GWConfig, mode: str, device: torch.devi
     coarse = None
     coarse_k = config.finalist_k(n_source, n_target)
     if coarse_k is not None and points[0] is not None and points[1] is not None and config.lowrank_starts > 1:
-        coarse = coarse_factors(points, coarse_k, config, device, dtype, timings)
+        coarse = CoarseFactors(points, coarse_k, config, device, dtype, timings)
     return _Geometry(graphs, (dist_s, dist_t), coarse, to_device)
 
 

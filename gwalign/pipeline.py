@@ -347,7 +347,9 @@ def annotate_pair(alignment: Alignment, prepared: PreparedPair, paths: tuple[Whe
                                          "partner_obs_names_sha256": names_checksum(partner.obs_names)},
                     one_sided=None if check is None else check[side], kept=kept[side], partner_kept=kept[1 - side])
     sizes = (int(kept[0].sum()), int(kept[1].sum()))
-    for note in filter(None, (advice, size_note(sizes, (paths[0].name, paths[1].name)))):
+    notes = (advice, size_note(sizes, (paths[0].name, paths[1].name), config.engine.solver.fgw_alpha > 0,
+                               python=isinstance(paths[0], InMemory)))
+    for note in filter(None, notes):
         warnings.warn(note, GWAlignWarning, stacklevel=3)
     dataset_names = (paths[0].stem, paths[1].stem if paths[1].stem != paths[0].stem else f"{paths[1].stem}_target")
     aligned = tuple(adata if mask.all() else adata[mask] for adata, mask in zip(full, kept))

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from gwalign.config import GWConfig
 from gwalign.engine.schedule import ProgressCallback, SolveResult
-from gwalign.geometry.factors import CoarseFactors
+from gwalign.geometry.build import CoarseFactors
 from gwalign.geometry.factors import LowRankDistances
 from gwalign.engine.lowrank import LowRankGW
 from gwalign.engine.lowrank import SolverState
@@ -127,10 +127,9 @@ def solve_lowrank_gw(fs: LowRankDistances, ft: LowRankDistances, a: torch.Tensor
     def coarse_solver(rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray], a_: torch.Tensor,
                       b_: torch.Tensor, config_: GWConfig) -> Optional[Callable[[], LowRankGW]]:
         # Scores plans under the coarser graph's distances of these cells (finalist_k_factor);
-        # only its objectives are used, never its steps.
-        if coarse is None:
-            return None
-        return lambda: LowRankGW(*coarse(rows_s, rows_t), a_, b_, config_)
+        # only its objectives are used, never its steps. Begun here, before the screening.
+        factors = None if coarse is None else coarse.begin(rows_s, rows_t)
+        return None if factors is None else lambda: LowRankGW(*factors(), a_, b_, config_)
 
     # Semi-relaxed runs screen their starts as balanced GW (screened under the penalised objective,
     # plans that pour a source cluster onto a wrong target cluster win), then race the balanced

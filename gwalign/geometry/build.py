@@ -3,49 +3,88 @@
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Callable, Optional
 import numpy as np
 import torch
 from gwalign.config import AUTO_PRECOMPUTED_MAX_POINTS, GWConfig
 from gwalign.geometry.distances import DijkstraDistances, DistanceProvider, LandmarkDistances, PrecomputedDistances
-from gwalign.geometry.landmarks import PendingLandmarkPaths, landmark_paths, start_landmark_paths
-from gwalign.geometry.factors import factor_dense, factor_nystrom, factor_randomized
+from gwalign.geometry.landmarks import PendingLandmarkPaths, start_landmark_paths
+from gwalign.geometry.factors import LowRankDistances, factor_dense, factor_nystrom, factor_randomized
 from gwalign.geometry.knn import KNNGraph, knn_graph
-from gwalign.geometry.shortest_paths import shortest_paths_many
+from gwalign.geometry.shortest_paths import shortest_paths_many, start_shortest_paths
 
 
-def coarse_factors(points: tuple[torch.Tensor, torch.Tensor], coarse_k: int, config: GWConfig,
-                    device: torch.device, dtype: torch.dtype, timings: dict[str, float]):
-    """The factory the low-rank solver calls, once it has two finalists, for the coarser graph's
-    distances on the cells it compared them on: every cell, or the screening subsample
-    (GWConfig.finalist_k_factor). Distances as the run's own: exact geodesics (factorised by a
-    randomized range finder) where the run's are exact, landmark geodesics (Nyström factors)
-    where the run's are landmark, also on a subsample small enough for exact ones."""
-    # All-pairs paths on a 2,000-cell screening subsample took 2.5-3.0 s of a 45,000-cell GPU run
-    # (landmarks: 0.2 s): the run's own mode says what its size can afford.
-    exact = config.resolved_distance(points[0].shape[0], points[1].shape[0]) != "landmark"
+class CoarseFactors:
+    """The coarser graph's factors on given cells of each side, for the finalists' ranking
+    (``GWConfig.finalist_k_factor``): every cell, or the screening subsample. Distances as the
+    run's own: exact geodesics (factorised by a randomized range finder) where the run's are
+    exact, landmark geodesics (Nyström factors) where the run's are landmark, also on a subsample
+    small enough for exact ones.
 
-    def build(rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray]):
+    ``ahead`` (default: on a GPU): :meth:`begin` builds the graphs at once and leaves their
+    shortest paths to the worker pool while the screening keeps the device busy; otherwise nothing
+    is built until the ranking asks, which a run whose starts all end in one basin never does.
+    """
+
+    def __init__(self, points: tuple[torch.Tensor, torch.Tensor], coarse_k: int, config: GWConfig,
+                 device: torch.device, dtype: torch.dtype, timings: dict[str, float],
+                 ahead: Optional[bool] = None):
+        self.points, self.coarse_k, self.config = points, coarse_k, config
+        self.device, self.dtype, self.timings = device, dtype, timings
+        self.ahead = points[0].device.type == "cuda" if ahead is None else ahead
+        # All-pairs paths on a 2,000-cell screening subsample took 2.5-3.0 s of a 45,000-cell GPU
+        # run (landmarks: 0.2 s): the run's own mode says what its size can afford.
+        self.exact = config.resolved_distance(points[0].shape[0], points[1].shape[0]) != "landmark"
+
+    def __call__(self, rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray]
+                 ) -> tuple[LowRankDistances, LowRankDistances]:
+        """Both sides' factors on these rows (``None``: every row), built now."""
+        return self._started(rows_s, rows_t)()
+
+    def begin(self, rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray]
+              ) -> Callable[[], tuple[LowRankDistances, LowRankDistances]]:
+        """The call that returns these rows' factors: begun now when ``ahead``, else when called."""
+        if self.ahead:
+            return self._started(rows_s, rows_t)
+        return lambda: self(rows_s, rows_t)
+
+    def _started(self, rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray]
+                 ) -> Callable[[], tuple[LowRankDistances, LowRankDistances]]:
+        """Build the graphs and start their shortest paths; returns the call that waits for the
+        paths and factorises them (the time of both parts goes to ``finalist_distances``)."""
         tick = time.perf_counter()
+        config, seeds = self.config, [self.config.compute.seed, self.config.compute.seed + 1]
         cells = [x if rows is None else x[torch.as_tensor(rows, device=x.device)]
-                 for x, rows in ((points[0], rows_s), (points[1], rows_t))]
-        seeds = [config.compute.seed, config.compute.seed + 1]
-        graphs = [knn_graph(x, min(coarse_k, x.shape[0] - 1), weights=config.graph.edge_weights,
+                 for x, rows in zip(self.points, (rows_s, rows_t))]
+        graphs = [knn_graph(x, min(self.coarse_k, x.shape[0] - 1), weights=config.graph.edge_weights,
                             search=config.graph.knn_search, seed=seed) for x, seed in zip(cells, seeds)]
-        if exact and max(x.shape[0] for x in cells) <= AUTO_PRECOMPUTED_MAX_POINTS:
-            # A randomized range finder: about 10× faster than the full eigendecomposition, at the
-            # same error (docs/how-it-works/distances.md, "The coarser graph of the finalists").
-            tables = shortest_paths_many([(graph.matrix, np.arange(graph.n_points)) for graph in graphs])
-            factors = [factor_randomized(PrecomputedDistances.from_paths(table, device, dtype, seed).dense(),
-                                         config.distances.rank, seed=seed) for table, seed in zip(tables, seeds)]
+        exact = self.exact and max(x.shape[0] for x in cells) <= AUTO_PRECOMPUTED_MAX_POINTS
+        if exact:
+            pending = start_shortest_paths([(graph.matrix, np.arange(graph.n_points)) for graph in graphs])
         else:
             # Landmarks, as in the run itself: all-pairs paths would cost a large share of the run.
-            paths = landmark_paths(graphs, cells, config.distances.n_landmarks, seeds, config.distances.landmark_choice)
-            factors = [factor_distances(distance_provider("landmark", graph, None, device, dtype, config, seed, x, path), config.distances.rank)
-                       for graph, seed, x, path in zip(graphs, seeds, cells, paths)]
-        timings["finalist_distances"] = time.perf_counter() - tick
-        return factors[0], factors[1]
-    return build
+            pending = start_landmark_paths(graphs, cells, config.distances.n_landmarks, seeds,
+                                           config.distances.landmark_choice)
+        begun = time.perf_counter() - tick
+
+        def finish() -> tuple[LowRankDistances, LowRankDistances]:
+            tick = time.perf_counter()
+            if exact:
+                # A randomized range finder: about 10× faster than the full eigendecomposition, at
+                # the same error (docs/how-it-works/distances.md, "The coarser graph of the finalists").
+                factors = [factor_randomized(PrecomputedDistances.from_paths(table, self.device, self.dtype, seed).dense(),
+                                             config.distances.rank, seed=seed)
+                           for table, seed in zip(pending.result(), seeds)]
+            else:
+                factors = [factor_distances(distance_provider("landmark", graph, None, self.device, self.dtype, config,
+                                                              seed, x, path), config.distances.rank)
+                           for graph, seed, x, path in zip(graphs, seeds, cells, pending.result())]
+            self.timings["finalist_distances"] = begun + time.perf_counter() - tick
+            return factors[0], factors[1]
+        # A run whose starts all end in one basin never ranks finalists: its search is dropped.
+        weakref.finalize(finish, pending.discard)
+        return finish
 
 
 def factor_distances(provider: DistanceProvider, rank: int):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 import numpy as np
 import torch
 from gwalign.preprocess.svd import randomized_range
@@ -215,7 +215,3 @@ def nearest_sample_mass(factors: LowRankDistances, mass: torch.Tensor, rows: np.
     moved = torch.zeros(len(rows), dtype=mass.dtype, device=mass.device).index_add_(0, nearest, mass)
     return moved / moved.sum()
 
-
-#: Builds the coarser graph's factors (source, target) on the given rows of each side (``None``:
-#: every row), for the finalists' ranking (``GWConfig.finalist_k_factor``).
-CoarseFactors = Callable[[Optional[np.ndarray], Optional[np.ndarray]], tuple[LowRankDistances, LowRankDistances]]

@@ -127,16 +127,27 @@ def shared_projection(rna: np.ndarray, activity: np.ndarray, n_components: int =
     return (sides[0] @ basis).astype(np.float64), (sides[1] @ basis).astype(np.float64)
 
 
+#: Peak names :func:`has_coordinates` reads, evenly spaced: enough to find the chromosomes'
+#: naming, without parsing every name of a large file on each plain run.
+PEAKS_SAMPLED = 2000
+
+
 def has_coordinates(rna_var: pd.DataFrame, atac_var: pd.DataFrame) -> bool:
-    """Whether an RNA ``var`` and an ATAC ``var`` carry the coordinates :func:`activity_features`
-    reads (the RNA columns are looked at first: they are rarer, and cheap to check)."""
+    """Whether an RNA ``var`` and an ATAC ``var`` carry coordinates that :func:`activity_features`
+    can match: both readable, on chromosomes named alike (``chr1`` on both sides, not ``1``
+    against ``chr1``). The RNA columns are looked at first: they are rarer, and cheap to check;
+    the peaks are read from an evenly spaced sample (:data:`PEAKS_SAMPLED`)."""
     if not ({"chrom", "start", "end"} <= set(rna_var.columns) or "interval" in rna_var.columns):
         return False
+    step = max(1, len(atac_var) // PEAKS_SAMPLED)
     try:
-        return regions(rna_var, Path("rna"), use_names=False) is not None and \
-            regions(atac_var, Path("atac"), use_names=True) is not None
+        genes = regions(rna_var, Path("rna"), use_names=False)
+        peaks = regions(atac_var.iloc[::step], Path("atac"), use_names=True)
     except InputError:
         return False
+    if genes is None or peaks is None:
+        return False
+    return bool(np.intersect1d(genes.chrom[genes.chrom != ""], peaks.chrom[peaks.chrom != ""]).size)
 
 
 def activity_features(rna, atac, rna_path: Path, atac_path: Path) -> tuple[np.ndarray, np.ndarray, int]:

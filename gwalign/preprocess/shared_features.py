@@ -22,7 +22,8 @@ def shared_features(source, target, source_path: Path, target_path: Path, config
         if _coordinates_unused(source, target, config):
             warnings.warn(f"{source_path} and {target_path} carry genomic coordinates: --gene-activity "
                           "(gene_activity=True) adds RNA expression against ATAC gene activity as shared features, "
-                          "which settle mirror images and missing cell types that geometry alone cannot",
+                          "which help where geometry alone is ambiguous (mirror images, cell types missing "
+                          "on one side)",
                           GWAlignWarning, stacklevel=3)
         return None
     if config.inputs.gene_activity:
@@ -57,11 +58,8 @@ def _gene_activity(source, target, source_path: Path, target_path: Path, config:
     """:func:`~gwalign.preprocess.gene_activity.activity_features` with the ATAC side found by
     the files' modalities (given, or detected from the feature names)."""
     from gwalign.preprocess.gene_activity import activity_features
-    from gwalign.preprocess.representation import detect_modality
 
-    given = (config.inputs.modality_source, config.inputs.modality_target)
-    modalities = [mode if mode != "auto" else detect_modality(adata.var_names)
-                  for mode, adata in zip(given, (source, target))]
+    modalities = _modalities(source, target, config)
     if sorted(modalities) != ["atac", "rna"]:
         raise InputError(f"{source_path}, {target_path}: --gene-activity needs one RNA and one ATAC file "
                          f"(found {modalities[0]} and {modalities[1]})")
@@ -73,14 +71,22 @@ def _gene_activity(source, target, source_path: Path, target_path: Path, config:
 
 
 def _coordinates_unused(source, target, config: RunConfig) -> bool:
-    """Whether one file is RNA and the other ATAC (given, or detected from the feature names) and
-    both carry the coordinates gene activity reads."""
+    """Whether a run without shared features has one RNA and one ATAC file that both carry the
+    coordinates gene activity reads."""
     from gwalign.preprocess.gene_activity import has_coordinates
-    from gwalign.preprocess.representation import detect_modality
 
-    given = (config.inputs.modality_source, config.inputs.modality_target)
-    modalities = [mode if mode != "auto" else detect_modality(adata.var_names) for mode, adata in zip(given, (source, target))]
+    if config.inputs.joint_rep_source is not None:     # features given, at weight zero: their choice
+        return False
+    modalities = _modalities(source, target, config)
     if sorted(modalities) != ["atac", "rna"]:
         return False
     rna, atac = (source, target) if modalities[0] == "rna" else (target, source)
     return has_coordinates(rna.var, atac.var)
+
+
+def _modalities(source, target, config: RunConfig) -> list[str]:
+    """The two files' modalities: given, or detected from their feature names."""
+    from gwalign.preprocess.representation import detect_modality
+
+    given = (config.inputs.modality_source, config.inputs.modality_target)
+    return [mode if mode != "auto" else detect_modality(adata.var_names) for mode, adata in zip(given, (source, target))]

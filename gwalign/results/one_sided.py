@@ -120,15 +120,21 @@ def suggestion(check: tuple[OneSidedSide, OneSidedSide], source_name: str, targe
 SMALL_SIDE_SHARE = 0.25
 
 
-def size_note(n_cells: tuple[int, int], names: tuple[str, str]) -> Optional[str]:
+def size_note(n_cells: tuple[int, int], names: tuple[str, str], fused: bool = False,
+              python: bool = False) -> Optional[str]:
     """One line when one side has under :data:`SMALL_SIDE_SHARE` of the other's aligned cells, else
     ``None``. Each side's distances are divided by their own mean, so GW matches the smaller side
     to the whole of the larger at one scale whether it covers all of its cell types or only some;
-    the distances cannot tell which, and the one-sided check cannot either."""
+    the distances cannot tell which, and the one-sided check cannot either. ``fused``: the run
+    already has shared features, so none are suggested; ``python``: the suggestion names
+    :func:`gwalign.tl.align`'s arguments instead of the command line's."""
     small = int(np.argmin(n_cells))
     if n_cells[small] >= SMALL_SIDE_SHARE * n_cells[1 - small]:
         return None
-    return (f"{names[small]} has {n_cells[small]} cells against {n_cells[1 - small]} in {names[1 - small]}: GW "
-            f"matches it to the whole of {names[1 - small]}, so if it holds only some of that side's cell types, "
-            "cells of the others are matched (and labelled) as if they were of these; shared features "
-            "(--gene-activity, --fgw-alpha) can tell them apart")
+    note = (f"{names[small]} has {n_cells[small]} aligned cells against {n_cells[1 - small]} in "
+            f"{names[1 - small]}: GW matches it to the whole of {names[1 - small]}, so if it holds only some "
+            "of that side's cell types, cells of the others are matched (and labelled) as if they were of these")
+    if fused:
+        return note
+    remedy = "gene_activity=True, fgw_alpha" if python else "--gene-activity, --fgw-alpha"
+    return f"{note}; shared features ({remedy}) may tell them apart"

@@ -96,15 +96,27 @@ def test_gene_activity_takes_its_own_weight_unless_given_one():
 
 def test_a_plain_run_on_files_with_coordinates_suggests_gene_activity():
     from gwalign.errors import GWAlignWarning
+
+    rna, atac = make_linked_pair(n_cells=120, seed=3)
+    for pair in ((rna, atac), (atac, rna)):      # the ATAC file may come first
+        with pytest.warns(GWAlignWarning, match="carry genomic coordinates: --gene-activity"):
+            gwalign.tl.align(*pair, copy=True, device="cpu", n_starts=1, max_iter=5, one_sided_check=False)
+
+
+def test_no_suggestion_without_usable_coordinates_or_with_features_given():
     from gwalign.preprocess.gene_activity import has_coordinates
 
     rna, atac = make_linked_pair(n_cells=120, seed=3)
     plain_rna, plain_atac = make_example_pair(n_cells=120)
     assert has_coordinates(rna.var, atac.var)
     assert not has_coordinates(plain_rna.var, atac.var)
-    with pytest.warns(GWAlignWarning, match="carry genomic coordinates: --gene-activity"):
-        gwalign.tl.align(rna, atac, copy=True, device="cpu", n_starts=1, max_iter=5, one_sided_check=False)
-    for pair, settings in (((rna, atac), {"gene_activity": True}), ((plain_rna, plain_atac), {})):
+    ensembl = rna.copy()
+    ensembl.var["chrom"] = ensembl.var["chrom"].astype(str).str.replace("chr", "", regex=False)
+    assert not has_coordinates(ensembl.var, atac.var)      # "1" against "chr1": no gene would match
+    rna.obsm["features"], atac.obsm["features"] = np.ones((120, 3)), np.ones((120, 3))
+    runs = [((plain_rna, plain_atac), {}), ((ensembl, atac), {}),
+            ((rna, atac), {"joint_rep_source": "features", "joint_rep_target": "features"})]
+    for pair, settings in runs:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             gwalign.tl.align(*pair, copy=True, device="cpu", n_starts=1, max_iter=5, one_sided_check=False, **settings)

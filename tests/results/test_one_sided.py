@@ -91,7 +91,10 @@ def test_a_much_smaller_side_gets_a_size_note():
 
     assert size_note((150, 600), ("a.h5ad", "b.h5ad")) is None
     note = size_note((600, 149), ("a.h5ad", "b.h5ad"))
-    assert note.startswith("b.h5ad has 149 cells against 600 in a.h5ad") and "--gene-activity" in note
+    assert note.startswith("b.h5ad has 149 aligned cells against 600 in a.h5ad") and "--gene-activity" in note
+    assert "gene_activity=True" in size_note((600, 149), ("a", "b"), python=True)
+    # A fused run has its shared features already: the note says what happens, not what to add.
+    assert "shared features" not in size_note((600, 149), ("a.h5ad", "b.h5ad"), fused=True)
 
 
 def test_twenty_cells_of_one_type_against_every_type_are_flagged_by_size():
@@ -99,9 +102,13 @@ def test_twenty_cells_of_one_type_against_every_type_are_flagged_by_size():
     from gwalign.errors import GWAlignWarning
 
     rna, atac = make_example_pair(n_cells=150)
-    progenitor = np.flatnonzero((rna.obs["cell_type"] == "progenitor").to_numpy())[:20]
-    with pytest.warns(GWAlignWarning, match="adata_a has 20 cells against 150 in adata_b"):
-        gwalign.tl.align(rna[progenitor].copy(), atac, copy=True, n_starts=1, max_iter=5, k=5, **CPU)
+    progenitor = np.flatnonzero((rna.obs["cell_type"] == "progenitor").to_numpy())[:22]
+    small = rna[progenitor].copy()
+    counts = small.X.toarray() if hasattr(small.X, "toarray") else np.array(small.X)
+    counts[:2] = 0      # two cells without counts are not aligned, so not counted
+    small.X = type(small.X)(counts) if hasattr(small.X, "toarray") else counts
+    with pytest.warns(GWAlignWarning, match="adata_a has 20 aligned cells against 150 in adata_b"):
+        gwalign.tl.align(small, atac, copy=True, n_starts=1, max_iter=5, k=5, **CPU)
 
 
 def test_counterpart_evidence_lowers_the_confidence_of_the_extra_blob(extra_blob, blob_runs):
