@@ -37,17 +37,13 @@ class CoarseFactors:
         # run (landmarks: 0.2 s): the run's own mode says what its size can afford.
         self.exact = config.resolved_distance(points[0].shape[0], points[1].shape[0]) != "landmark"
 
-    def __call__(self, rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray]
-                 ) -> tuple[LowRankDistances, LowRankDistances]:
-        """Both sides' factors on these rows (``None``: every row), built now."""
-        return self._started(rows_s, rows_t)()
-
     def begin(self, rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray]
               ) -> Callable[[], tuple[LowRankDistances, LowRankDistances]]:
-        """The call that returns these rows' factors: begun now when ``ahead``, else when called."""
+        """The call that returns both sides' factors on these rows (``None``: every row): begun
+        now when ``ahead``, else when called."""
         if self.ahead:
             return self._started(rows_s, rows_t)
-        return lambda: self(rows_s, rows_t)
+        return lambda: self._started(rows_s, rows_t)()
 
     def _started(self, rows_s: Optional[np.ndarray], rows_t: Optional[np.ndarray]
                  ) -> Callable[[], tuple[LowRankDistances, LowRankDistances]]:
