@@ -14,8 +14,11 @@ from __future__ import annotations
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
+
+T = TypeVar("T")
 
 #: The limit of the innermost :func:`limited_threads`, read by the shortest-path pool.
 _current_limit: Optional[int] = None
@@ -23,6 +26,15 @@ _current_limit: Optional[int] = None
 
 #: Seconds between two readings of the load by :func:`follow_load` (a reading costs about 0.1 ms).
 LOAD_CHECK_INTERVAL = 0.5
+
+
+#: Whether the innermost :func:`limited_threads` flushes denormal floats: the flag lives in each
+#: thread's floating-point control register, so :func:`side_by_side`'s workers set it themselves.
+_flushing = False
+
+
+#: :func:`side_by_side`'s worker threads, one pool per size (idle workers wait; they do not spin).
+_pools: dict[int, ThreadPoolExecutor] = {}
 
 
 #: The innermost default-sized run's limit and when :func:`follow_load` last read the load;
@@ -122,11 +134,12 @@ def limited_threads(threads: Optional[int] = None) -> Iterator[int]:
     import torch
     from threadpoolctl import threadpool_limits
 
-    global _current_limit, _following
+    global _current_limit, _following, _flushing
     limit = max(1, min(int(threads), available_cores())) if threads is not None else default_threads()
-    saved = (_current_limit, torch.get_num_threads(), _numba_threads(), _following)
+    saved = (_current_limit, torch.get_num_threads(), _numba_threads(), _following, _flushing)
     _following = [available_cores(), time.monotonic()] if threads is None and not _confined() else None
     flushed = torch.set_flush_denormal(True)
+    _flushing = flushed or _flushing
     _current_limit = limit
     torch.set_num_threads(limit)
     _set_numba_threads(limit)
@@ -141,13 +154,53 @@ def limited_threads(threads: Optional[int] = None) -> Iterator[int]:
     finally:
         if hook is not None:
             sys.meta_path.remove(hook)
-        _current_limit, _following = saved[0], saved[3]
+        _current_limit, _following, _flushing = saved[0], saved[3], saved[4]
         torch.set_num_threads(saved[1])
         # numba imported inside the block gets back its own default (every core) afterwards.
         _set_numba_threads(saved[2] if saved[2] is not None or "numba" not in sys.modules
                            else sys.modules["numba"].config.NUMBA_NUM_THREADS)
         if flushed:
             torch.set_flush_denormal(False)
+
+
+def side_by_side(tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """The results of independent tasks of CPU tensor work, in order: with two tasks or more and
+    torch allowed two threads or more, each task runs on one thread of its own, as many at once as
+    torch's thread count, and torch's own threads are held at one meanwhile; else one after another.
+
+    The streamed passes are many small operations (a 500 × 2,000 tile each); torch's threads split
+    every one of them and wait for each other at its end, while one problem per core keeps each
+    core on its own tiles: a batch of Sinkhorn sweeps ran about a sixth faster on 2 cores, and
+    several times faster while another job held a core (docs/performance.md). A task's operations
+    are those of a one-thread run, which on the CPU gives the same bits as two threads
+    (``tests/test_threads.py``).
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    workers = min(len(tasks), previous)
+    # A split that leaves a core idle for a whole task (3 tasks on 2 cores) loses to torch's own
+    # threads unless every core has two tasks or more.
+    if workers < 2 or (len(tasks) % workers and len(tasks) < 2 * workers):
+        return [task() for task in tasks]
+    pool = _pools.get(workers)
+    if pool is None:
+        pool = _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="gwalign-cpu")
+    flush = _flushing
+
+    def run(task: Callable[[], T]) -> T:
+        # Per thread, both: OpenMP's thread count (which MKL follows) and the denormal flag of the
+        # worker's own floating-point register; without the first, each worker's GEMM starts a
+        # team of its own.
+        torch.set_num_threads(1)
+        torch.set_flush_denormal(flush)
+        return task()
+
+    torch.set_num_threads(1)
+    try:
+        return list(pool.map(run, tasks))
+    finally:
+        torch.set_num_threads(previous)
 
 
 class _NumbaImportHook:

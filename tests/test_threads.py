@@ -107,3 +107,50 @@ def test_this_process_busy_threads_are_its_own_not_other_jobs():
         for worker in workers:
             worker.join()
     assert own >= 2
+
+
+def test_side_by_side_keeps_order_restores_threads_and_raises():
+    torch.set_num_threads(2)
+    seen = []
+
+    def task(i):
+        seen.append(threading.current_thread().name)
+        return i * i
+
+    assert threads.side_by_side([lambda i=i: task(i) for i in range(6)]) == [i * i for i in range(6)]
+    assert torch.get_num_threads() == 2
+    # Three tasks on two threads would leave a core idle for a whole task: they run in turn.
+    seen.clear()
+    threads.side_by_side([lambda i=i: task(i) for i in range(3)])
+    assert set(seen) == {threading.current_thread().name}
+
+    def failing():
+        raise ValueError("task failed")
+
+    try:
+        threads.side_by_side([lambda: 1, failing])
+    except ValueError as err:
+        assert "task failed" in str(err)
+    else:
+        raise AssertionError("the task's error was lost")
+    assert torch.get_num_threads() == 2
+
+
+def test_sweeps_side_by_side_give_the_bits_of_one_after_another(monkeypatch):
+    """Batched Sinkhorn sweeps on the CPU's cores, one problem a core, equal the sweeps computed
+    one after another with torch's own two threads (the CPU path's results do not depend on it)."""
+    from gwalign.engine import ops
+
+    torch.set_num_threads(2)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(700, 12, generator=gen) * 0.3
+    y = torch.randn(4, 650, 12, generator=gen) * 0.3
+    bias = torch.randn(4, 650, generator=gen) * 0.1
+
+    def col_bias_of(s, rows, r_rows):
+        return -0.05 * r_rows + 0.01 * s
+
+    together = ops.lse_sweep(x, y, bias, 0.05, col_bias_of, 128)
+    monkeypatch.setattr(threads, "side_by_side", lambda tasks: [task() for task in tasks])
+    in_turn = ops.lse_sweep(x, y, bias, 0.05, col_bias_of, 128)
+    assert torch.equal(together[0], in_turn[0]) and torch.equal(together[1], in_turn[1])

@@ -246,12 +246,15 @@ class LowRankGW:
         synchronize(self.a.device)
         self.timings["sinkhorn"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        for state, result in zip(states, results):
+        # The plan's own column marginal: Sinkhorn may stop early, so it is not exactly b.
+        passes = ops.each_problem(self.a, [
+            lambda result=result: (ops.apply(result.plan, self.ft.phi, config.product_precision),
+                                   result.col_mass if result.col_mass is not None else ops.col_mass(result.plan))
+            for result in results])
+        for state, result, (pulled, col_mass) in zip(states, results, passes):
             state.plan, state.f, state.g = result.plan, result.f, result.g
-            state.pulled = ops.apply(result.plan, self.ft.phi, config.product_precision)
+            state.pulled, state.col_mass = pulled, col_mass
             state.gram = self.fs.phi.T @ state.pulled
-            # The plan's own column marginal: Sinkhorn may stop early, so it is not exactly b.
-            state.col_mass = result.col_mass if result.col_mass is not None else ops.col_mass(result.plan)
             state.sinkhorn_iters.append(result.n_iter)
             state.marginal_error = result.error
         synchronize(self.a.device)    # the passes are queued on a GPU: time them, not their launch

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from gwalign import distributed
+from gwalign import distributed, threads
 from gwalign.engine import logsumexp, stream
 from gwalign.engine.plan import FactoredPlan
 
@@ -96,10 +96,9 @@ def _lse_rows_local(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, eps: f
         raise ValueError("a dense extra cost is not supported for a batch of problems")
     operands = ((x, 2), (y, 2), (bias, 1)) + (() if guess is None else ((guess, 1),))
     n_batch = max(t.shape[0] for t, dim in operands if t.dim() > dim)
-    return torch.stack([logsumexp.lse_rows_reference(_problem(x, s, 2), _problem(y, s, 2), _problem(bias, s, 1),
-                                                     eps, None, block_rows, block_cols,
-                                                     None if guess is None else _problem(guess, s, 1))
-                        for s in range(n_batch)])
+    return torch.stack(each_problem(x, [lambda s=s: logsumexp.lse_rows_reference(
+        _problem(x, s, 2), _problem(y, s, 2), _problem(bias, s, 1), eps, None, block_rows, block_cols,
+        None if guess is None else _problem(guess, s, 1)) for s in range(n_batch)]))
 
 
 def sweep_fusable(x: torch.Tensor, y: torch.Tensor, extra: Optional[torch.Tensor], block_cols: int) -> bool:
@@ -119,11 +118,20 @@ def lse_sweep(x: torch.Tensor, y: torch.Tensor, row_bias: torch.Tensor, eps: flo
     row log-sum-exp; ``guess`` (N or S×N, optional) estimates the row log-sum-exps.
     Returns ``r`` (S×N) and ``c`` (S×K).
     """
-    parts = [logsumexp.lse_sweep_reference(_problem(x, s, 2), y[s], row_bias[s], eps,
-                                           lambda rows, r_rows, s=s: col_bias_of(s, rows, r_rows), block_rows,
-                                           None if guess is None else _problem(guess, s, 1))
-             for s in range(y.shape[0])]
+    parts = each_problem(x, [lambda s=s: logsumexp.lse_sweep_reference(
+        _problem(x, s, 2), y[s], row_bias[s], eps, lambda rows, r_rows: col_bias_of(s, rows, r_rows), block_rows,
+        None if guess is None else _problem(guess, s, 1)) for s in range(y.shape[0])])
     return torch.stack([r for r, _ in parts]), torch.stack([c for _, c in parts])
+
+
+def each_problem(like: torch.Tensor, tasks: list[Callable[[], Any]]) -> list[Any]:
+    """The tasks' results, one problem of a batch each, on the device of ``like``: side by side
+    on the CPU's cores (:func:`gwalign.threads.side_by_side`), one after another on a device that
+    queues them, and one after another in a distributed alignment, whose passes are collectives
+    every rank must enter in the same order."""
+    if like.device.type == "cpu" and distributed.active() is None:
+        return threads.side_by_side(tasks)
+    return [task() for task in tasks]
 
 
 def _problem(operand: torch.Tensor, index: int, unbatched_dim: int) -> torch.Tensor:
