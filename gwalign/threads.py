@@ -164,9 +164,10 @@ def limited_threads(threads: Optional[int] = None) -> Iterator[int]:
 
 
 def side_by_side(tasks: Sequence[Callable[[], T]]) -> list[T]:
-    """The results of independent tasks of CPU tensor work, in order: with two tasks or more and
-    torch allowed two threads or more, each task runs on one thread of its own, as many at once as
-    torch's thread count, and torch's own threads are held at one meanwhile; else one after another.
+    """The results of independent tasks of CPU tensor work, in order: with torch allowed two threads
+    or more and at least two tasks a thread, each task runs on one thread of its own, as many at
+    once as torch's thread count, and torch's own threads are held at one meanwhile; else one after
+    another.
 
     The streamed passes are many small operations (a 500 × 2,000 tile each); torch's threads split
     every one of them and wait for each other at its end, while one problem per core keeps each
@@ -179,9 +180,9 @@ def side_by_side(tasks: Sequence[Callable[[], T]]) -> list[T]:
 
     previous = torch.get_num_threads()
     workers = min(len(tasks), previous)
-    # A split that leaves a core idle for a whole task (3 tasks on 2 cores) loses to torch's own
-    # threads unless every core has two tasks or more.
-    if workers < 2 or (len(tasks) % workers and len(tasks) < 2 * workers):
+    # With fewer than two tasks a core, an uneven split leaves a core idle for a whole task, and even
+    # two tasks on two free cores ran a little slower than torch's own threads (docs/performance.md).
+    if workers < 2 or len(tasks) < 2 * workers:
         return [task() for task in tasks]
     pool = _pools.get(workers)
     if pool is None:
