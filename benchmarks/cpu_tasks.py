@@ -6,7 +6,8 @@ This script times :func:`gwalign.align` on a real pair both ways, alternating in
 ``--busy N`` busy-loop processes beside it and the thread count fixed by ``--threads`` (a
 default-sized run would see the loops and shrink its threads; a fixed count stands for load that
 the run cannot see, such as other virtual machines on the same host). "in turn" replaces
-:func:`~gwalign.threads.side_by_side` by a plain loop, which is how batches ran before.
+:func:`~gwalign.threads.side_by_side` by a plain loop: one problem after another, torch's own
+threads splitting each operation.
 
     python benchmarks/cpu_tasks.py --pair pbmc --busy 0 1 --threads 2 --repeats 3
 
