@@ -169,13 +169,13 @@ def side_by_side(tasks: Sequence[Callable[[], T]]) -> list[T]:
     once as torch's thread count, and torch's own threads are held at one meanwhile; else one after
     another.
 
-    The streamed passes are many small operations (a 500 × 2,000 tile each); torch's threads split
-    every one of them and wait for each other at its end, while one problem per core keeps each
-    core on its own tiles: a batch of Sinkhorn sweeps ran about a sixth faster on 2 cores, and
-    several times faster while another job held a core (docs/performance.md). A task's operations
-    are those of a one-thread run, which on the CPU gives the same bits as two threads
-    (``tests/test_threads.py``).
+    A task's operations are those of a one-thread run, which on the CPU gives the same bits as
+    two threads (``tests/test_threads.py``).
     """
+    # The streamed passes are many small operations (a 500 × 2,000 tile each): torch's threads
+    # split every one and wait for each other at its end, so a core that another job slows holds
+    # up all of them; one problem per core keeps each core on its own tiles (docs/performance.md,
+    # "Threads on shared cores").
     import torch
 
     previous = torch.get_num_threads()

@@ -10,11 +10,9 @@ import torch
 
 def symmetric_graph(lengths: np.ndarray, neighbours: np.ndarray, device: torch.device) -> sp.csr_matrix:
     """``G = max(A, Aᵀ)`` of the directed kNN graph ``A`` (row ``i`` holds ``neighbours[i]`` at
-    ``lengths[i]``), as a canonical CSR matrix (sorted indices, no duplicates).
-
-    On a GPU the edges are sorted there (:func:`_on_device`); SciPy's conversions took 60–70 ms of
-    host time a graph at 45,000 points and 1.9 s at 1,000,000 against 15 ms and 0.4–0.7 s, on the
-    critical path of a GPU run (docs/performance.md). Both give the same arrays.
+    ``lengths[i]``), as a canonical CSR matrix (sorted indices, no duplicates): by SciPy on the
+    host, or, for a run on a GPU, by one sort on the device (:func:`_on_device`), which gives the
+    same arrays.
 
     Parameters
     ----------
@@ -27,6 +25,9 @@ def symmetric_graph(lengths: np.ndarray, neighbours: np.ndarray, device: torch.d
     """
     n, k = neighbours.shape
     if device.type == "cuda":
+        # SciPy's conversions are host time on a GPU run's critical path: 60–70 ms a graph at
+        # 45,000 points and 1.9 s at 1,000,000, against 15 ms and 0.4–0.7 s sorted on an H100
+        # (docs/performance.md).
         return _on_device(lengths, neighbours, device)
     rows = np.repeat(np.arange(n), k)
     graph = sp.csr_matrix((lengths.ravel(), (rows, neighbours.ravel())), shape=(n, n))
